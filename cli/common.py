@@ -1,0 +1,86 @@
+"""What both commands share: one-line errors, multi-value options, progress bars."""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, Iterable, TypeVar
+
+import typer
+
+from scaledet.labelspace.errors import ScaledetError
+
+F = TypeVar("F", bound=Callable)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print ``error: message`` on one line to stderr and exit non-zero."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(func: F) -> F:
+    """Turn :class:`ScaledetError` (a user's mistake) into a one-line message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ScaledetError as err:
+            fail(str(err))
+        except KeyboardInterrupt:
+            fail("interrupted; earlier output is left as it was", code=130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def expand_multi_value_options(argv: list[str], options: Iterable[str]) -> list[str]:
+    """Let ``--datasets lvis coco o365`` mean ``--datasets lvis --datasets coco --datasets o365``.
+
+    Click options take one value each; researchers type space-separated lists (as in argparse's
+    ``nargs='+'``), so the values that follow a multi-value option up to the next ``-``-prefixed token
+    are rewritten as repeated options before click sees them. Commas also separate values.
+    """
+    options = set(options)
+    out: list[str] = []
+    current: str | None = None
+    for token in argv:
+        if token.startswith("-"):
+            name, eq, value = token.partition("=")
+            current = name if name in options else None
+            if current and eq:
+                out.extend(f"{current}={v}" for v in value.split(",") if v)
+                continue
+            if current:
+                continue
+            out.append(token)
+        elif current is not None:
+            out.extend([current, token] if "," not in token or "=" in token else
+                       [part for v in token.split(",") if v for part in (current, v)])
+        else:
+            out.append(token)
+    return out
+
+
+class TqdmProgress:
+    """A tqdm bar on stderr, shown for long work (disabled with ``--quiet``)."""
+
+    def __init__(self, total: int, desc: str, unit: str, disable: bool = False) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=disable,
+                         dynamic_ncols=True, leave=False)
+
+    def update(self, n: int) -> None:
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def progress_factory(desc: str, unit: str, quiet: bool) -> Callable[[int], TqdmProgress]:
+    return lambda total: TqdmProgress(total, desc, unit, disable=quiet)
+
+
+def run_app(app: typer.Typer, prog_name: str, multi_value_options: Iterable[str] = ()) -> None:
+    argv = expand_multi_value_options(sys.argv[1:], multi_value_options)
+    app(args=argv, prog_name=prog_name)

@@ -1,0 +1,270 @@
+"""Readers for the taxonomy formats people actually have on disk.
+
+Each reader returns a :class:`~.taxonomy.Taxonomy`. Supported:
+
+* COCO-style JSON ``categories`` (COCO, LVIS with synonyms / synset / frequency / def, Objects365,
+  ODinW / Roboflow exports). The file is *streamed* with ijson, so the categories of a 1 GB LVIS
+  annotation file are read without loading its annotations.
+* OpenImages ``class-descriptions*.csv`` (``MID,DisplayName``, no header) with an optional
+  ``bbox_labels_600_hierarchy.json`` giving parents.
+* YOLO ``data.yaml`` with a ``names`` list or ``{index: name}`` mapping.
+* Plain text, one class name per line (blank lines and ``#`` comments ignored).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import TaxonomyError
+from .taxonomy import Category, Taxonomy, apply_lenient_fixes
+
+#: File suffix → format name; ``read_taxonomy_file`` dispatches on it.
+FORMAT_BY_SUFFIX = {
+    ".json": "coco-json",
+    ".csv": "openimages-csv",
+    ".yaml": "yolo-yaml",
+    ".yml": "yolo-yaml",
+    ".txt": "names-txt",
+}
+
+
+def sha256_of_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so large annotation files do not fill memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise TaxonomyError(f"{path}: file not found")
+
+
+def read_taxonomy_file(key: str, path: str | Path, hierarchy: str | Path | None = None) -> Taxonomy:
+    """Read any supported format, chosen by the file's suffix."""
+    path = Path(path)
+    _require_file(path)
+    fmt = FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMAT_BY_SUFFIX))
+        raise TaxonomyError(f"{path}: unsupported taxonomy format {path.suffix!r} (known: {known})")
+    if hierarchy is not None and fmt != "openimages-csv":
+        raise TaxonomyError(f"{hierarchy}: a hierarchy file only goes with an OpenImages CSV, not {path.name}")
+    if fmt == "coco-json":
+        return read_coco_json(key, path)
+    if fmt == "openimages-csv":
+        return read_openimages_csv(key, path, hierarchy)
+    if fmt == "yolo-yaml":
+        return read_yolo_yaml(key, path)
+    return read_names_txt(key, path)
+
+
+# --------------------------------------------------------------------------- COCO-style JSON
+def _iter_json_categories(path: Path) -> Iterable[dict[str, Any]]:
+    """Stream ``categories`` items from a JSON object without materialising the rest of the file."""
+    import ijson
+
+    found_any = False
+    try:
+        with open(path, "rb") as handle:
+            for item in ijson.items(handle, "categories.item", use_float=True):
+                found_any = True
+                yield item
+        if not found_any:
+            _explain_missing_categories(path)
+    except ijson.JSONError as err:
+        raise TaxonomyError(f"{path}: malformed JSON ({_one_line(err)})") from None
+
+
+def _explain_missing_categories(path: Path) -> None:
+    """Second pass, only on the error path: say whether the key is absent, empty or not a list."""
+    import ijson
+
+    with open(path, "rb") as handle:
+        for prefix, event, value in ijson.parse(handle):
+            if prefix == "" and event in ("start_array", "string", "number", "boolean", "null"):
+                raise TaxonomyError(f"{path}: expected a JSON object with a 'categories' list")
+            if prefix == "categories" and event not in ("start_array", "end_array"):
+                raise TaxonomyError(f"{path}: 'categories' is not a list")
+            if prefix == "categories" and event == "end_array":
+                raise TaxonomyError(f"{path}: 'categories' is empty")
+    raise TaxonomyError(f"{path}: no 'categories' key in the JSON object")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200]
+
+
+def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonomy:
+    """COCO-style ``{"categories": [{"id", "name", ...}]}``; LVIS fields are kept when present.
+
+    ``lenient=True`` is for official lists with known quirks (see :func:`~.taxonomy.apply_lenient_fixes`):
+    repeated names get distinct global ids and blank-named placeholders are dropped, instead of errors."""
+    path = Path(path)
+    _require_file(path)
+    categories = []
+    for position, raw in enumerate(_iter_json_categories(path)):
+        if not isinstance(raw, dict) or "id" not in raw or "name" not in raw:
+            raise TaxonomyError(f"{path}: category #{position} needs 'id' and 'name' fields")
+        raw_id, name = raw["id"], raw["name"]
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (int, str)):
+            raise TaxonomyError(f"{path}: category #{position} has a non-integer id {raw_id!r}")
+        if not isinstance(name, str):
+            raise TaxonomyError(f"{path}: category id {raw_id} has a non-text name {name!r}")
+        synonyms = raw.get("synonyms") or []
+        if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
+            raise TaxonomyError(f"{path}: category id {raw_id} has malformed 'synonyms' (want a list of text)")
+        categories.append(
+            Category(
+                local_id=str(raw_id),
+                name=name.strip(),
+                synonyms=tuple(s.strip() for s in synonyms),
+                synset=raw.get("synset"),
+                frequency=raw.get("frequency"),
+                definition=raw.get("def"),
+            )
+        )
+    # COCO-style files are not always sorted by id (their order is arbitrary); sorting by id makes the
+    # union's order a function of the content, not of how the file was written.
+    categories.sort(key=lambda c: _numeric_first(c.local_id))
+    extra: dict = {}
+    if lenient:
+        categories, extra = apply_lenient_fixes(categories)
+    return Taxonomy(key, tuple(categories), str(path), sha256_of_file(path), "coco-json", extra)
+
+
+def _numeric_first(local_id: str) -> tuple[int, int | str]:
+    return (0, int(local_id)) if local_id.lstrip("-").isdigit() else (1, local_id)
+
+
+# --------------------------------------------------------------------------- OpenImages
+def _openimages_rows(path: Path) -> list[tuple[str, str]]:
+    rows = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        try:
+            for line_number, row in enumerate(csv.reader(handle), start=1):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) != 2:
+                    raise TaxonomyError(
+                        f"{path}:{line_number}: expected 2 columns MID,DisplayName, found {len(row)}"
+                    )
+                mid, name = row[0].strip(), row[1].strip()
+                if line_number == 1 and not mid.startswith("/m/") and not mid.startswith("/g/"):
+                    continue  # a header line such as "LabelName,DisplayName"
+                rows.append((mid, name))
+        except csv.Error as err:
+            raise TaxonomyError(f"{path}: malformed CSV ({_one_line(err)})") from None
+        except UnicodeDecodeError:
+            raise TaxonomyError(f"{path}: not UTF-8 text") from None
+    return rows
+
+
+def read_openimages_hierarchy(path: str | Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Parents (``Subcategory`` links) and wholes (``Part`` links) of every MID in the hierarchy JSON.
+
+    The hierarchy is a graph, not a tree: a MID can appear under several parents, so both maps hold lists.
+    The synthetic root ``/m/0bl9f`` ("Entity") is not a class and is not recorded as a parent.
+    """
+    path = Path(path)
+    _require_file(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            root = json.load(handle)
+    except json.JSONDecodeError as err:
+        raise TaxonomyError(f"{path}: malformed JSON ({_one_line(err)})") from None
+    if not isinstance(root, dict) or "LabelName" not in root:
+        raise TaxonomyError(f"{path}: not an OpenImages hierarchy (no 'LabelName' at the top)")
+    parents: dict[str, list[str]] = {}
+    part_of: dict[str, list[str]] = {}
+
+    def add(mapping: dict[str, list[str]], child: str, parent: str) -> None:
+        if parent != root["LabelName"] and parent not in mapping.setdefault(child, []):
+            mapping[child].append(parent)
+
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        name = node["LabelName"]
+        for child in node.get("Subcategory", []):
+            add(parents, child["LabelName"], name)
+            stack.append(child)
+        for part in node.get("Part", []):
+            add(part_of, part["LabelName"], name)
+            stack.append(part)
+    return parents, part_of
+
+
+def read_openimages_csv(key: str, path: str | Path, hierarchy: str | Path | None = None,
+                        lenient: bool = False) -> Taxonomy:
+    """OpenImages class descriptions (``MID,DisplayName``), in file order, with optional hierarchy."""
+    path = Path(path)
+    _require_file(path)
+    rows = _openimages_rows(path)
+    parents: dict[str, list[str]] = {}
+    part_of: dict[str, list[str]] = {}
+    extra = {}
+    if hierarchy is not None:
+        parents, part_of = read_openimages_hierarchy(hierarchy)
+        extra["hierarchy"] = {"source": str(hierarchy), "sha256": sha256_of_file(Path(hierarchy))}
+    present = {mid for mid, _ in rows}
+    categories = [
+        Category(
+            local_id=mid,
+            name=name,
+            parents=tuple(p for p in parents.get(mid, []) if p in present),
+            part_of=tuple(p for p in part_of.get(mid, []) if p in present),
+        )
+        for mid, name in rows
+    ]
+    if lenient:
+        categories, fixes = apply_lenient_fixes(categories)
+        extra.update(fixes)
+    return Taxonomy(key, tuple(categories), str(path), sha256_of_file(path), "openimages-csv", extra)
+
+
+# --------------------------------------------------------------------------- YOLO and plain text
+def read_yolo_yaml(key: str, path: str | Path) -> Taxonomy:
+    """YOLO ``data.yaml``: ``names`` as a list (index = class id) or an ``{id: name}`` mapping."""
+    import yaml
+
+    path = Path(path)
+    _require_file(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        raise TaxonomyError(f"{path}: malformed YAML ({_one_line(err)})") from None
+    if not isinstance(document, dict) or "names" not in document:
+        raise TaxonomyError(f"{path}: no 'names' list in the YAML file")
+    names = document["names"]
+    if isinstance(names, list):
+        pairs = list(enumerate(names))
+    elif isinstance(names, dict):
+        pairs = sorted(names.items(), key=lambda item: _numeric_first(str(item[0])))
+    else:
+        raise TaxonomyError(f"{path}: 'names' must be a list or a mapping, not {type(names).__name__}")
+    categories = []
+    for class_id, name in pairs:
+        if not isinstance(name, str):
+            raise TaxonomyError(f"{path}: class {class_id} has a non-text name {name!r}")
+        categories.append(Category(local_id=str(class_id), name=name.strip()))
+    return Taxonomy(key, tuple(categories), str(path), sha256_of_file(path), "yolo-yaml")
+
+
+def read_names_txt(key: str, path: str | Path) -> Taxonomy:
+    """One class name per line; the local id is the 0-based position among the names."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise TaxonomyError(f"{path}: not UTF-8 text") from None
+    names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    categories = tuple(Category(local_id=str(i), name=name) for i, name in enumerate(names))
+    return Taxonomy(key, categories, str(path), sha256_of_file(path), "names-txt")

@@ -1,0 +1,153 @@
+"""Label-label cosine similarity, written as Parquet, read back as a torch tensor.
+
+Schema (docs/outputs.md): one row per stored pair, columns ``i`` (int32, row label index), ``j`` (int32,
+column label index), ``sim`` (float32, cosine of the two label embeddings), sorted by ``i`` then by ``sim``
+descending for ``topk`` or by ``j`` for ``dense``. The file's key-value metadata ``scaledet`` holds JSON:
+``{"kind": "dense" | "topk", "n_labels": N, "k": K | null}``.
+
+* ``dense``: every pair, diagonal included (the soft-label targets for a union of a few thousand labels).
+* ``topk``: for each label its K most similar labels (itself included), computed block by block so memory
+  stays bounded at 100k labels; absent pairs read back as 0.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import OutputError, ScaledetError
+
+SCHEMA = pa.schema([("i", pa.int32()), ("j", pa.int32()), ("sim", pa.float32())])
+#: Above this many labels ``--similarity auto`` chooses ``topk``: a dense matrix of 20k labels is already
+#: 400M pairs (1.6 GB of float32), more than the soft loss needs.
+AUTO_DENSE_MAX_LABELS = 20_000
+DEFAULT_TOP_K = 64
+
+
+def resolve_similarity_kind(kind: str, n_labels: int, top_k: int | None) -> tuple[str, int | None]:
+    if kind not in ("auto", "dense", "topk"):
+        raise ScaledetError(f"--similarity {kind!r}: choose dense, topk or auto")
+    if top_k is not None and top_k <= 0:
+        raise ScaledetError(f"--top-k {top_k}: must be a positive number of neighbours")
+    if kind == "auto":
+        kind = "dense" if n_labels <= AUTO_DENSE_MAX_LABELS else "topk"
+    if kind == "topk":
+        return kind, min(top_k or DEFAULT_TOP_K, n_labels)
+    return kind, None
+
+
+def _blocks(n: int, block_rows: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, block_rows):
+        yield start, min(n, start + block_rows)
+
+
+def dense_blocks(embeddings: np.ndarray, block_rows: int = 1024) -> Iterator[pa.RecordBatch]:
+    n = embeddings.shape[0]
+    columns = np.arange(n, dtype=np.int32)
+    for start, stop in _blocks(n, block_rows):
+        block = embeddings[start:stop] @ embeddings.T
+        rows = np.repeat(np.arange(start, stop, dtype=np.int32), n)
+        yield pa.record_batch([pa.array(rows), pa.array(np.tile(columns, stop - start)),
+                               pa.array(block.astype(np.float32).ravel())], schema=SCHEMA)
+
+
+def topk_blocks(embeddings: np.ndarray, k: int, block_rows: int = 1024) -> Iterator[pa.RecordBatch]:
+    """Each row's k nearest labels by cosine, holding only a block_rows × N score matrix at a time."""
+    n = embeddings.shape[0]
+    for start, stop in _blocks(n, block_rows):
+        scores = embeddings[start:stop] @ embeddings.T
+        if k < n:
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        else:
+            top = np.broadcast_to(np.arange(n), scores.shape).copy()
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1).astype(np.int32)
+        top_scores = np.take_along_axis(top_scores, order, axis=1).astype(np.float32)
+        rows = np.repeat(np.arange(start, stop, dtype=np.int32), top.shape[1])
+        yield pa.record_batch([pa.array(rows), pa.array(top.ravel()), pa.array(top_scores.ravel())],
+                              schema=SCHEMA)
+        del scores
+
+
+def write_similarity(path: Path, embeddings: np.ndarray, kind: str, k: int | None = None,
+                     block_rows: int = 1024, progress: Callable[[int], None] | None = None) -> int:
+    """Stream the similarity pairs to ``path``; returns the number of rows written."""
+    n = embeddings.shape[0]
+    metadata = {b"scaledet": json.dumps({"kind": kind, "n_labels": n, "k": k}).encode()}
+    batches = dense_blocks(embeddings, block_rows) if kind == "dense" else topk_blocks(embeddings, k, block_rows)
+    written = 0
+    with pq.ParquetWriter(path, SCHEMA.with_metadata(metadata), compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            written += batch.num_rows
+            if progress:
+                progress(batch.num_rows // (n if kind == "dense" else k))  # labels done in this block
+    return written
+
+
+def read_similarity_meta(path: Path) -> dict:
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid) as err:
+        raise OutputError(f"{path}: not a readable Parquet file ({' '.join(str(err).split())[:120]})") from None
+    if b"scaledet" not in metadata:
+        raise OutputError(f"{path}: not a scaledet similarity file (no 'scaledet' metadata)")
+    return json.loads(metadata[b"scaledet"])
+
+
+class SimilarityMatrix:
+    """The label-label similarities aligned with the label index, as torch tensors.
+
+    The detector only asks for the rows of the labels assigned to its regions (``rows``), which works
+    the same for the dense and the top-k file; ``dense()`` materialises all of it for small unions.
+    """
+
+    def __init__(self, kind: str, n_labels: int, i: np.ndarray, j: np.ndarray, sim: np.ndarray,
+                 k: int | None = None) -> None:
+        import torch
+
+        self.kind, self.n_labels, self.k = kind, n_labels, k
+        if kind == "dense":
+            matrix = np.zeros((n_labels, n_labels), dtype=np.float32)
+            matrix[i, j] = sim
+            self._dense = torch.from_numpy(matrix)
+            self._sparse = None
+        else:
+            self._dense = None
+            indices = torch.from_numpy(np.stack([i, j]).astype(np.int64))
+            self._sparse = torch.sparse_coo_tensor(indices, torch.from_numpy(sim), (n_labels, n_labels)).coalesce().to_sparse_csr()
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SimilarityMatrix":
+        path = Path(path)
+        meta = read_similarity_meta(path)
+        table = pq.read_table(path, columns=["i", "j", "sim"])
+        i = table.column("i").to_numpy()
+        j = table.column("j").to_numpy()
+        sim = table.column("sim").to_numpy()
+        n = int(meta["n_labels"])
+        if len(i) and (i.max() >= n or j.max() >= n or min(i.min(), j.min()) < 0):
+            raise OutputError(f"{path}: indices outside 0..{n - 1}")
+        if meta["kind"] == "dense" and len(i) != n * n:
+            raise OutputError(f"{path}: dense file has {len(i)} rows, expected {n}×{n}")
+        return cls(meta["kind"], n, i, j, sim, meta.get("k"))
+
+    def rows(self, indices):
+        """(len(indices) × N) float32 tensor of the similarities of the given labels to all labels."""
+        import torch
+
+        if self._dense is not None:
+            return self._dense.index_select(0, indices.cpu()).to(indices.device)
+        selected = [self._sparse[int(r)].to_dense() for r in indices.cpu()]
+        if not selected:
+            return torch.zeros((0, self.n_labels))
+        return torch.stack(selected).to(indices.device)
+
+    def dense(self):
+        return self._dense if self._dense is not None else self._sparse.to_dense()
+
