@@ -1,0 +1,80 @@
+"""``scaledet-labels`` as a user runs it: the main flows, and one-line errors that keep earlier output."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "ls"
+    names = out.parent / "warehouse.txt"
+    names.write_text("forklift\npallet\nsneakers\n")
+    done = run_cli("scaledet-labels", "build", "--datasets", "coco", "odinw/Aquarium", "--dataset-file",
+                   f"warehouse={names}", "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    return out, done
+
+
+def test_build_prints_a_summary_table(small_build):
+    out, done = small_build
+    assert "coco" in done.stdout and "odinw/Aquarium" in done.stdout and "warehouse" in done.stdout
+    assert "90" in done.stdout  # 80 + 7 + 3 labels in the union row
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [d["key"] for d in manifest["datasets"]] == ["coco", "odinw/Aquarium", "warehouse"]
+
+
+def test_list_and_inspect(small_build):
+    out, _ = small_build
+    listed = run_cli("scaledet-labels", "list", "--out", str(out))
+    assert listed.returncode == 0 and "odinw/Aquarium" in listed.stdout and "names-txt" in listed.stdout
+    shown = run_cli("scaledet-labels", "inspect", "sneakers", "--out", str(out), "--json", "--top", "3")
+    assert shown.returncode == 0, shown.stderr
+    (report,) = json.loads(shown.stdout)
+    assert report["global_id"] == "warehouse/sneakers" and len(report["neighbours"]) == 3
+    table = run_cli("scaledet-labels", "inspect", "fish", "--out", str(out))
+    assert "odinw/Aquarium/fish" in table.stdout and "cosine" in table.stdout
+
+
+BAD_INVOCATIONS = {
+    "unknown key": (["--datasets", "coco2"], "unknown dataset key 'coco2'"),
+    "no equals": (["--dataset-file", "mine"], "--dataset-file 'mine': expected NAME=PATH"),
+    "missing file": (["--dataset-file", "mine=/nonexistent/cats.json"], "/nonexistent/cats.json: file not found"),
+    "unknown encoder": (["--datasets", "coco", "--encoder", "bert9"], "--encoder 'bert9': unknown encoder"),
+    "clip without weights": (["--datasets", "coco", "--encoder", "clip"], "needs --clip-weights"),
+    "bad top-k": (["--datasets", "coco", "--similarity", "topk", "--top-k", "0"], "--top-k 0"),
+    "bad template": (["--datasets", "coco", "--template", "a photo"], "--template 'a photo'"),
+    "twice": (["--datasets", "coco", "coco"], "dataset key 'coco' is given twice"),
+    "bad similarity": (["--datasets", "coco", "--similarity", "sparse"], "--similarity 'sparse'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INVOCATIONS))
+def test_bad_input_is_one_line_and_keeps_the_previous_build(small_build, case):
+    out, _ = small_build
+    before = (out / "manifest.json").read_bytes()
+    args, expected = BAD_INVOCATIONS[case]
+    done = run_cli("scaledet-labels", "build", *args, "--out", str(out), "--quiet")
+    assert done.returncode == 2
+    assert expected in done.stderr and done.stderr.startswith("error: ")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert (out / "manifest.json").read_bytes() == before
+
+
+def test_malformed_user_file_names_the_file(small_build, tmp_path):
+    out, _ = small_build
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}')
+    done = run_cli("scaledet-labels", "build", "--dataset-file", f"mine={bad}", "--out", str(out))
+    assert done.returncode == 2 and f"{bad}: duplicate category id 1" in done.stderr
+
+
+def test_inspect_errors(small_build, tmp_path):
+    out, _ = small_build
+    missing = run_cli("scaledet-labels", "inspect", "cat", "--out", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "not a labelspace build" in missing.stderr
+    unknown = run_cli("scaledet-labels", "inspect", "zeppelin", "--out", str(out))
+    assert unknown.returncode == 2 and "no label named 'zeppelin'" in unknown.stderr
