@@ -22,7 +22,7 @@ from .outputs import (EMBEDDINGS_FILE, FORMAT, LABELS_FILE, MANIFEST_FILE, SIMIL
                       atomic_directory, labels_table, write_json)
 from .prompts import resolve_templates
 from .readers import read_taxonomy_file
-from .similarity import resolve_similarity_kind, write_similarity
+from .similarity import resolve_similarity_kind, write_similarity_cached
 from .taxonomy import Taxonomy, validate_dataset_key
 from .union import Label, build_union
 
@@ -103,7 +103,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
         pq.write_table(labels_table(labels, template_list), staging / LABELS_FILE, compression="zstd")
         np.save(staging / EMBEDDINGS_FILE, embeddings)
         tick = similarity_progress(len(labels)) if similarity_progress else None
-        rows = write_similarity(staging / SIMILARITY_FILE, embeddings, kind, k, progress=tick)
+        rows = write_similarity_cached(staging / SIMILARITY_FILE, embeddings, kind, k, progress=tick)
         write_json(staging / MANIFEST_FILE, {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

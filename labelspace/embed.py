@@ -55,11 +55,11 @@ def embed_prompt_names(names: list[str], templates: tuple[str, ...], encoder: Te
             cache.add(new_keys, encoded)
         vectors.update(zip(new_keys, encoded))
     dim = encoder.dim
-    per_name = {}
-    for name in unique_names:
-        stacked = np.stack([vectors[entry_key(identity, t, name)] for t in templates])
-        per_name[name] = stacked.mean(axis=0)
-    matrix = np.stack([per_name[n] for n in names]) if names else np.zeros((0, dim), np.float32)
+    # jobs are name-major, so the (names × templates × D) block is one reshape away
+    stacked = np.stack([vectors[k] for _, _, k in jobs]) if jobs else np.zeros((0, dim), np.float32)
+    per_name = stacked.reshape(len(unique_names), len(templates), dim).mean(axis=1)
+    row_of = {name: row for row, name in enumerate(unique_names)}
+    matrix = per_name[[row_of[n] for n in names]] if names else np.zeros((0, dim), np.float32)
     stats = EmbedStats(texts=len(jobs), cache_hits=len(cached), encoded=len(missing),
                        discarded_shards=len(cache.discarded) if cache is not None else 0)
     return l2_normalize(matrix), stats

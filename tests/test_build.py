@@ -147,3 +147,15 @@ def test_atomic_directory_keeps_previous_output_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert (final / "manifest.json").read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_similarity_file_is_reused_only_when_its_checksum_holds(minilm, tmp_path, capfd):
+    from scaledet.labelspace.cache_dir import cache_root
+
+    taxonomies = load_taxonomies(["odinw/PascalVOC"], [])
+    build_labelspace(taxonomies, minilm, tmp_path / "a")
+    cached = sorted((cache_root() / "similarity").glob("*.parquet"), key=lambda p: p.stat().st_mtime)[-1]
+    cached.write_bytes(cached.read_bytes()[:-100] + bytes(100))
+    build_labelspace(taxonomies, minilm, tmp_path / "b")
+    assert "failed its checksum" in capfd.readouterr().err
+    assert (tmp_path / "b" / "similarity.parquet").read_bytes() == (tmp_path / "a" / "similarity.parquet").read_bytes()
