@@ -55,3 +55,59 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     script = Path(sys.executable).with_name(command)
     return subprocess.run([str(script), *rest], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=900)
+
+
+# --------------------------------------------------------------------------- detector fixtures
+TINY_MODEL = {"backbone": "resnet18", "min_size": 128, "max_size": 128, "roi_batch_size_per_image": 64,
+              "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 150,
+              "rpn_pre_nms_top_n_test": 150, "rpn_post_nms_top_n_test": 100}
+
+
+@pytest.fixture(scope="session")
+def shapes_world(tmp_path_factory, minilm):
+    """Two small generated COCO datasets naming the same shapes differently, and their labelspace build.
+
+    ``shapesa`` says circle / square / triangle; ``shapesb`` says round disk / box and ignores triangles.
+    """
+    from scaledet.detector.synthetic import SyntheticDatasetSpec, write_coco_dataset
+    from scaledet.labelspace import DatasetFile, build_labelspace, load_taxonomies
+
+    root = tmp_path_factory.mktemp("shapes")
+    specs = [
+        SyntheticDatasetSpec("shapesa", lambda shape, colour: shape, ["circle", "square", "triangle"]),
+        SyntheticDatasetSpec("shapesb", lambda shape, colour: {"circle": "round disk", "square": "box"}.get(shape),
+                             ["round disk", "box"]),
+    ]
+    for spec in specs:
+        write_coco_dataset(spec, root / spec.name / "train", 12, 128, seed=0)
+        write_coco_dataset(spec, root / spec.name / "val", 6, 128, seed=1)
+    files = [DatasetFile(s.name, root / s.name / "train" / "annotations.json") for s in specs]
+    build_labelspace(load_taxonomies([], files), minilm, root / "labelspace")
+    return root
+
+
+def write_train_config(world: Path, out: Path, **overrides) -> Path:
+    """A tiny CPU config over ``shapes_world``; keyword overrides replace top-level sections."""
+    import yaml
+
+    config = {
+        "labelspace": str(world / "labelspace"),
+        "output_dir": str(out),
+        "seed": 0,
+        "datasets": [{"name": n, "annotations": str(world / n / "train" / "annotations.json"),
+                      "images": str(world / n / "train" / "images")} for n in ("shapesa", "shapesb")],
+        "eval_datasets": [{"name": "shapesa", "annotations": str(world / "shapesa" / "val" / "annotations.json"),
+                           "images": str(world / "shapesa" / "val" / "images")}],
+        "model": dict(TINY_MODEL),
+        "schedule": {"iterations": 4, "batch_size": 2, "lr": 0.01, "warmup_iterations": 2,
+                     "checkpoint_every": 2, "log_every": 1},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    path = out.parent / f"{out.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path

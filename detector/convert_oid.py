@@ -1,0 +1,66 @@
+"""OpenImages box CSVs → COCO-format JSON, so OpenImages trains and evaluates like every other dataset.
+
+Input: ``*-annotations-bbox.csv`` (``ImageID, Source, LabelName, Confidence, XMin, XMax, YMin, YMax,
+IsOccluded, IsTruncated, IsGroupOf, ...``, coordinates normalised to [0, 1]), the class descriptions
+CSV, and the image folder (``<ImageID>.jpg``; sizes are read from the image headers). Categories get ids
+1..N in the class-description order and keep their MID in a ``mid`` field, which is how the detector maps
+them to the labelspace's ``oid`` labels. ``IsGroupOf`` boxes become ``iscrowd`` (ignored in training,
+as in COCO).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.readers import read_openimages_csv
+
+REQUIRED_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
+
+
+def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_json: Path,
+                       image_extension: str = ".jpg") -> dict[str, int]:
+    taxonomy = read_openimages_csv("oid", classes_csv)
+    category_of = {c.local_id: i + 1 for i, c in enumerate(taxonomy.categories)}
+    if not boxes_csv.is_file():
+        raise ScaledetError(f"{boxes_csv}: file not found")
+    images: dict[str, dict] = {}
+    annotations = []
+    with open(boxes_csv, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ScaledetError(f"{boxes_csv}: missing column {missing[0]} (an OpenImages *-annotations-bbox.csv)")
+        for line, row in enumerate(reader, start=2):
+            mid = row["LabelName"]
+            if mid not in category_of:
+                continue  # a class outside the given class list
+            image = images.get(row["ImageID"])
+            if image is None:
+                path = image_dir / f"{row['ImageID']}{image_extension}"
+                if not path.is_file():
+                    raise ScaledetError(f"{boxes_csv}:{line}: image {path} not found")
+                with Image.open(path) as handle_image:
+                    width, height = handle_image.size
+                image = {"id": len(images) + 1, "file_name": path.name, "width": width, "height": height}
+                images[row["ImageID"]] = image
+            try:
+                x1, x2 = float(row["XMin"]) * image["width"], float(row["XMax"]) * image["width"]
+                y1, y2 = float(row["YMin"]) * image["height"], float(row["YMax"]) * image["height"]
+            except ValueError:
+                raise ScaledetError(f"{boxes_csv}:{line}: non-numeric box coordinates") from None
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": category_of[mid],
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                                "iscrowd": int(row.get("IsGroupOf", "0") == "1")})
+    document = {"images": list(images.values()), "annotations": annotations,
+                "categories": [{"id": category_of[c.local_id], "name": c.name, "mid": c.local_id}
+                               for c in taxonomy.categories]}
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_json.with_name(f".{out_json.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(document))
+    tmp.replace(out_json)
+    return {"images": len(images), "annotations": len(annotations), "categories": len(category_of)}

@@ -1,0 +1,156 @@
+"""COCO-format detection data mapped onto the unified label space.
+
+Each training or evaluation dataset is a COCO-style JSON plus an image folder, tied to a labelspace
+dataset key; every annotation's category is mapped to its union index through the labelspace build
+(by local id, checked by name). Problems are found when the dataset is opened, not mid-training: a
+missing image file, a box outside its image or with zero area, an unknown category, each a one-line
+error naming the file and the image / annotation id.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scaledet.labelspace.errors import ScaledetError
+
+from .vocabulary import UnifiedLabelSpace
+
+#: Boxes may poke out of their image by this many pixels (rounding in exporters) before it is an error.
+BOX_TOLERANCE_PX = 1.0
+
+
+@dataclass
+class DatasetSpec:
+    """One dataset of a config: where its files are and which labelspace dataset names its labels."""
+
+    name: str
+    annotations: str
+    images: str
+    labelspace_key: str | None = None
+    ratio: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return self.labelspace_key or self.name
+
+
+@dataclass
+class ImageRecord:
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray  # n × 4, xyxy pixels
+    labels: np.ndarray  # n, union indices
+
+
+class CocoDetectionDataset(torch.utils.data.Dataset):
+    """Images and their boxes with union-index labels; ``__getitem__`` gives (image tensor, target)."""
+
+    def __init__(self, spec: DatasetSpec, labelspace: UnifiedLabelSpace, train: bool = True) -> None:
+        self.spec = spec
+        self.train = train
+        self.annotation_file = Path(spec.annotations)
+        self.image_root = Path(spec.images)
+        labelspace.require_dataset(spec.key, f"dataset {spec.name}")
+        self.label_mask = labelspace.dataset_mask(spec.key)
+        self.coco = self._read_json()
+        self.category_to_union = self._map_categories(labelspace)
+        self.records = self._build_records()
+
+    # ------------------------------------------------------------------ opening and checking
+    def _read_json(self) -> dict:
+        if not self.annotation_file.is_file():
+            raise ScaledetError(f"{self.annotation_file}: annotation file not found (dataset {self.spec.name})")
+        try:
+            coco = json.loads(self.annotation_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ScaledetError(f"{self.annotation_file}: malformed JSON ({' '.join(str(err).split())[:120]})") from None
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(coco, dict) or not isinstance(coco.get(key), list):
+                raise ScaledetError(f"{self.annotation_file}: missing '{key}' list")
+        return coco
+
+    def _map_categories(self, labelspace: UnifiedLabelSpace) -> dict[int, int]:
+        where = str(self.annotation_file)
+        mapping = {}
+        for category in self.coco["categories"]:
+            local_id = str(category.get("mid") or category["id"])
+            mapping[category["id"]] = labelspace.union_index(self.spec.key, local_id, category["name"], where)
+        return mapping
+
+    def _build_records(self) -> list[ImageRecord]:
+        per_image: dict[int, list[dict]] = {}
+        for annotation in self.coco["annotations"]:
+            per_image.setdefault(annotation["image_id"], []).append(annotation)
+        records = []
+        missing = []
+        for image in self.coco["images"]:
+            path = self.image_root / image["file_name"]
+            if not path.is_file():
+                missing.append(path)
+                continue
+            width, height = int(image["width"]), int(image["height"])
+            boxes, labels = [], []
+            for annotation in per_image.get(image["id"], []):
+                if annotation.get("iscrowd", 0):
+                    continue
+                boxes.append(self._checked_box(annotation, image, width, height))
+                if annotation["category_id"] not in self.category_to_union:
+                    raise ScaledetError(f"{self.annotation_file}: annotation {annotation['id']} has unknown "
+                                        f"category_id {annotation['category_id']}")
+                labels.append(self.category_to_union[annotation["category_id"]])
+            if self.train and not boxes:
+                continue  # images without boxes teach the RoI head nothing in this detector
+            records.append(ImageRecord(image["id"], path, width, height,
+                                       np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64)))
+        if missing:
+            raise ScaledetError(f"{self.image_root}: {len(missing)} image(s) of {self.annotation_file} missing on disk, "
+                                f"e.g. {missing[0]}")
+        if not records:
+            raise ScaledetError(f"{self.annotation_file}: no images with boxes")
+        return records
+
+    def _checked_box(self, annotation: dict, image: dict, width: int, height: int) -> list[float]:
+        x, y, w, h = (float(v) for v in annotation["bbox"])
+        where = f"{self.annotation_file}: annotation {annotation['id']} (image {image['id']} {image['file_name']})"
+        if w <= 0 or h <= 0:
+            raise ScaledetError(f"{where}: box {annotation['bbox']} has zero or negative area")
+        tol = BOX_TOLERANCE_PX
+        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+            raise ScaledetError(f"{where}: box {annotation['bbox']} lies outside the {width}×{height} image")
+        return [max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)]
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def category_counts(self) -> dict[int, int]:
+        """Images per union label, for repeat-factor sampling."""
+        counts: dict[int, int] = {}
+        for record in self.records:
+            for label in set(record.labels.tolist()):
+                counts[label] = counts.get(label, 0) + 1
+        return counts
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        record = self.records[index]
+        with Image.open(record.path) as image:
+            array = np.array(image.convert("RGB"), dtype=np.uint8)
+        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+        target = {
+            "boxes": torch.from_numpy(record.boxes.copy()),
+            "labels": torch.from_numpy(record.labels + 1),  # torchvision: 0 is background
+            "label_mask": self.label_mask,
+            "image_id": torch.tensor(record.image_id),
+        }
+        return tensor, target
+
+
+def collate(batch):
+    return tuple(zip(*batch))

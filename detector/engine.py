@@ -1,0 +1,234 @@
+"""The training loop: multi-dataset batches, hard + soft losses, AMP on CUDA, DDP through torchrun,
+progress bar, CSV metrics, atomic checkpoints and exact resume."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scaledet.labelspace.errors import ScaledetError
+
+from .checkpoint import check_compatible, labelspace_ids_digest, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import CocoDetectionDataset
+from .model import build_detector
+from .sampling import MultiDatasetBatchSampler, repeat_factors, stable_seed
+from .vocabulary import UnifiedLabelSpace
+
+CHECKPOINT_NAME = "checkpoint.pth"
+FINAL_NAME = "model_final.pth"
+METRICS_NAME = "metrics.csv"
+
+
+@dataclasses.dataclass
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistributedContext:
+    """Join the process group that ``torchrun`` describes in the environment (NCCL on GPUs, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend=backend)
+    return DistributedContext(torch.distributed.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, context: DistributedContext) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ScaledetError("device: cuda requested but no CUDA device is available")
+        torch.cuda.set_device(context.local_rank)
+        return torch.device("cuda", context.local_rank)
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def lr_factor(iteration: int, config: TrainConfig) -> float:
+    """Linear warm-up, then step decay at fractions of the schedule (detectron2's WarmupMultiStepLR)."""
+    schedule = config.schedule
+    factor = schedule.lr_decay ** sum(iteration >= math.floor(f * schedule.iterations) for f in schedule.lr_steps)
+    if iteration < schedule.warmup_iterations:
+        factor *= 0.001 + (1 - 0.001) * iteration / schedule.warmup_iterations
+    return factor
+
+
+class Trainer:
+    """Build everything from a config; ``train()`` runs (or resumes) the schedule."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False, show_progress: bool = True) -> None:
+        self.config = config
+        self.context = init_distributed()
+        self.device = resolve_device(config.device, self.context)
+        self.output_dir = Path(config.output_dir)
+        self.show_progress = show_progress and self.context.is_main
+        seed_everything(config.seed + self.context.rank)
+        self.labelspace = UnifiedLabelSpace(config.labelspace)
+        self.datasets = [CocoDetectionDataset(spec, self.labelspace, train=True) for spec in config.datasets]
+        weights = None
+        if config.sampling.repeat_factor_threshold:
+            weights = [repeat_factors(d.records, config.sampling.repeat_factor_threshold) for d in self.datasets]
+        self.sampler = MultiDatasetBatchSampler(
+            [len(d) for d in self.datasets], [spec.ratio for spec in config.datasets], config.schedule.batch_size,
+            config.sampling.mode, config.seed, self.context.rank, weights)
+        self.model = build_detector(config.model, self.labelspace.embeddings).to(self.device)
+        if config.model.soft_weight > 0:
+            self.model.roi_heads.similarity = self.labelspace.similarity()
+        self.optimizer = torch.optim.SGD(
+            [p for p in self.model.parameters() if p.requires_grad], lr=config.schedule.lr,
+            momentum=config.schedule.momentum, weight_decay=config.schedule.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(it, config))
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.start_iteration = 0
+        if resume:
+            self._resume()
+        self.ddp_model = self.model
+        if self.context.world_size > 1:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resume(self) -> None:
+        path = self.output_dir / CHECKPOINT_NAME
+        if not path.is_file():
+            raise ScaledetError(f"--resume: no checkpoint at {path}")
+        state = load_checkpoint(path)
+        check_compatible(state, self.labelspace, path, same_labels=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_iteration = state["iteration"]
+
+    def state(self, iteration: int) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": iteration,
+            "config": self.config.to_dict(),
+            "labelspace": {**self.labelspace.fingerprint(), "directory": str(self.labelspace.directory),
+                           "global_ids_sha256": labelspace_ids_digest(self.labelspace),
+                           "templates": self.labelspace.output.manifest["templates"],
+                           "encoder_name": self.labelspace.encoder["name"]},
+        }
+
+    # ------------------------------------------------------------------ loop
+    def _batch(self, iteration: int):
+        images, targets = [], []
+        for dataset_index, image_index in self.sampler.batch(iteration):
+            image, target = self.datasets[dataset_index][image_index]
+            images.append(image.to(self.device, non_blocking=True))
+            targets.append({k: v.to(self.device, non_blocking=True) for k, v in target.items()})
+        return images, targets
+
+    def step(self, iteration: int) -> dict[str, float]:
+        torch.manual_seed(stable_seed("step", self.config.seed, self.context.rank, iteration))
+        images, targets = self._batch(iteration)
+        self.ddp_model.train()
+        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+            losses = self.ddp_model(images, targets)
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            raise ScaledetError(f"iteration {iteration}: loss became {total.item()}; lower schedule.lr "
+                                "(the last checkpoint is intact)")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        if self.config.schedule.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.schedule.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
+
+    def train(self, stop_after: int | None = None) -> Path:
+        """Run the schedule from the current iteration; ``stop_after`` ends early (after saving a
+        checkpoint), as an interrupted run would, and returns the checkpoint path."""
+        config = self.config
+        iterations = config.schedule.iterations
+        if self.context.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        metrics = MetricsLog(self.output_dir / METRICS_NAME, self.start_iteration) if self.context.is_main else None
+        bar = None
+        if self.show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=iterations, initial=self.start_iteration, desc="train", unit="it", dynamic_ncols=True)
+        for iteration in range(self.start_iteration, iterations):
+            start = time.perf_counter()
+            values = self.step(iteration)
+            done = iteration + 1
+            if metrics is not None and (done % config.schedule.log_every == 0 or done == iterations):
+                metrics.write({"iteration": done, **values, "lr": self.optimizer.param_groups[0]["lr"],
+                               "seconds_per_iteration": time.perf_counter() - start})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{values['loss']:.3f}", hard=f"{values['loss_hard']:.3f}")
+            stopping = stop_after is not None and done >= stop_after
+            if self.context.is_main and (done % config.schedule.checkpoint_every == 0 or done == iterations or stopping):
+                save_checkpoint(self.state(done), self.output_dir / CHECKPOINT_NAME)
+            if stopping:
+                break
+        if bar is not None:
+            bar.close()
+        if stop_after is not None and stop_after < iterations:
+            return self.output_dir / CHECKPOINT_NAME
+        final = self.output_dir / FINAL_NAME
+        if self.context.is_main:
+            save_checkpoint(self.state(iterations), final)
+        if self.context.world_size > 1:
+            torch.distributed.barrier()
+        return final
+
+
+class MetricsLog:
+    """Append-only CSV of the logged iterations; a resumed run drops rows past its checkpoint."""
+
+    def __init__(self, path: Path, start_iteration: int) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if path.is_file():
+            with open(path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= start_iteration]
+            if rows:
+                self.fields = list(rows[0])
+            with open(path, "w", newline="") as handle:
+                if self.fields:
+                    writer = csv.DictWriter(handle, self.fields)
+                    writer.writeheader()
+                    writer.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        new_file = self.fields is None
+        if new_file:
+            self.fields = list(row)
+        with open(self.path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, self.fields, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

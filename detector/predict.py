@@ -1,0 +1,117 @@
+"""Open-vocabulary inference: any vocabulary is text embeddings made with the checkpoint's encoder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from scaledet.labelspace import builtin
+from scaledet.labelspace.cache import EmbeddingCache
+from scaledet.labelspace.embed import embed_prompt_names
+from scaledet.labelspace.encoders import build_encoder
+from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.prompts import normalize_name, prompt_name
+
+from .checkpoint import load_checkpoint
+from .model import ModelConfig, build_detector
+from .vocabulary import Vocabulary
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+           (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)]
+
+
+def load_model_from_checkpoint(path: str | Path, device: torch.device):
+    state = load_checkpoint(path)
+    known = {f for f in ModelConfig.__dataclass_fields__}
+    config = ModelConfig(**{k: v for k, v in state["config"]["model"].items() if k in known})
+    dim = state["labelspace"]["dim"]
+    model = build_detector(config, torch.zeros(1, dim))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state
+
+
+def encode_vocabulary(names: list[str], state: dict, clip_weights: str | None = None,
+                      display_names: list[str] | None = None) -> Vocabulary:
+    """Embed class names with the checkpoint's encoder and templates (through the embedding cache)."""
+    info = state["labelspace"]
+    encoder = build_encoder(info["encoder_name"], clip_weights=clip_weights)
+    if encoder.identity != info["encoder_identity"]:
+        raise ScaledetError(f"the checkpoint was trained with encoder {info['encoder_identity'][:48]}…, "
+                            f"this machine's {info['encoder_name']} is {encoder.identity[:48]}…")
+    cache = EmbeddingCache(encoder.identity, encoder.dim)
+    embeddings, _ = embed_prompt_names(names, tuple(info["templates"]), encoder, cache=cache)
+    return Vocabulary(display_names or names, torch.from_numpy(embeddings))
+
+
+def vocabulary_from_text(text: str, state: dict, clip_weights: str | None = None) -> Vocabulary:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ScaledetError(f"--vocab {text!r}: no class names (give them comma-separated)")
+    return encode_vocabulary([normalize_name(n) for n in names], state, clip_weights, names)
+
+
+def vocabulary_from_dataset(key: str, state: dict, clip_weights: str | None = None) -> Vocabulary:
+    categories = [c for taxonomy in builtin.load_builtin(key) for c in taxonomy.categories]
+    return encode_vocabulary([prompt_name(c) for c in categories], state, clip_weights, [c.name for c in categories])
+
+
+@torch.no_grad()
+def predict_images(model, images: list[Path], vocabulary: Vocabulary, device: torch.device,
+                   score_threshold: float = 0.3) -> list[dict]:
+    model.roi_heads.set_vocabulary(vocabulary.embeddings.to(device))
+    model.roi_heads.score_thresh = score_threshold  # the model keeps what the user asked to see
+    predictions = []
+    for path in images:
+        if not path.is_file():
+            raise ScaledetError(f"{path}: image not found")
+        try:
+            with Image.open(path) as image:
+                array = np.array(image.convert("RGB"), dtype=np.uint8)
+        except OSError:
+            raise ScaledetError(f"{path}: not a readable image") from None
+        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div(255.0).to(device)
+        output = model([tensor])[0]
+        detections = [
+            {"label": vocabulary.names[label], "score": round(score, 4), "box": [round(v, 1) for v in box]}
+            for box, score, label in zip(output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist())
+            if score >= score_threshold
+        ]
+        predictions.append({"image": str(path), "width": array.shape[1], "height": array.shape[0],
+                            "detections": detections})
+    return predictions
+
+
+def draw_detections(image_path: Path, detections: list[dict], out_path: Path) -> None:
+    with Image.open(image_path) as image:
+        canvas = image.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    labels = sorted({d["label"] for d in detections})
+    for detection in detections:
+        colour = PALETTE[labels.index(detection["label"]) % len(PALETTE)]
+        x1, y1, x2, y2 = detection["box"]
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
+        caption = f"{detection['label']} {detection['score']:.2f}"
+        text_box = draw.textbbox((x1, y1), caption)
+        draw.rectangle([text_box[0], text_box[1] - 1, text_box[2] + 2, text_box[3] + 1], fill=colour)
+        draw.text((x1 + 1, y1), caption, fill=(255, 255, 255))
+    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
+    canvas.save(tmp)
+    tmp.replace(out_path)
+
+
+def write_predictions(predictions: list[dict], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for prediction in predictions:
+        stem = Path(prediction["image"]).stem
+        png = out_dir / f"{stem}.detections.png"
+        draw_detections(Path(prediction["image"]), prediction["detections"], png)
+        written.append(png)
+    json_path = out_dir / "detections.json"
+    tmp = json_path.with_name(".detections.json.tmp")
+    tmp.write_text(json.dumps(predictions, indent=2) + "\n")
+    tmp.replace(json_path)
+    return [json_path, *written]

@@ -1,0 +1,97 @@
+"""torchvision RoI heads with the ScaleDet box predictor and losses.
+
+The glue to torchvision lives here and only here: proposal matching and sampling are torchvision's
+(``RoIHeads.select_training_samples``); classification, losses and post-processing are ScaleDet's
+(``head.py``, ``losses.py``), written against plain tensors so they could move to another framework.
+
+Targets carry, besides torchvision's ``boxes`` and ``labels`` (``union index + 1``), a ``label_mask``:
+a ``C`` bool vector of the labels the image's dataset annotates, used when the hard loss is masked.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import boxes as box_ops
+
+from .head import ScaleDetBoxPredictor
+from .losses import box_regression_loss, hard_label_loss, soft_label_loss
+
+HARD_LOSS_SCOPES = ("union", "dataset")
+
+
+class ScaleDetRoIHeads(RoIHeads):
+    """Box branch of Faster R-CNN with ScaleDet's vision-language classifier.
+
+    ``vocabulary`` (a ``C × D`` buffer) is what the classifier scores against: the union's embeddings in
+    training, any set at test time (``set_vocabulary``). ``similarity`` provides the soft-loss targets:
+    any object with ``rows(indices) -> R × C tensor`` (``labelspace.SimilarityMatrix``).
+    """
+
+    def __init__(self, *args, box_predictor: ScaleDetBoxPredictor, vocabulary: torch.Tensor,
+                 soft_weight: float = 1.0, hard_loss_scope: str = "union", **kwargs) -> None:
+        super().__init__(*args, box_predictor=box_predictor, **kwargs)
+        if hard_loss_scope not in HARD_LOSS_SCOPES:
+            raise ValueError(f"hard_loss_scope must be one of {HARD_LOSS_SCOPES}, not {hard_loss_scope!r}")
+        self.register_buffer("vocabulary", vocabulary.clone(), persistent=False)
+        self.soft_weight = soft_weight
+        self.hard_loss_scope = hard_loss_scope
+        self.similarity = None
+
+    def set_vocabulary(self, embeddings: torch.Tensor) -> None:
+        self.vocabulary = embeddings.to(self.vocabulary.device, torch.float32)
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        if self.training:
+            proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        logits, cosines, deltas = self.box_predictor(box_features, self.vocabulary)
+        if self.training:
+            return [], self.losses(logits, cosines, deltas, proposals, labels, regression_targets, targets)
+        return self.postprocess(logits, deltas, proposals, image_shapes), {}
+
+    # ------------------------------------------------------------------ training
+    def losses(self, logits, cosines, deltas, proposals, labels, regression_targets, targets) -> dict:
+        labels_all = torch.cat(labels)
+        label_mask = None
+        if self.hard_loss_scope == "dataset":
+            per_image = [torch.cat([t["label_mask"].new_ones(1), t["label_mask"]])[None].expand(len(p), -1)
+                         for t, p in zip(targets, proposals)]
+            label_mask = torch.cat(per_image)
+        losses = {
+            "loss_hard": hard_label_loss(logits, labels_all, label_mask),
+            "loss_box_reg": box_regression_loss(deltas, torch.cat(regression_targets), labels_all),
+        }
+        if self.soft_weight > 0:
+            if self.similarity is None:
+                raise RuntimeError("soft label loss needs the label similarity (set roi_heads.similarity)")
+            foreground = labels_all[labels_all > 0] - 1
+            rows = self.similarity.rows(foreground.cpu())
+            losses["loss_soft"] = self.soft_weight * soft_label_loss(cosines, labels_all, rows)
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    def postprocess(self, logits, deltas, proposals, image_shapes) -> list[dict[str, torch.Tensor]]:
+        """Sigmoid scores per vocabulary label, class-agnostic boxes, per-label NMS (Detic-style)."""
+        counts = [len(p) for p in proposals]
+        boxes_all = self.box_coder.decode(deltas, proposals).reshape(-1, 4)
+        scores_all = torch.sigmoid(logits[:, 1:].float())
+        results = []
+        for boxes, scores, shape in zip(boxes_all.split(counts), scores_all.split(counts), image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, shape)
+            region, label = torch.nonzero(scores > self.score_thresh, as_tuple=True)
+            kept_scores = scores[region, label]
+            if kept_scores.numel() > 10 * self.detections_per_img:  # bound NMS work for huge vocabularies
+                top = kept_scores.topk(10 * self.detections_per_img).indices
+                region, label, kept_scores = region[top], label[top], kept_scores[top]
+            kept_boxes = boxes[region]
+            valid = box_ops.remove_small_boxes(kept_boxes, min_size=1e-2)
+            kept_boxes, kept_scores, label = kept_boxes[valid], kept_scores[valid], label[valid]
+            keep = box_ops.batched_nms(kept_boxes, kept_scores, label, self.nms_thresh)[: self.detections_per_img]
+            results.append({"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]})
+        return results
+
+
+def vocabulary_logits_to_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Helper for analysis: per-label probabilities of ``R × (C+1)`` logits, background dropped."""
+    return F.sigmoid(logits[:, 1:])

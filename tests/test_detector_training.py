@@ -1,0 +1,143 @@
+"""Training, resume, evaluation and prediction of the detector on small generated data, on CPU."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_cli, write_train_config
+from scaledet.detector.config import load_config
+from scaledet.detector.data import CocoDetectionDataset
+from scaledet.detector.engine import Trainer
+from scaledet.detector.evaluation import coco_map
+from scaledet.detector.sampling import MultiDatasetBatchSampler, repeat_factors
+from scaledet.detector.vocabulary import UnifiedLabelSpace
+
+
+def test_ground_truth_maps_to_union_indices(shapes_world):
+    space = UnifiedLabelSpace(shapes_world / "labelspace")
+    assert space.global_ids == ["shapesa/circle", "shapesa/square", "shapesa/triangle", "shapesb/round disk", "shapesb/box"]
+    config = load_config(write_train_config(shapes_world, shapes_world / "runs" / "map"))
+    dataset = CocoDetectionDataset(config.datasets[1], space)
+    assert set(dataset.category_to_union.values()) == {3, 4}
+    image, target = dataset[0]
+    assert image.shape == (3, 128, 128) and set(target["labels"].tolist()) <= {4, 5}  # union index + 1
+    assert target["label_mask"].tolist() == [False, False, False, True, True]
+
+
+def test_training_decreases_the_loss(shapes_world, tmp_path):
+    """Twelve steps on one fixed batch (per_dataset sampling of a one-image dataset) must fit it."""
+    config = load_config(write_train_config(shapes_world, tmp_path / "fit", schedule={
+        "iterations": 12, "lr": 0.01, "warmup_iterations": 1, "checkpoint_every": 100, "log_every": 1}))
+    config.datasets = config.datasets[:1]
+    trainer = Trainer(config, show_progress=False)
+    trainer.datasets[0].records = trainer.datasets[0].records[:1]
+    trainer.sampler.sizes = [1]
+    losses = [trainer.step(i)["loss"] for i in range(12)]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def test_resume_continues_identically(shapes_world, tmp_path):
+    straight = Trainer(load_config(write_train_config(shapes_world, tmp_path / "straight")), show_progress=False)
+    straight.train()
+    interrupted = Trainer(load_config(write_train_config(shapes_world, tmp_path / "resumed")), show_progress=False)
+    interrupted.train(stop_after=2)
+    resumed = Trainer(load_config(write_train_config(shapes_world, tmp_path / "resumed")), resume=True,
+                      show_progress=False)
+    assert resumed.start_iteration == 2
+    resumed.train()
+    a = torch.load(tmp_path / "straight" / "model_final.pth", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed" / "model_final.pth", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+    rows = (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["iteration", "1", "2", "3", "4"]
+
+
+def test_pycocotools_scores_ground_truth_as_perfect(shapes_world):
+    annotation_file = shapes_world / "shapesa" / "val" / "annotations.json"
+    coco = json.loads(annotation_file.read_text())
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in coco["annotations"]]
+    assert coco_map(annotation_file, perfect)["AP"] == pytest.approx(100.0)
+    shifted = [{**r, "bbox": [r["bbox"][0] + r["bbox"][2] * 0.6, *r["bbox"][1:]]} for r in perfect]
+    assert coco_map(annotation_file, shifted)["AP"] < 50
+
+
+def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_path):
+    config = write_train_config(shapes_world, tmp_path / "cli", schedule={"iterations": 3})
+    trained = run_cli("scaledet", "train", "--config", str(config), "--quiet")
+    assert trained.returncode == 0, trained.stderr
+    assert "COCO mAP" in trained.stdout and "shapesa" in trained.stdout
+    table = json.loads((tmp_path / "cli" / "eval.json").read_text())
+    assert set(table["shapesa"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    assert all(0.0 <= v <= 100.0 for v in table["shapesa"].values())
+    evaluated = run_cli("scaledet", "eval", "--config", str(config), "--quiet")
+    assert evaluated.returncode == 0 and "AP50" in evaluated.stdout
+
+    image = shapes_world / "shapesa" / "val" / "images" / "shapesa_00001.png"
+    out = tmp_path / "pred"
+    predicted = run_cli("scaledet", "predict", str(image), "--checkpoint", str(tmp_path / "cli" / "model_final.pth"),
+                        "--vocab", "circle, star ,jellyfish", "--score-threshold", "0", "--out", str(out))
+    assert predicted.returncode == 0, predicted.stderr
+    (result,) = json.loads((out / "detections.json").read_text())
+    assert result["detections"] and {d["label"] for d in result["detections"]} <= {"circle", "star", "jellyfish"}
+    drawn = np.asarray(Image.open(out / "shapesa_00001.detections.png").convert("RGB"), dtype=np.int16)
+    original = np.asarray(Image.open(image).convert("RGB"), dtype=np.int16)
+    assert drawn.shape == original.shape and np.abs(drawn - original).sum() > 0
+
+
+def test_masked_hard_loss_and_mixed_sampling_train(shapes_world, tmp_path):
+    config = load_config(write_train_config(shapes_world, tmp_path / "masked",
+                                            model={"hard_loss_scope": "dataset", "soft_weight": 0.0},
+                                            sampling={"mode": "mixed", "repeat_factor_threshold": 0.5}))
+    trainer = Trainer(config, show_progress=False)
+    values = trainer.step(0)
+    assert "loss_soft" not in values and np.isfinite(values["loss"])
+
+
+def test_sampler_is_a_function_of_the_iteration_and_respects_ratios():
+    sampler = MultiDatasetBatchSampler([10, 10], [3.0, 1.0], batch_size=4, mode="per_dataset", seed=3)
+    assert sampler.batch(17) == sampler.batch(17)
+    batches = [sampler.batch(i) for i in range(400)]
+    assert all(len({d for d, _ in b}) == 1 for b in batches)
+    share = np.mean([b[0][0] == 0 for b in batches])
+    assert 0.68 < share < 0.82
+    other_rank = MultiDatasetBatchSampler([10, 10], [3.0, 1.0], batch_size=4, seed=3, rank=1)
+    assert any(other_rank.batch(i) != sampler.batch(i) for i in range(5))
+
+
+def test_repeat_factors_favour_images_with_rare_labels():
+    class Record:
+        def __init__(self, labels):
+            self.labels = np.array(labels)
+
+    records = [Record([0])] * 9 + [Record([0, 1])]
+    factors = repeat_factors(records, threshold=0.5)
+    assert factors[-1] > factors[0] >= 1.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_gloo_processes_run_one_step(shapes_world, tmp_path):
+    config = write_train_config(shapes_world, tmp_path / "ddp", schedule={"iterations": 1, "checkpoint_every": 1})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                           "-m", "scaledet.cli.detect", "train", "--config", str(config), "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = torch.load(tmp_path / "ddp" / "model_final.pth", weights_only=False)
+    assert state["iteration"] == 1
