@@ -91,7 +91,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         records = []
         missing = []
         for image in self.coco["images"]:
-            path = self.image_root / image["file_name"]
+            path = self.image_root / image_file_name(image)
             if not path.is_file():
                 missing.append(path)
                 continue
@@ -118,7 +118,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
 
     def _checked_box(self, annotation: dict, image: dict, width: int, height: int) -> list[float]:
         x, y, w, h = (float(v) for v in annotation["bbox"])
-        where = f"{self.annotation_file}: annotation {annotation['id']} (image {image['id']} {image['file_name']})"
+        where = f"{self.annotation_file}: annotation {annotation['id']} (image {image['id']} {image_file_name(image)})"
         if w <= 0 or h <= 0:
             raise ScaledetError(f"{where}: box {annotation['bbox']} has zero or negative area")
         tol = BOX_TOLERANCE_PX
@@ -150,6 +150,16 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
             "image_id": torch.tensor(record.image_id),
         }
         return tensor, target
+
+
+def image_file_name(image: dict) -> str:
+    """COCO-style ``file_name``; LVIS v1 has only ``coco_url``, whose last two parts (``train2017/x.jpg``)
+    are the path under a COCO image root (detectron2's convention)."""
+    if "file_name" in image:
+        return image["file_name"]
+    if "coco_url" in image:
+        return "/".join(image["coco_url"].split("/")[-2:])
+    raise ScaledetError(f"image {image.get('id')}: neither 'file_name' nor 'coco_url'")
 
 
 def collate(batch):
