@@ -3,8 +3,9 @@
 A dataset is evaluated in its own label space, as ScaleDet evaluates each upstream and downstream
 dataset: the classifier scores only that dataset's labels (a subset of the union, or new text
 embeddings for an unseen vocabulary), and detections are written back with the dataset's own category
-ids. LVIS-style evaluation (the ``lvis`` package) is not used: it does not install here; LVIS files are
-scored with COCOeval, which ignores LVIS's federated ``neg_category_ids`` / ``not_exhaustive`` fields
+ids. LVIS-style evaluation is not used: the ``lvis`` package (0.5.3, its latest release) installs but
+calls ``np.float``, which NumPy removed in 1.24, so it fails at evaluation time. LVIS files are scored
+with COCOeval, which ignores LVIS's federated ``neg_category_ids`` / ``not_exhaustive_category_ids``
 (docs/detector.md).
 """
 from __future__ import annotations
