@@ -81,6 +81,8 @@ def inspect(
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
     top: int = typer.Option(10, "--top", min=1, help="Neighbours to show per match."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    expand: bool = typer.Option(False, "--expand", help="Treat QUERY as a hypernym ('fruit') and list every label below it."),
+    graph: bool = typer.Option(False, "--graph", help="Also show each match's edges in the label graph."),
 ) -> None:
     """Show every label matching QUERY with its nearest labels in the other datasets."""
     from scaledet.labelspace.errors import ScaledetError
@@ -88,9 +90,30 @@ def inspect(
     from scaledet.labelspace.query import inspect_query
 
     output = LabelSpaceOutput.load(out)
+    if expand:
+        from scaledet.labelspace.graph import LabelGraph
+
+        expanded = LabelGraph(output).expand(query)
+        if not expanded:
+            raise ScaledetError(f"no label named {query!r} in {out} to expand")
+        if as_json:
+            typer.echo(json.dumps({"query": query, "labels": expanded}, indent=2, ensure_ascii=False))
+        else:
+            console.print(f"[bold]{query}[/bold] expands to {len(expanded)} labels: {', '.join(expanded)}")
+        return
     reports = inspect_query(output, query, top)
+    label_graph = None
+    if graph and reports:
+        from scaledet.labelspace.graph import LabelGraph
+
+        label_graph = LabelGraph(output)
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
+        payload = [r.to_dict() for r in reports]
+        if label_graph is not None:
+            for item in payload:
+                item["graph"] = [{"direction": d, "kind": k, "label": g, "weight": round(w, 4)}
+                                 for d, k, g, w in label_graph.neighbourhood(item["global_id"])]
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     if not reports:
         raise ScaledetError(f"no label named {query!r} in {out} (try 'scaledet-labels list --out {out}')")
@@ -110,6 +133,13 @@ def inspect(
         for neighbour in report.neighbours:
             table.add_row(neighbour.global_id, neighbour.dataset, f"{neighbour.similarity:.3f}")
         console.print(table)
+        if label_graph is not None:
+            edges = Table(show_edge=False, pad_edge=False)
+            for column in ("graph edge", "kind", "label", "weight"):
+                edges.add_column(column)
+            for direction, kind, other, weight in label_graph.neighbourhood(report.global_id):
+                edges.add_row(direction, kind, other, f"{weight:.3f}")
+            console.print(edges)
         console.print()
 
 
@@ -130,6 +160,104 @@ def list_datasets(out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build d
     for dataset in manifest["datasets"]:
         table.add_row(dataset["key"], str(dataset["count"]), dataset["format"], dataset["source"])
     console.print(table)
+
+
+@app.command()
+@user_errors
+def graph(
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
+    to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/graph)."),
+    similar_threshold: float = typer.Option(0.75, "--similar-threshold", min=-1.0, max=1.0),
+    similar_top_k: int = typer.Option(5, "--similar-top-k", min=1),
+    top: int = typer.Option(10, "--top", min=1, help="Rows per table in the summary."),
+) -> None:
+    """Build the label graph: GraphML, a Parquet edge list, clusters, merge candidates and findings."""
+    from scaledet.labelspace.graph import GraphSettings, LabelGraph
+    from scaledet.labelspace.graph_io import write_graph_outputs
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+
+    output = LabelSpaceOutput.load(out)
+    label_graph = LabelGraph(output, GraphSettings(similar_threshold, similar_top_k))
+    destination = to or out / "graph"
+    written = write_graph_outputs(label_graph, destination)
+    counts = {}
+    for _, _, data in label_graph.graph.edges(data=True):
+        counts[data["kind"]] = counts.get(data["kind"], 0) + 1
+    console.print(f"{label_graph.graph.number_of_nodes()} labels, edges: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    clusters = label_graph.clusters()
+    table = Table(title=f"top cross-dataset clusters ({len(clusters)} in all)")
+    table.add_column("datasets", justify="right")
+    table.add_column("cohesion", justify="right")
+    table.add_column("members", overflow="fold")
+    for cluster in clusters[:top]:
+        table.add_row(str(len(cluster["datasets"])), f"{cluster['cohesion']:.2f}", ", ".join(cluster["members"]))
+    console.print(table)
+    findings = Table(title="ambiguity and granularity (first rows)")
+    for column in ("finding", "labels", "cosine"):
+        findings.add_column(column, overflow="fold")
+    for item in label_graph.ambiguities()[:top // 2]:
+        findings.add_row(f"{item['kind']}: {item['name']}", ", ".join(item["labels"]), f"{item['min_cosine']:.2f}")
+    for item in label_graph.granularity()[:top // 2]:
+        findings.add_row(f"granularity ({item['reason']})", f"{item['label']} ⊂ {item['coarser']}", f"{item['cosine']:.2f}")
+    console.print(findings)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command()
+@user_errors
+def export(
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
+    fmt: str = typer.Option(..., "--format", help="detic | torch | csv | parquet | yolo-world"),
+    datasets: List[str] = typer.Option([], "--datasets", help="Export only these datasets of the build."),
+    vocab_file: Optional[Path] = typer.Option(None, "--vocab-file", help="A custom vocabulary: one name per line, or YOLO-World JSON."),
+    expand: Optional[str] = typer.Option(None, "--expand", help="Export the labels a hypernym expands to, e.g. fruit."),
+    name: Optional[str] = typer.Option(None, "--name", help="Base name of the written files."),
+    to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/exports)."),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For a build made with --encoder clip."),
+) -> None:
+    """Export label embeddings (with their order and a metadata file) for other detectors."""
+    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.export import EXPORT_FORMATS, export as run_export
+    from scaledet.labelspace.export import read_vocabulary_file, select_from_build, select_vocabulary
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+
+    if fmt not in EXPORT_FORMATS:
+        raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
+    if sum(bool(x) for x in (datasets, vocab_file, expand)) > 1:
+        raise ScaledetError("give at most one of --datasets, --vocab-file, --expand")
+    output = LabelSpaceOutput.load(out)
+    if vocab_file is not None:
+        selection = select_vocabulary(output, read_vocabulary_file(vocab_file), name or vocab_file.stem, clip_weights)
+    elif expand:
+        from scaledet.labelspace.graph import LabelGraph
+
+        expanded = LabelGraph(output).expand(expand)
+        if not expanded:
+            raise ScaledetError(f"--expand {expand!r}: no label of that name in {out}")
+        index = {g: i for i, g in enumerate(output.global_ids)}
+        selection = select_from_build(output, indices=[index[g] for g in expanded], name=name or expand.replace(" ", "_"))
+        selection.description = {"expand": expand}
+    else:
+        selection = select_from_build(output, datasets or None, name=name)
+    written = run_export(selection, output, fmt, to or out / "exports")
+    console.print(f"exported {len(selection.names)} labels × {selection.embeddings.shape[1]} dims as {fmt}: "
+                  + ", ".join(str(p) for p in written))
+
+
+@app.command()
+@user_errors
+def report(
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
+    to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/report)."),
+    threshold: float = typer.Option(0.8, "--threshold", min=-1.0, max=1.0, help="Cosine for the overlap heat map."),
+) -> None:
+    """Write a self-contained HTML report (with PNG figures) of the build."""
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+    from scaledet.labelspace.report import write_report
+
+    path = write_report(LabelSpaceOutput.load(out), to or out / "report", threshold)
+    console.print(f"wrote {path} (figures overlap.png, map.png beside it)")
 
 
 def main() -> None:

@@ -1,0 +1,170 @@
+"""Exports of label embeddings for other detectors and for analysis.
+
+Formats (each writes the label order beside the vectors and a ``.meta.json`` recording the encoder,
+templates, dtype and normalisation, the details an embedding file without them leaves to guesswork):
+
+* ``detic``: ``NAME.npy``, C × D float32, L2-normalised, rows in category order; Detic's
+  ``MODEL.ROI_BOX_HEAD.ZEROSHOT_WEIGHT_PATH`` format;
+* ``torch``: ``NAME.pt``, a dict of ``embeddings`` (tensor), ``names``, ``global_ids``, ``meta``;
+* ``csv`` / ``parquet``: one row per label with the vector (columns ``e0..`` or a list column);
+* ``yolo-world``: ``NAME.json``, YOLO-World's class-text file, a list of synonym lists per class.
+
+Selections: the whole build, some of its datasets, a hypernym expansion (``--expand fruit``), or a custom
+vocabulary file (one name per line, or a YOLO-World JSON), encoded with the build's encoder and templates.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .cache import EmbeddingCache
+from .embed import embed_prompt_names
+from .encoders import build_encoder, l2_normalize
+from .errors import ScaledetError
+from .outputs import LabelSpaceOutput
+from .prompts import normalize_name
+
+EXPORT_FORMATS = ("detic", "torch", "csv", "parquet", "yolo-world")
+
+
+@dataclass
+class ExportSelection:
+    """Rows to export: names (display), global ids (or ``vocab/<name>``), synonym lists and vectors."""
+
+    name: str
+    names: list[str]
+    global_ids: list[str]
+    synonyms: list[list[str]]
+    embeddings: np.ndarray
+    description: dict = field(default_factory=dict)
+
+
+def select_from_build(output: LabelSpaceOutput, datasets: list[str] | None = None,
+                      indices: list[int] | None = None, name: str | None = None) -> ExportSelection:
+    rows = output.labels.to_pylist()
+    if indices is None:
+        if datasets:
+            known = set(output.datasets)
+            for key in datasets:
+                if key not in known:
+                    raise ScaledetError(f"--datasets {key!r}: not in the build {output.directory} "
+                                        f"(it has {', '.join(output.datasets)})")
+            indices = [r["index"] for key in datasets for r in rows if r["dataset"] == key]
+        else:
+            indices = list(range(len(rows)))
+    chosen = [rows[i] for i in indices]
+    return ExportSelection(
+        name=name or ("-".join(k.replace("/", "_") for k in datasets) if datasets else "union"),
+        names=[r["name"] for r in chosen], global_ids=[r["global_id"] for r in chosen],
+        synonyms=[list(dict.fromkeys([normalize_name(r["name"]), *(normalize_name(s) for s in r["synonyms"] or [])]))
+                  for r in chosen],
+        embeddings=np.ascontiguousarray(output.embeddings[indices]),
+        description={"datasets": datasets or output.datasets} if indices is not None else {},
+    )
+
+
+def read_vocabulary_file(path: Path) -> list[list[str]]:
+    """One class per line (``#`` comments ignored), or a YOLO-World JSON list of synonym lists."""
+    if not path.is_file():
+        raise ScaledetError(f"{path}: vocabulary file not found")
+    if path.suffix.lower() == ".json":
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise ScaledetError(f"{path}: malformed JSON ({' '.join(str(err).split())[:100]})") from None
+        if not isinstance(document, list) or not all(
+                isinstance(item, list) and item and all(isinstance(s, str) and s.strip() for s in item)
+                for item in document):
+            raise ScaledetError(f"{path}: a YOLO-World class-text file is a list of non-empty lists of names")
+        classes = [[s.strip() for s in item] for item in document]
+    else:
+        classes = [[line.strip()] for line in path.read_text(encoding="utf-8").splitlines()
+                   if line.strip() and not line.lstrip().startswith("#")]
+    if not classes:
+        raise ScaledetError(f"{path}: empty vocabulary")
+    return classes
+
+
+def select_vocabulary(output: LabelSpaceOutput, classes: list[list[str]], name: str,
+                      clip_weights: str | None = None) -> ExportSelection:
+    """Encode a custom vocabulary with the build's encoder and templates; a class with several synonyms
+    gets the normalised mean of their embeddings."""
+    manifest = output.manifest
+    encoder = build_encoder(manifest["encoder"]["name"], clip_weights=clip_weights)
+    if encoder.identity != manifest["encoder"]["identity"]:
+        raise ScaledetError(f"{output.directory} was built with {manifest['encoder']['identity'][:48]}…; "
+                            f"this encoder is {encoder.identity[:48]}…")
+    flat = [normalize_name(s) for synonyms in classes for s in synonyms]
+    vectors, _ = embed_prompt_names(flat, tuple(manifest["templates"]), encoder,
+                                    cache=EmbeddingCache(encoder.identity, encoder.dim))
+    rows, start = [], 0
+    for synonyms in classes:
+        rows.append(vectors[start:start + len(synonyms)].mean(axis=0))
+        start += len(synonyms)
+    return ExportSelection(name=name, names=[c[0] for c in classes], global_ids=[f"vocab/{c[0]}" for c in classes],
+                           synonyms=[[normalize_name(s) for s in c] for c in classes],
+                           embeddings=l2_normalize(np.stack(rows)), description={"vocabulary": name})
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, destination: Path) -> list[Path]:
+    if fmt not in EXPORT_FORMATS:
+        raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
+    destination.mkdir(parents=True, exist_ok=True)
+    base = destination / selection.name
+    embeddings = selection.embeddings.astype(np.float32)
+    meta = {
+        "format": fmt, "rows": len(selection.names), "dim": int(embeddings.shape[1]), "dtype": "float32",
+        "l2_normalized": True, "order_file": f"{selection.name}.labels.txt",
+        "encoder": output.manifest["encoder"], "templates": output.manifest["templates"],
+        "source_build": str(output.directory), "selection": selection.description,
+    }
+    written: list[Path] = []
+
+    def put(path: Path, write) -> None:
+        _atomic_write(path, write)
+        written.append(path)
+
+    if fmt == "detic":
+        put(base.with_suffix(".npy"), lambda p: np.save(p, embeddings))
+    elif fmt == "torch":
+        import torch
+
+        put(base.with_suffix(".pt"), lambda p: torch.save({"embeddings": torch.from_numpy(embeddings),
+                                                           "names": selection.names, "global_ids": selection.global_ids,
+                                                           "meta": meta}, p))
+    elif fmt == "csv":
+        def write_csv(p: Path) -> None:
+            with open(p, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["global_id", "name", *(f"e{i}" for i in range(embeddings.shape[1]))])
+                for gid, name, vector in zip(selection.global_ids, selection.names, embeddings):
+                    writer.writerow([gid, name, *(f"{v:.7g}" for v in vector)])
+        put(base.with_suffix(".csv"), write_csv)
+    elif fmt == "parquet":
+        table = pa.table({"row": pa.array(range(len(selection.names)), pa.int32()),
+                          "global_id": selection.global_ids, "name": selection.names,
+                          "embedding": pa.array(list(embeddings), pa.list_(pa.float32()))})
+        table = table.replace_schema_metadata({b"scaledet": json.dumps(meta).encode()})
+        put(base.with_suffix(".parquet"), lambda p: pq.write_table(table, p))
+    else:  # yolo-world
+        put(base.with_suffix(".json"), lambda p: p.write_text(json.dumps(selection.synonyms, ensure_ascii=False, indent=1)))
+    put(destination / f"{selection.name}.labels.txt",
+        lambda p: p.write_text("".join(f"{gid}\n" for gid in selection.global_ids), encoding="utf-8"))
+    put(destination / f"{selection.name}.meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return written
