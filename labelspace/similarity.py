@@ -171,8 +171,13 @@ class SimilarityMatrix:
             self._sparse = None
         else:
             self._dense = None
+            import warnings
+
             indices = torch.from_numpy(np.stack([i, j]).astype(np.int64))
-            self._sparse = torch.sparse_coo_tensor(indices, torch.from_numpy(sim), (n_labels, n_labels)).coalesce().to_sparse_csr()
+            with warnings.catch_warnings():  # CSR is marked beta; row slicing is all that is used here
+                warnings.simplefilter("ignore", UserWarning)
+                coo = torch.sparse_coo_tensor(indices, torch.from_numpy(sim), (n_labels, n_labels)).coalesce()
+                self._sparse = coo.to_sparse_csr()
 
     @classmethod
     def load(cls, path: str | Path) -> "SimilarityMatrix":

@@ -1,0 +1,179 @@
+"""Label graph, top-k similarity, exports and report on the real built-in union."""
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import run_cli
+from scaledet.labelspace import LabelSpaceOutput
+from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.export import (export, read_vocabulary_file, select_from_build, select_vocabulary)
+from scaledet.labelspace.graph import LabelGraph
+from scaledet.labelspace.similarity import SimilarityMatrix, write_similarity
+
+
+@pytest.fixture(scope="module")
+def output(builtin_union):
+    return LabelSpaceOutput.load(builtin_union.out_dir)
+
+
+@pytest.fixture(scope="module")
+def graph(output):
+    return LabelGraph(output)
+
+
+def test_person_cluster_spans_all_four_datasets(graph):
+    clusters = [set(c["members"]) for c in graph.clusters()]
+    assert any({"coco/person", "o365/Person", "oid/Person", "lvis/person"} <= c for c in clusters)
+    assert not any({"coco/person", "coco/car"} <= c for c in clusters)
+
+
+def test_footwear_and_sneakers_are_linked(graph):
+    kinds = {d["kind"] for d in graph.graph.get_edge_data("o365/Sneakers", "oid/Footwear", default={}).values()}
+    assert kinds & {"granularity", "similar"}
+    granular = {(g["label"], g["coarser"]) for g in graph.granularity()}
+    assert ("o365/Other Shoes", "oid/Footwear") in granular
+
+
+def test_parent_and_synonym_edges(graph):
+    parents = {v for _, v, d in graph.graph.out_edges("oid/High heels", data=True) if d["kind"] == "parent"}
+    assert parents == {"oid/Footwear"}
+    assert any(d["kind"] == "synonym" for d in graph.graph.get_edge_data("coco/person", "o365/Person", default={}).values()) \
+        or any(d["kind"] == "synonym" for d in graph.graph.get_edge_data("o365/Person", "coco/person", default={}).values())
+
+
+def test_ambiguous_names_are_flagged(graph):
+    flagged = {f["name"]: f for f in graph.ambiguities()}
+    assert "mouse" in flagged and "lvis/mouse_(computer_equipment)" in flagged["mouse"]["labels"]
+    assert "bow" in flagged and flagged["bow"]["kind"] == "several senses"
+
+
+def test_hypernym_expansion_finds_apples_for_fruit(graph):
+    fruit = set(graph.expand("fruit"))
+    assert {"oid/Fruit", "oid/Apple", "coco/apple", "lvis/apple", "o365/Apple"} <= fruit
+    assert "coco/car" not in fruit and "oid/Footwear" not in fruit
+    assert graph.expand("no such thing") == []
+
+
+def test_graph_command_writes_graphml_and_parquet(output, tmp_path):
+    done = run_cli("scaledet-labels", "graph", "--out", str(output.directory), "--to", str(tmp_path / "g"))
+    assert done.returncode == 0, done.stderr
+    loaded = nx.read_graphml(tmp_path / "g" / "label_graph.graphml")
+    assert loaded.number_of_nodes() == 2249
+    edges = pq.read_table(tmp_path / "g" / "edges.parquet").to_pandas()
+    assert set(edges["kind"]) == {"parent", "synonym", "similar", "granularity"}
+    findings = json.loads((tmp_path / "g" / "findings.json").read_text())
+    assert findings["clusters"] and findings["merge_candidates"][0]["confidence"] == 1.0
+
+
+def test_topk_similarity_equals_dense_on_its_entries(output, tmp_path):
+    k = 16
+    write_similarity(tmp_path / "topk.parquet", output.embeddings, "topk", k)
+    topk = SimilarityMatrix.load(tmp_path / "topk.parquet")
+    dense = output.similarity().dense().numpy()
+    table = pq.read_table(tmp_path / "topk.parquet").to_pandas()
+    assert len(table) == 2249 * k
+    np.testing.assert_allclose(table["sim"].to_numpy(), dense[table["i"], table["j"]], atol=1e-5)
+    expected = -np.sort(-dense, axis=1)[:, :k]
+    got = table["sim"].to_numpy().reshape(2249, k)
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # the k largest of every row, in order
+    rows = topk.rows(torch.tensor([1284])).numpy()[0]
+    stored = table[table["i"] == 1284]
+    np.testing.assert_allclose(rows[stored["j"]], stored["sim"], atol=1e-6)
+    assert np.count_nonzero(rows) == k
+
+
+def test_detic_export_round_trips(output, tmp_path):
+    selection = select_from_build(output, ["coco"])
+    written = export(selection, output, "detic", tmp_path)
+    weights = np.load(tmp_path / "coco.npy")
+    order = (tmp_path / "coco.labels.txt").read_text().split("\n")[:-1]
+    assert weights.shape == (80, 384) and weights.dtype == np.float32
+    index = {g: i for i, g in enumerate(output.global_ids)}
+    np.testing.assert_array_equal(weights, output.embeddings[[index[g] for g in order]])
+    assert order[0] == "coco/person" and order[-1] == "coco/toothbrush"
+    meta = json.loads((tmp_path / "coco.meta.json").read_text())
+    assert meta["l2_normalized"] and meta["dtype"] == "float32" and meta["templates"] == ["a photo of a {}."]
+    assert meta["encoder"]["name"] == "minilm" and len(written) == 3
+
+
+@pytest.mark.parametrize("fmt,suffix", [("torch", ".pt"), ("csv", ".csv"), ("parquet", ".parquet")])
+def test_other_exports_load_back(output, tmp_path, fmt, suffix):
+    selection = select_from_build(output, ["odinw/Aquarium"] if "odinw/Aquarium" in output.datasets else ["coco"])
+    export(selection, output, fmt, tmp_path)
+    path = tmp_path / f"{selection.name}{suffix}"
+    if fmt == "torch":
+        loaded = torch.load(path, weights_only=False)
+        np.testing.assert_array_equal(loaded["embeddings"].numpy(), selection.embeddings)
+        assert loaded["global_ids"] == selection.global_ids
+    elif fmt == "csv":
+        import pandas as pd
+
+        frame = pd.read_csv(path)
+        vectors = frame[[f"e{i}" for i in range(selection.embeddings.shape[1])]].to_numpy()
+        np.testing.assert_allclose(vectors, selection.embeddings, atol=1e-6)
+        assert frame["global_id"].tolist() == selection.global_ids
+    else:
+        table = pq.read_table(path)
+        np.testing.assert_array_equal(np.stack(table.column("embedding").to_numpy(zero_copy_only=False)),
+                                      selection.embeddings)
+        assert json.loads(table.schema.metadata[b"scaledet"])["l2_normalized"]
+
+
+def test_yolo_world_json_and_custom_vocabulary(output, tmp_path):
+    selection = select_from_build(output, ["coco"])
+    export(selection, output, "yolo-world", tmp_path)
+    classes = read_vocabulary_file(tmp_path / "coco.json")
+    assert classes[0] == ["person"] and len(classes) == 80
+    vocab = select_vocabulary(output, [["person"], ["sneakers", "trainers"]], "mine")
+    np.testing.assert_allclose(vocab.embeddings[0], output.embeddings[output.global_ids.index("coco/person")], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vocab.embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_export_bad_inputs(output, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing here\n\n")
+    with pytest.raises(ScaledetError, match="empty vocabulary"):
+        read_vocabulary_file(empty)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a list"}')
+    with pytest.raises(ScaledetError, match="list of non-empty lists"):
+        read_vocabulary_file(bad)
+    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "onnx")
+    assert done.returncode == 2 and "--format 'onnx': unknown export format" in done.stderr
+    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic",
+                   "--vocab-file", str(empty), "--to", str(tmp_path))
+    assert done.returncode == 2 and "empty vocabulary" in done.stderr
+    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic",
+                   "--datasets", "coco9", "--to", str(tmp_path))
+    assert done.returncode == 2 and "--datasets 'coco9'" in done.stderr
+
+
+def test_export_and_inspect_expand_from_the_command_line(output, tmp_path):
+    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic",
+                   "--expand", "fruit", "--to", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    order = (tmp_path / "fruit.labels.txt").read_text().splitlines()
+    assert "oid/Apple" in order and np.load(tmp_path / "fruit.npy").shape[0] == len(order)
+    shown = run_cli("scaledet-labels", "inspect", "fruit", "--expand", "--json", "--out", str(output.directory))
+    assert "coco/apple" in json.loads(shown.stdout)["labels"]
+
+
+def test_report_is_written_with_its_figures(output, tmp_path):
+    done = run_cli("scaledet-labels", "report", "--out", str(output.directory), "--to", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "r" / "report.html").read_text()
+    for section in ("Datasets", "Overlap between datasets", "concept clusters", "Ambiguity", "Granularity", "Map of"):
+        assert section in page
+    assert page.count("data:image/png;base64,") == 2
+    assert "coco/person, o365/Person" in page  # the person cluster leads the cluster table
+    from PIL import Image
+
+    for name in ("overlap.png", "map.png"):
+        with Image.open(tmp_path / "r" / name) as image:
+            assert image.size[0] > 300
