@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from pathlib import Path
 from scaledet.labelspace.similarity import write_similarity
@@ -30,8 +30,9 @@ emb = np.load(sys.argv[1], mmap_mode="r")[: int(sys.argv[2])]
 emb = np.ascontiguousarray(emb)
 start = time.perf_counter()
 rows = write_similarity(Path(sys.argv[3]), emb, sys.argv[4], None if sys.argv[5] == "none" else int(sys.argv[5]))
-print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows,
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM is this process's own peak; ru_maxrss would carry over the parent's peak across fork + exec
+peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows, "peak_mib": peak_kib / 1024}))
 """
 
 

@@ -156,3 +156,47 @@ def write_coco_dataset(spec: SyntheticDatasetSpec, out_dir: Path, num_images: in
     return path
 
 
+
+
+# --------------------------------------------------------------------------- the benchmark world
+def _named(mapping: dict[str, str]) -> Labeler:
+    return lambda shape, colour: mapping.get(shape)
+
+
+def upstream_datasets() -> list[SyntheticDatasetSpec]:
+    """Four datasets annotating the same world of circles, squares, triangles and stars, each its own way.
+
+    * ``geo``: circle / square / triangle; ignores stars (partial annotation).
+    * ``things``: synonyms: round disk / box / star; ignores triangles.
+    * ``paint``: finer: red circle / blue circle / red square / blue square; ignores everything else.
+    * ``blobs``: coarser: every object is a "shape".
+    """
+    shapes = ("circle", "square", "triangle", "star")
+    fine = {("circle", "red"): "red circle", ("circle", "blue"): "blue circle",
+            ("square", "red"): "red square", ("square", "blue"): "blue square"}
+    return [
+        SyntheticDatasetSpec("geo", _named({"circle": "circle", "square": "square", "triangle": "triangle"}),
+                             ["circle", "square", "triangle"], shapes=shapes),
+        SyntheticDatasetSpec("things", _named({"circle": "round disk", "square": "box", "star": "star"}),
+                             ["round disk", "box", "star"], shapes=shapes),
+        SyntheticDatasetSpec("paint", lambda shape, colour: fine.get((shape, colour)),
+                             ["red circle", "blue circle", "red square", "blue square"], shapes=shapes),
+        SyntheticDatasetSpec("blobs", lambda shape, colour: "shape", ["shape"], shapes=shapes),
+    ]
+
+
+def downstream_datasets() -> list[SyntheticDatasetSpec]:
+    """Datasets no upstream dataset names or looks like (the ODinW "thermal" / "aquarium" cases).
+
+    * ``thermal``: seen shapes, seen names, a thermal-like colour map.
+    * ``toys``: seen shapes under names no upstream dataset uses: ball / crate / pyramid.
+    * ``negative``: inverted colours; star and an unseen shape, cross.
+    """
+    return [
+        SyntheticDatasetSpec("thermal", _named({"circle": "circle", "square": "square", "triangle": "triangle"}),
+                             ["circle", "square", "triangle"], shapes=("circle", "square", "triangle"), domain="thermal"),
+        SyntheticDatasetSpec("toys", _named({"circle": "ball", "square": "crate", "triangle": "pyramid"}),
+                             ["ball", "crate", "pyramid"], shapes=("circle", "square", "triangle")),
+        SyntheticDatasetSpec("negative", _named({"star": "star", "cross": "cross"}), ["star", "cross"],
+                             shapes=("star", "cross", "circle"), domain="inverted"),
+    ]
