@@ -1,6 +1,6 @@
 """Evidence: what multi-dataset training and the soft-label loss do, on a procedural world, on CPU.
 
-    python benchmarks/multidataset.py [--seeds 3] [--iterations 300] [--out docs/results]
+    python benchmarks/multidataset.py [--seeds 3] [--iterations 120] [--out docs/results]
 
 Four upstream datasets annotate the same world of coloured shapes with different vocabularies (synonyms,
 finer and coarser labels, partial annotation; ``detector/synthetic.py``); three downstream datasets use
@@ -91,7 +91,7 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
         output_dir=str(work / "runs" / f"{run.name}-{seed}".replace(" ", "_").replace(",", "")),
         seed=seed, device="cpu" if args.device == "cpu" else "auto",
         model=ModelConfig(backbone=args.backbone, min_size=args.size, max_size=args.size, soft_weight=run.soft_weight,
-                          hard_loss_scope=run.scope, roi_batch_size_per_image=128, rpn_pre_nms_top_n_train=600,
+                          hard_loss_scope=run.scope, roi_batch_size_per_image=64, rpn_pre_nms_top_n_train=600,
                           rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=150),
         schedule=ScheduleConfig(iterations=args.iterations, batch_size=args.batch, lr=args.lr,
                                 warmup_iterations=min(50, args.iterations // 5), checkpoint_every=10**9, log_every=50),
@@ -177,12 +177,12 @@ def plot(table: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=120)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--train-images", type=int, default=96)
-    parser.add_argument("--test-images", type=int, default=24)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--test-images", type=int, default=20)
+    parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", type=int, nargs="*", help="indices of RUNS to do (default: all)")

@@ -1,7 +1,6 @@
 """``scaledet``: train, evaluate and run the detector on a labelspace build."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 

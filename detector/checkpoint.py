@@ -1,12 +1,12 @@
 """Checkpoints: atomic writes, and a refusal to mix a checkpoint with a labelspace it was not trained on."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.atomic import atomic_write
+from scaledet.labelspace.errors import ScaledetError, one_line
 
 from .vocabulary import UnifiedLabelSpace
 
@@ -14,12 +14,7 @@ from .vocabulary import UnifiedLabelSpace
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write to a temporary file in the same directory, then rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -29,7 +24,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise ScaledetError(f"{path}: not a readable checkpoint ({' '.join(str(err).split())[:120]})") from None
+        raise ScaledetError(f"{path}: not a readable checkpoint ({one_line(err)})") from None
     if not isinstance(state, dict) or "model" not in state or "labelspace" not in state:
         raise ScaledetError(f"{path}: not a scaledet checkpoint")
     return state

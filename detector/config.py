@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.errors import ScaledetError, one_line
 
 from .data import DatasetSpec
 from .model import ModelConfig
@@ -93,7 +93,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ScaledetError(f"{path}: malformed YAML ({' '.join(str(err).split())[:120]})") from None
+        raise ScaledetError(f"{path}: malformed YAML ({one_line(err)})") from None
     if not isinstance(raw, dict):
         raise ScaledetError(f"{path}: a config is a YAML mapping")
     raw = {**raw, **(overrides or {})}

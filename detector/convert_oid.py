@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 from PIL import Image
 
+from scaledet.labelspace.atomic import atomic_write_text
 from scaledet.labelspace.errors import ScaledetError
 from scaledet.labelspace.readers import read_openimages_csv
 
@@ -60,7 +60,5 @@ def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_
                 "categories": [{"id": category_of[c.local_id], "name": c.name, "mid": c.local_id}
                                for c in taxonomy.categories]}
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_json.with_name(f".{out_json.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(document))
-    tmp.replace(out_json)
+    atomic_write_text(out_json, json.dumps(document))
     return {"images": len(images), "annotations": len(annotations), "categories": len(category_of)}

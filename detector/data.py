@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.errors import ScaledetError, one_line
 
 from .vocabulary import UnifiedLabelSpace
 
@@ -70,7 +70,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         try:
             coco = json.loads(self.annotation_file.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
-            raise ScaledetError(f"{self.annotation_file}: malformed JSON ({' '.join(str(err).split())[:120]})") from None
+            raise ScaledetError(f"{self.annotation_file}: malformed JSON ({one_line(err)})") from None
         for key in ("images", "annotations", "categories"):
             if not isinstance(coco, dict) or not isinstance(coco.get(key), list):
                 raise ScaledetError(f"{self.annotation_file}: missing '{key}' list")

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import torch
+
+from scaledet.labelspace.atomic import atomic_write_json
 
 from .data import CocoDetectionDataset
 
@@ -71,6 +72,4 @@ def evaluate_dataset(model, dataset: CocoDetectionDataset, text_embeddings: torc
 
 
 def write_results(path: Path, table: dict[str, dict[str, float]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(table, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, table)

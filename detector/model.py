@@ -17,7 +17,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.errors import ScaledetError, one_line
 
 from .head import ScaleDetBoxPredictor
 from .roi_heads import ScaleDetRoIHeads
@@ -89,7 +89,7 @@ def load_backbone_weights(backbone: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ScaledetError(f"model.backbone_weights {path}: not a torch checkpoint ({' '.join(str(err).split())[:120]})") from None
+        raise ScaledetError(f"model.backbone_weights {path}: not a torch checkpoint ({one_line(err)})") from None
     body = backbone.body
     own = body.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

@@ -1,7 +1,6 @@
 """Open-vocabulary inference: any vocabulary is text embeddings made with the checkpoint's encoder."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from scaledet.labelspace import builtin
+from scaledet.labelspace.atomic import atomic_write, atomic_write_json
 from scaledet.labelspace.cache import EmbeddingCache
 from scaledet.labelspace.embed import embed_prompt_names
 from scaledet.labelspace.encoders import build_encoder
@@ -97,9 +97,7 @@ def draw_detections(image_path: Path, detections: list[dict], out_path: Path) ->
         text_box = draw.textbbox((x1, y1), caption)
         draw.rectangle([text_box[0], text_box[1] - 1, text_box[2] + 2, text_box[3] + 1], fill=colour)
         draw.text((x1 + 1, y1), caption, fill=(255, 255, 255))
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    canvas.save(tmp)
-    tmp.replace(out_path)
+    atomic_write(out_path, lambda tmp: canvas.save(tmp))
 
 
 def write_predictions(predictions: list[dict], out_dir: Path) -> list[Path]:
@@ -110,8 +108,5 @@ def write_predictions(predictions: list[dict], out_dir: Path) -> list[Path]:
         png = out_dir / f"{stem}.detections.png"
         draw_detections(Path(prediction["image"]), prediction["detections"], png)
         written.append(png)
-    json_path = out_dir / "detections.json"
-    tmp = json_path.with_name(".detections.json.tmp")
-    tmp.write_text(json.dumps(predictions, indent=2) + "\n")
-    tmp.replace(json_path)
+    json_path = atomic_write_json(out_dir / "detections.json", predictions)
     return [json_path, *written]

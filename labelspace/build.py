@@ -18,8 +18,9 @@ from .cache import EmbeddingCache
 from .embed import EmbedStats, ProgressFactory, embed_prompt_names
 from .encoders import TextEncoder
 from .errors import ScaledetError, TaxonomyError
+from .atomic import atomic_write_json
 from .outputs import (EMBEDDINGS_FILE, FORMAT, LABELS_FILE, MANIFEST_FILE, SIMILARITY_FILE,
-                      atomic_directory, labels_table, write_json)
+                      atomic_directory, labels_table)
 from .prompts import resolve_templates
 from .readers import read_taxonomy_file
 from .similarity import resolve_similarity_kind, write_similarity_cached
@@ -104,7 +105,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
         np.save(staging / EMBEDDINGS_FILE, embeddings)
         tick = similarity_progress(len(labels)) if similarity_progress else None
         rows = write_similarity_cached(staging / SIMILARITY_FILE, embeddings, kind, k, progress=tick)
-        write_json(staging / MANIFEST_FILE, {
+        atomic_write_json(staging / MANIFEST_FILE, {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "n_labels": len(labels),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import uuid
 import zipfile
@@ -21,6 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .atomic import atomic_write
 from .cache_dir import cache_root
 
 #: More shards than this are merged into one on the next write, keeping start-up reads few and large.
@@ -140,6 +140,5 @@ class EmbeddingCache:
             "vectors_sha256": hashlib.sha256(vectors.tobytes()).hexdigest(),
         }
         name = f"shard-{len(list(self.directory.glob('shard-*.npz'))):05d}-{uuid.uuid4().hex[:8]}"
-        tmp = self.directory / f".{name}.tmp.npz"
-        np.savez(tmp, keys=np.array(keys), vectors=vectors, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, self.directory / f"{name}.npz")
+        atomic_write(self.directory / f"{name}.npz",
+                     lambda tmp: np.savez(tmp, keys=np.array(keys), vectors=vectors, meta=np.array(json.dumps(meta))))

@@ -18,7 +18,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from .errors import EncoderError
+from .errors import EncoderError, one_line
 from .weights_hash import sha256_cached
 
 ProgressCallback = Callable[[int], None]
@@ -146,8 +146,7 @@ class ClipEncoder:
                     state = {k.removeprefix("module."): v for k, v in state.items()}
                     model.load_state_dict(state, strict=True)
                 except Exception as err:  # torch raises several types for unreadable / mismatched files
-                    message = " ".join(str(err).split())[:160]
-                    raise EncoderError(f"{self.weights}: not an open_clip {self.arch} checkpoint ({message})") from None
+                    raise EncoderError(f"{self.weights}: not an open_clip {self.arch} checkpoint ({one_line(err)})") from None
             model.eval()
             self._model = model
             self._tokenizer = open_clip.get_tokenizer(self.arch)

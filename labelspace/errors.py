@@ -7,6 +7,11 @@ The command-line layer prints that line and exits non-zero; a traceback is reser
 from __future__ import annotations
 
 
+def one_line(err: BaseException, limit: int = 160) -> str:
+    """An exception's message folded onto one line and cut to ``limit`` characters, for error reports."""
+    return " ".join(str(err).split())[:limit]
+
+
 class ScaledetError(Exception):
     """A problem with the user's input, reported as one line (``str(err)``)."""
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .atomic import atomic_write
 from .cache import EmbeddingCache
 from .embed import embed_prompt_names
 from .encoders import build_encoder, l2_normalize
-from .errors import ScaledetError
+from .errors import ScaledetError, one_line
 from .outputs import LabelSpaceOutput
 from .prompts import normalize_name
 
@@ -78,7 +78,7 @@ def read_vocabulary_file(path: Path) -> list[list[str]]:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as err:
-            raise ScaledetError(f"{path}: malformed JSON ({' '.join(str(err).split())[:100]})") from None
+            raise ScaledetError(f"{path}: malformed JSON ({one_line(err)})") from None
         if not isinstance(document, list) or not all(
                 isinstance(item, list) and item and all(isinstance(s, str) and s.strip() for s in item)
                 for item in document):
@@ -113,15 +113,6 @@ def select_vocabulary(output: LabelSpaceOutput, classes: list[list[str]], name: 
                            embeddings=l2_normalize(np.stack(rows)), description={"vocabulary": name})
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, destination: Path) -> list[Path]:
     if fmt not in EXPORT_FORMATS:
         raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
@@ -137,7 +128,7 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
     written: list[Path] = []
 
     def put(path: Path, write) -> None:
-        _atomic_write(path, write)
+        atomic_write(path, write)
         written.append(path)
 
     if fmt == "detic":

@@ -94,12 +94,6 @@ def labels_table(labels: list[Label], templates: tuple[str, ...]) -> pa.Table:
     ], schema=LABELS_SCHEMA)
 
 
-def write_json(path: Path, document: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @dataclass
 class LabelSpaceOutput:
     """A build directory, read back. ``labels`` is a pyarrow Table in index order."""

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import TaxonomyError
+from .errors import TaxonomyError, one_line
 from .taxonomy import Category, Taxonomy, apply_lenient_fixes
 
 #: File suffix → format name; ``read_taxonomy_file`` dispatches on it.
@@ -78,7 +78,7 @@ def _iter_json_categories(path: Path) -> Iterable[dict[str, Any]]:
         if not found_any:
             _explain_missing_categories(path)
     except ijson.JSONError as err:
-        raise TaxonomyError(f"{path}: malformed JSON ({_one_line(err)})") from None
+        raise TaxonomyError(f"{path}: malformed JSON ({one_line(err)})") from None
 
 
 def _explain_missing_categories(path: Path) -> None:
@@ -94,10 +94,6 @@ def _explain_missing_categories(path: Path) -> None:
             if prefix == "categories" and event == "end_array":
                 raise TaxonomyError(f"{path}: 'categories' is empty")
     raise TaxonomyError(f"{path}: no 'categories' key in the JSON object")
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())[:200]
 
 
 def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonomy:
@@ -159,7 +155,7 @@ def _openimages_rows(path: Path) -> list[tuple[str, str]]:
                     continue  # a header line such as "LabelName,DisplayName"
                 rows.append((mid, name))
         except csv.Error as err:
-            raise TaxonomyError(f"{path}: malformed CSV ({_one_line(err)})") from None
+            raise TaxonomyError(f"{path}: malformed CSV ({one_line(err)})") from None
         except UnicodeDecodeError:
             raise TaxonomyError(f"{path}: not UTF-8 text") from None
     return rows
@@ -177,7 +173,7 @@ def read_openimages_hierarchy(path: str | Path) -> tuple[dict[str, list[str]], d
         with open(path, encoding="utf-8") as handle:
             root = json.load(handle)
     except json.JSONDecodeError as err:
-        raise TaxonomyError(f"{path}: malformed JSON ({_one_line(err)})") from None
+        raise TaxonomyError(f"{path}: malformed JSON ({one_line(err)})") from None
     if not isinstance(root, dict) or "LabelName" not in root:
         raise TaxonomyError(f"{path}: not an OpenImages hierarchy (no 'LabelName' at the top)")
     parents: dict[str, list[str]] = {}
@@ -239,7 +235,7 @@ def read_yolo_yaml(key: str, path: str | Path) -> Taxonomy:
         with open(path, encoding="utf-8") as handle:
             document = yaml.safe_load(handle)
     except yaml.YAMLError as err:
-        raise TaxonomyError(f"{path}: malformed YAML ({_one_line(err)})") from None
+        raise TaxonomyError(f"{path}: malformed YAML ({one_line(err)})") from None
     if not isinstance(document, dict) or "names" not in document:
         raise TaxonomyError(f"{path}: no 'names' list in the YAML file")
     names = document["names"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write, atomic_write_text
 from .graph import LabelGraph
 from .outputs import LabelSpaceOutput
 
@@ -114,7 +114,7 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
     map_png = plot_map(output, annotate)
     pngs = {"overlap.png": overlap_png, "map.png": map_png}
     for name, data in pngs.items():
-        (destination / name).write_bytes(data)
+        atomic_write(destination / name, lambda tmp, data=data: tmp.write_bytes(data))
     manifest = output.manifest
     embed = {name: base64.b64encode(data).decode() for name, data in pngs.items()}
     ambiguities = graph.ambiguities()
@@ -146,8 +146,4 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
         f"<img alt='PCA map' src='data:image/png;base64,{embed['map.png']}'>",
     ]
     document = f"<!doctype html><html><head><meta charset=utf-8><title>scaledet label space</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
-    path = destination / "report.html"
-    tmp = path.with_name(f".report.html.tmp{os.getpid()}")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(destination / "report.html", document)

@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import OutputError, ScaledetError
+from .atomic import atomic_write, atomic_write_text
+from .errors import OutputError, ScaledetError, one_line
 from .readers import sha256_of_file
 
 #: Bumped when the file layout changes, so cached similarity files of an older layout are not reused.
@@ -129,11 +130,9 @@ def write_similarity_cached(path: Path, embeddings: np.ndarray, kind: str, k: in
     rows = write_similarity(path, embeddings, kind, k, progress=progress)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{key}.tmp{os.getpid()}"
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, cached)
-        checksum.with_suffix(".rows").write_text(str(rows))
-        checksum.write_text(sha256_of_file(cached))
+        atomic_write(cached, lambda tmp: shutil.copyfile(path, tmp))
+        atomic_write_text(checksum.with_suffix(".rows"), str(rows))
+        atomic_write_text(checksum, sha256_of_file(cached))
         for old in sorted(directory.glob("*.parquet"), key=lambda p: p.stat().st_mtime)[:-keep]:
             for suffix in (".parquet", ".sha256", ".rows"):
                 old.with_suffix(suffix).unlink(missing_ok=True)
@@ -146,7 +145,7 @@ def read_similarity_meta(path: Path) -> dict:
     try:
         metadata = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid) as err:
-        raise OutputError(f"{path}: not a readable Parquet file ({' '.join(str(err).split())[:120]})") from None
+        raise OutputError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
     if b"scaledet" not in metadata:
         raise OutputError(f"{path}: not a scaledet similarity file (no 'scaledet' metadata)")
     return json.loads(metadata[b"scaledet"])

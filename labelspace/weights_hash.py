@@ -6,9 +6,9 @@ embeddings; hashing 90 MB on every command would cost a large part of a warm reb
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .cache_dir import cache_root
 from .readers import sha256_of_file
 
@@ -28,9 +28,7 @@ def sha256_cached(path: str | Path) -> str:
     memo[key] = digest
     try:
         memo_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(memo, indent=0))
-        os.replace(tmp, memo_file)
+        atomic_write_text(memo_file, json.dumps(memo, indent=0))
     except OSError:
         pass  # a read-only cache only costs the hash again next time
     return digest
