@@ -38,7 +38,7 @@ def expand_multi_value_options(argv: list[str], options: Iterable[str]) -> list[
 
     Click options take one value each; researchers type space-separated lists (as in argparse's
     ``nargs='+'``), so the values that follow a multi-value option up to the next ``-``-prefixed token
-    are rewritten as repeated options before click sees them. Commas also separate values.
+    are rewritten as repeated options before click sees them. ``--datasets=lvis,coco`` works too.
     """
     options = set(options)
     out: list[str] = []
@@ -47,15 +47,12 @@ def expand_multi_value_options(argv: list[str], options: Iterable[str]) -> list[
         if token.startswith("-"):
             name, eq, value = token.partition("=")
             current = name if name in options else None
-            if current and eq:
+            if current is None:
+                out.append(token)
+            elif eq:
                 out.extend(f"{current}={v}" for v in value.split(",") if v)
-                continue
-            if current:
-                continue
-            out.append(token)
         elif current is not None:
-            out.extend([current, token] if "," not in token or "=" in token else
-                       [part for v in token.split(",") if v for part in (current, v)])
+            out.extend([current, token])
         else:
             out.append(token)
     return out

@@ -78,3 +78,12 @@ def test_inspect_errors(small_build, tmp_path):
     assert missing.returncode == 2 and "not a labelspace build" in missing.stderr
     unknown = run_cli("scaledet-labels", "inspect", "zeppelin", "--out", str(out))
     assert unknown.returncode == 2 and "no label named 'zeppelin'" in unknown.stderr
+
+
+def test_multi_value_options_are_expanded_before_click():
+    from scaledet.cli.common import expand_multi_value_options
+
+    argv = ["build", "--datasets", "lvis", "coco", "--out", "x", "--dataset-file", "a=p.json", "--datasets=oid,o365"]
+    assert expand_multi_value_options(argv, ["--datasets", "--dataset-file"]) == [
+        "build", "--datasets", "lvis", "--datasets", "coco", "--out", "x", "--dataset-file", "a=p.json",
+        "--datasets=oid", "--datasets=o365"]

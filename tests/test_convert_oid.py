@@ -1,0 +1,57 @@
+"""OpenImages box CSVs → COCO JSON → a dataset the detector reads against the built-in ``oid`` labels."""
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from conftest import run_cli
+
+CLASSES = "/m/01g317,Person\n/m/0k4j,Car\n/m/09j2d,Clothing\n"
+BOXES = """ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside
+img1,xclick,/m/01g317,1,0.1,0.5,0.2,0.9,0,0,0,0,0
+img1,xclick,/m/0k4j,1,0.5,0.9,0.5,0.8,0,0,1,0,0
+img2,xclick,/m/0k4j,1,0.0,0.25,0.0,0.5,0,0,0,0,0
+img2,xclick,/m/zzzz,1,0.0,0.25,0.0,0.5,0,0,0,0,0
+"""
+
+
+def test_convert_oid_to_coco(tmp_path):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (200, 100)).save(tmp_path / "images" / "img1.jpg")
+    Image.new("RGB", (64, 64)).save(tmp_path / "images" / "img2.jpg")
+    (tmp_path / "classes.csv").write_text(CLASSES)
+    (tmp_path / "boxes.csv").write_text(BOXES)
+    out = tmp_path / "oid.json"
+    done = run_cli("scaledet", "convert-oid", "--boxes", str(tmp_path / "boxes.csv"), "--classes",
+                   str(tmp_path / "classes.csv"), "--images", str(tmp_path / "images"), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    coco = json.loads(out.read_text())
+    assert [c["mid"] for c in coco["categories"]] == ["/m/01g317", "/m/0k4j", "/m/09j2d"]
+    assert [(i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [("img1.jpg", 200, 100), ("img2.jpg", 64, 64)]
+    first = coco["annotations"][0]
+    assert first["bbox"] == [20.0, 20.0, 80.0, 70.0] and first["category_id"] == 1
+    assert [a["iscrowd"] for a in coco["annotations"]] == [0, 1, 0]  # the unknown MID is skipped
+
+
+def test_convert_oid_reports_a_missing_image(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "classes.csv").write_text(CLASSES)
+    (tmp_path / "boxes.csv").write_text(BOXES)
+    done = run_cli("scaledet", "convert-oid", "--boxes", str(tmp_path / "boxes.csv"), "--classes",
+                   str(tmp_path / "classes.csv"), "--images", str(tmp_path / "images"), "--out", str(tmp_path / "o.json"))
+    assert done.returncode == 2 and "boxes.csv:2: image" in done.stderr and "img1.jpg not found" in done.stderr
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_converted_openimages_maps_onto_the_builtin_oid_labels(tmp_path, builtin_union):
+    from scaledet.detector.data import CocoDetectionDataset, DatasetSpec
+    from scaledet.detector.vocabulary import UnifiedLabelSpace
+
+    test_convert_oid_to_coco(tmp_path)
+    space = UnifiedLabelSpace(builtin_union.out_dir)
+    dataset = CocoDetectionDataset(DatasetSpec("oid", str(tmp_path / "oid.json"), str(tmp_path / "images")), space)
+    names = {space.global_ids[i] for i in dataset.category_to_union.values()}
+    assert names == {"oid/Person", "oid/Car", "oid/Clothing"}
+    _, target = dataset[0]
+    assert [space.global_ids[i - 1] for i in target["labels"].tolist()] == ["oid/Person"]  # the group box is crowd
