@@ -2,7 +2,8 @@
 
 Nodes are labels (with their ``labels.parquet`` attributes). Edges, each with a ``kind``:
 
-* ``parent``: child → parent from the OpenImages hierarchy (directed);
+* ``parent``: child → parent from the OpenImages hierarchy, and from LVIS WordNet synsets when a local
+  WordNet database is installed (``wordnet.py``; directed, ``reason`` says which);
 * ``synonym``: two labels of different datasets that share a name or synonym after prompt normalisation
   (``coco/person`` ↔ ``o365/Person``);
 * ``similar``: two labels whose prompt embeddings have cosine ≥ ``similar_threshold``, among each label's
@@ -11,8 +12,8 @@ Nodes are labels (with their ``labels.parquet`` attributes). Edges, each with a 
   node such as ``oid/Footwear``), when the label's nearest labels in that dataset are the group or its
   children, or the label is a catch-all (``o365/Other Shoes``).
 
-LVIS WordNet synsets could add hypernym edges, but that needs the WordNet database, which is not bundled
-and is never downloaded; the LVIS ``synset`` column is kept in the graph as a node attribute.
+Hypernym queries (``expand``) follow the parent edges down, plus, with WordNet, every LVIS label whose
+synset lies below any noun sense of the term.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from .outputs import LabelSpaceOutput
 from .prompts import normalize_name
+from .wordnet import WordNetNouns, find_wordnet
 
 EDGE_KINDS = ("parent", "synonym", "similar", "granularity")
 CATCH_ALL = re.compile(r"^(other|others|misc|miscellaneous)\b", re.IGNORECASE)
@@ -41,6 +43,7 @@ class GraphSettings:
     similar_threshold: float = 0.75
     similar_top_k: int = 5
     cluster_threshold: float = 0.9  # similar edges at least this strong join concept clusters
+    use_wordnet: bool = True  # when a local WordNet database is found
 
 
 def _cross_dataset_neighbours(embeddings: np.ndarray, datasets: np.ndarray, k: int, block: int = 2048):
@@ -79,6 +82,9 @@ class LabelGraph:
                                 synonyms="|".join(row["synonyms"] or []))
         self.neighbour_idx, self.neighbour_sim = _cross_dataset_neighbours(
             self.embeddings, self.datasets, max(self.settings.similar_top_k, 5))
+        self.wordnet = None
+        if self.settings.use_wordnet and (directory := find_wordnet()) is not None:
+            self.wordnet = WordNetNouns(directory)
         self._add_parent_edges()
         self._add_synonym_edges()
         self._add_similar_edges()
@@ -89,8 +95,28 @@ class LabelGraph:
         self.children: dict[str, list[str]] = defaultdict(list)
         for row in self.rows:
             for parent in row["parent"] or []:
-                self.graph.add_edge(row["global_id"], parent, kind="parent", weight=1.0)
+                self.graph.add_edge(row["global_id"], parent, kind="parent", weight=1.0, reason="openimages")
                 self.children[parent].append(row["global_id"])
+        if self.wordnet is not None:
+            self._add_wordnet_parent_edges()
+
+    def _add_wordnet_parent_edges(self) -> None:
+        """Each LVIS label → its nearest LVIS labels among its synset's hypernyms (no transitive shortcuts)."""
+        self.synset_offset = {}
+        for row in self.rows:
+            if row["synset"] and (offset := self.wordnet.offset(row["synset"])) is not None:
+                self.synset_offset[row["global_id"]] = offset
+        by_offset: dict[int, list[str]] = defaultdict(list)
+        for gid, offset in self.synset_offset.items():
+            by_offset[offset].append(gid)
+        self.synset_ancestors = {gid: self.wordnet.ancestors(o) for gid, o in self.synset_offset.items()}
+        for gid, ancestors in self.synset_ancestors.items():
+            candidates = [c for o in ancestors for c in by_offset.get(o, []) if c != gid]
+            nearest = [c for c in candidates
+                       if not any(self.synset_offset[c] in self.synset_ancestors[other] for other in candidates)]
+            for parent in nearest:
+                self.graph.add_edge(gid, parent, kind="parent", weight=1.0, reason="wordnet")
+                self.children[parent].append(gid)
 
     @staticmethod
     def _names_of(row: dict) -> set[str]:
@@ -222,6 +248,10 @@ class LabelGraph:
         threshold = similar_threshold if similar_threshold is not None else self.settings.cluster_threshold
         wanted = normalize_name(term)
         roots = [row["global_id"] for row in self.rows if wanted in self._names_of(row)]
+        if self.wordnet is not None:
+            senses = set(self.wordnet.noun_senses(term))
+            roots += [gid for gid, offset in self.synset_offset.items()
+                      if offset in senses or senses & self.synset_ancestors[gid]]
         found: dict[str, None] = {}
         stack = list(roots)
         while stack:
@@ -230,14 +260,25 @@ class LabelGraph:
                 continue
             found[node] = None
             stack.extend(self.children.get(node, []))
+        def linked(d: dict) -> bool:
+            return d["kind"] == "synonym" or (d["kind"] == "similar" and d["weight"] >= threshold)
+
+        # One hop across datasets, only into labels without a hierarchy of their own (COCO, Objects365):
+        # a label that has one answers for itself, and hopping into it by name would let polysemy in
+        # ("animal" → oid/Bat → lvis/baseball_bat).
         for node in list(found):
-            for _, other, d in self.graph.out_edges(node, data=True):
-                if d["kind"] == "synonym" or (d["kind"] == "similar" and d["weight"] >= threshold):
-                    found.setdefault(other, None)
-            for other, _, d in self.graph.in_edges(node, data=True):
-                if d["kind"] == "synonym" or (d["kind"] == "similar" and d["weight"] >= threshold):
+            neighbours = [v for _, v, d in self.graph.out_edges(node, data=True) if linked(d)]
+            neighbours += [u for u, _, d in self.graph.in_edges(node, data=True) if linked(d)]
+            for other in neighbours:
+                if not self._has_hierarchy(other):
                     found.setdefault(other, None)
         return sorted(found, key=lambda g: self.graph.nodes[g]["index"])
+
+    def _has_hierarchy(self, global_id: str) -> bool:
+        if self.wordnet is not None and global_id in self.synset_offset:
+            return True
+        return any(d["kind"] == "parent" for _, _, d in self.graph.out_edges(global_id, data=True)) \
+            or bool(self.children.get(global_id))
 
     def neighbourhood(self, global_id: str) -> list[tuple[str, str, str, float]]:
         """(direction, kind, other label, weight) for every edge touching a label."""

@@ -177,3 +177,17 @@ def test_report_is_written_with_its_figures(output, tmp_path):
     for name in ("overlap.png", "map.png"):
         with Image.open(tmp_path / "r" / name) as image:
             assert image.size[0] > 300
+
+
+def test_wordnet_hypernyms_of_lvis_synsets(output):
+    from scaledet.labelspace.wordnet import find_wordnet
+
+    if find_wordnet() is None:
+        pytest.skip("no local WordNet database (Debian package wordnet-base, or $SCALEDET_WORDNET)")
+    graph = LabelGraph(output)
+    parents = {(v, d.get("reason")) for _, v, d in graph.graph.out_edges("lvis/armchair", data=True) if d["kind"] == "parent"}
+    assert ("lvis/chair", "wordnet") in parents
+    animals = set(graph.expand("animal"))
+    assert {"lvis/dog", "lvis/bear", "lvis/bat_(animal)", "coco/dog"} <= animals
+    assert "lvis/baseball_bat" not in animals and "lvis/chair" not in animals
+    assert "lvis/shoe" in graph.expand("footwear")
