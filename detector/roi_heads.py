@@ -10,7 +10,6 @@ a ``C`` bool vector of the labels the image's dataset annotates, used when the h
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 
@@ -90,8 +89,3 @@ class ScaleDetRoIHeads(RoIHeads):
             keep = box_ops.batched_nms(kept_boxes, kept_scores, label, self.nms_thresh)[: self.detections_per_img]
             results.append({"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]})
         return results
-
-
-def vocabulary_logits_to_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Helper for analysis: per-label probabilities of ``R × (C+1)`` logits, background dropped."""
-    return F.sigmoid(logits[:, 1:])
