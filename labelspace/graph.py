@@ -148,21 +148,24 @@ class LabelGraph:
 
     def _add_granularity_edges(self) -> None:
         groups = {gid for gid, kids in self.children.items() if kids}
-        index_of = {gid: i for i, gid in enumerate(self.ids)}
         for a, row in enumerate(self.rows):
             near = [self.ids[b] for b, s in zip(self.neighbour_idx[a], self.neighbour_sim[a])
                     if s >= self.settings.similar_threshold - 0.1]
-            for group in groups:
-                if self.datasets[index_of[group]] == row["dataset"]:
+            # both conditions below need the group among the label's near neighbours (all of other datasets)
+            for group in near:
+                if group not in groups:
                     continue
                 family = {group, *self.children[group]}
                 hits = [n for n in near[:3] if n in family]
                 catch_all = CATCH_ALL.match(row["name"]) and group in near[:3]
-                sim = float(self.embeddings[a] @ self.embeddings[index_of[group]])
-                same_concept = sim >= 0.95 or self._names_of(row) & self._names_of(self.rows[index_of[group]])
-                if ((hits and group in near) or catch_all) and not same_concept:
-                    self.graph.add_edge(row["global_id"], group, kind="granularity", weight=sim,
-                                        reason="catch-all" if catch_all else "children of a coarser label")
+                if not (hits or catch_all):
+                    continue
+                other = self.rows[self.graph.nodes[group]["index"]]
+                sim = float(self.embeddings[a] @ self.embeddings[other["index"]])
+                if sim >= 0.95 or self._names_of(row) & self._names_of(other):
+                    continue  # the same concept under another name, not a coarser one
+                self.graph.add_edge(row["global_id"], group, kind="granularity", weight=sim,
+                                    reason="catch-all" if catch_all else "children of a coarser label")
 
     # ------------------------------------------------------------------ findings
     def edges(self, kind: str | None = None) -> list[tuple[str, str, dict]]:
