@@ -107,8 +107,7 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
     for name in UPSTREAM + DOWNSTREAM:
         spec = DatasetSpec(name, str(work / name / "test" / "annotations.json"), str(work / name / "test" / "images"))
         dataset = CocoDetectionDataset(spec, space, train=False)
-        rows = [dataset.category_to_union[c["id"]] for c in dataset.coco["categories"]]
-        scores[name] = evaluate_dataset(model, dataset, space.embeddings[rows], trainer.device)
+        scores[name] = evaluate_dataset(model, dataset, space.embeddings, trainer.device)
     return {"run": run.name, "seed": seed, "train_seconds": train_seconds,
             "total_seconds": time.perf_counter() - start, "scores": scores}
 

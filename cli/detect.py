@@ -48,9 +48,7 @@ def _evaluate(cfg, checkpoint: Path, device, quiet: bool) -> dict:
     table = {}
     for spec in cfg.eval_datasets:
         dataset = CocoDetectionDataset(spec, labelspace, train=False)
-        union_rows = [dataset.category_to_union[c["id"]] for c in dataset.coco["categories"]]
-        table[spec.name] = evaluate_dataset(model, dataset, labelspace.embeddings[union_rows], device,
-                                            progress=not quiet)
+        table[spec.name] = evaluate_dataset(model, dataset, labelspace.embeddings, device, progress=not quiet)
     view = Table(title=f"COCO mAP (pycocotools) of {checkpoint}")
     view.add_column("dataset")
     for name in METRIC_NAMES:

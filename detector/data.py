@@ -130,19 +130,13 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def category_counts(self) -> dict[int, int]:
-        """Images per union label, for repeat-factor sampling."""
-        counts: dict[int, int] = {}
-        for record in self.records:
-            for label in set(record.labels.tolist()):
-                counts[label] = counts.get(label, 0) + 1
-        return counts
+    def category_union_indices(self) -> list[int]:
+        """Union index of each category, in the file's category order (the order results are written in)."""
+        return [self.category_to_union[c["id"]] for c in self.coco["categories"]]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         record = self.records[index]
-        with Image.open(record.path) as image:
-            array = np.array(image.convert("RGB"), dtype=np.uint8)
-        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+        tensor = read_image(record.path)
         target = {
             "boxes": torch.from_numpy(record.boxes.copy()),
             "labels": torch.from_numpy(record.labels + 1),  # torchvision: 0 is background
@@ -162,5 +156,8 @@ def image_file_name(image: dict) -> str:
     raise ScaledetError(f"image {image.get('id')}: neither 'file_name' nor 'coco_url'")
 
 
-def collate(batch):
-    return tuple(zip(*batch))
+def read_image(path: Path) -> torch.Tensor:
+    """An image file as a 3 × H × W float tensor in [0, 1], the input torchvision's detectors take."""
+    with Image.open(path) as image:
+        array = np.array(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)

@@ -65,8 +65,11 @@ def coco_map(annotation_file: str | Path, results: list[dict]) -> dict[str, floa
     return {name: round(100 * max(0.0, float(v)), 3) for name, v in zip(METRIC_NAMES, evaluator.stats[:6])}
 
 
-def evaluate_dataset(model, dataset: CocoDetectionDataset, text_embeddings: torch.Tensor, device: torch.device,
+def evaluate_dataset(model, dataset: CocoDetectionDataset, union_embeddings: torch.Tensor, device: torch.device,
                      batch_size: int = 4, progress: bool = False) -> dict[str, float]:
+    """mAP of one dataset in its own label space: the rows of ``union_embeddings`` (the labelspace the
+    dataset was opened with) of its categories, in its category order."""
+    text_embeddings = union_embeddings[dataset.category_union_indices()]
     results = detect_dataset(model, dataset, text_embeddings, device, batch_size, progress)
     return coco_map(dataset.annotation_file, results)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -16,6 +15,7 @@ from scaledet.labelspace.errors import ScaledetError
 from scaledet.labelspace.prompts import normalize_name, prompt_name
 
 from .checkpoint import load_checkpoint
+from .data import read_image
 from .model import ModelConfig, build_detector
 from .vocabulary import Vocabulary
 
@@ -68,18 +68,16 @@ def predict_images(model, images: list[Path], vocabulary: Vocabulary, device: to
         if not path.is_file():
             raise ScaledetError(f"{path}: image not found")
         try:
-            with Image.open(path) as image:
-                array = np.array(image.convert("RGB"), dtype=np.uint8)
+            tensor = read_image(path).to(device)
         except OSError:
             raise ScaledetError(f"{path}: not a readable image") from None
-        tensor = torch.from_numpy(array).permute(2, 0, 1).float().div(255.0).to(device)
         output = model([tensor])[0]
         detections = [
             {"label": vocabulary.names[label], "score": round(score, 4), "box": [round(v, 1) for v in box]}
             for box, score, label in zip(output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist())
             if score >= score_threshold
         ]
-        predictions.append({"image": str(path), "width": array.shape[1], "height": array.shape[0],
+        predictions.append({"image": str(path), "width": tensor.shape[2], "height": tensor.shape[1],
                             "detections": detections})
     return predictions
 

@@ -1,7 +1,6 @@
 """The ``build`` pipeline: taxonomies → union → prompt embeddings (cached) → similarity → output dir."""
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -123,12 +122,3 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
         })
     timings["write"] = time.perf_counter() - start
     return BuildResult(out_dir, labels, taxonomies, stats, kind, rows, timings)
-
-
-def summary_rows(result: BuildResult) -> list[tuple[str, str, str]]:
-    """(dataset, labels, source) rows for the end-of-build table."""
-    return [(t.key, str(len(t)), t.source) for t in result.taxonomies]
-
-
-def manifest_of(out_dir: Path) -> dict:
-    return json.loads((Path(out_dir) / MANIFEST_FILE).read_text())
