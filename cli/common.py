@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Callable, Iterable, TypeVar
 
+import click
 import typer
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.errors import explain
 
 F = TypeVar("F", bound=Callable)
 
@@ -19,18 +21,27 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def user_errors(func: F) -> F:
-    """Turn :class:`ScaledetError` (a user's mistake) into a one-line message and exit code 2."""
+    """The one guard every command runs under: any exception becomes one ``error:`` line.
+
+    A user's mistake (:class:`ScaledetError`, a file-system error, memory) exits 2; anything else is a
+    bug of ours and exits 1, saying how to see the full trace (``SCALEDET_DEBUG=1`` re-raises)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except ScaledetError as err:
-            fail(str(err))
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
         except KeyboardInterrupt:
             fail("interrupted; earlier output is left as it was", code=130)
+        except Exception as err:  # noqa: BLE001 - the final guard
+            if os.environ.get("SCALEDET_DEBUG"):
+                raise
+            message, code = explain(err)
+            fail(message, code)
 
     return wrapper  # type: ignore[return-value]
+
 
 
 def expand_multi_value_options(argv: list[str], options: Iterable[str]) -> list[str]:

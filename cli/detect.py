@@ -7,27 +7,31 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .common import run_app, user_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ScaleDet detector: train / eval / predict on a labelspace build.")
-console = Console()
+# Label names come from users' files ("Mouse [/m/020lf]" in oid500): never read them as rich markup.
+console = Console(markup=False, highlight=False)
 
 
 @app.command()
 @user_errors
 def train(
     config: Path = typer.Option(..., "--config", help="Training config (YAML); see docs/detector.md."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT_DIR/checkpoint.pth."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE config overrides, e.g. model.soft_weight=0 schedule.iterations=2000."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUTPUT_DIR from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Start over in an OUTPUT_DIR that holds an earlier run or other files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train with hard + soft label assignment. Multi-GPU / multi-node: run it under torchrun."""
     from scaledet.detector.config import load_config
     from scaledet.detector.engine import Trainer
 
-    cfg = load_config(config)
-    trainer = Trainer(cfg, resume=resume, show_progress=not quiet)
+    cfg = load_config(config, overrides)
+    trainer = Trainer(cfg, resume=resume, show_progress=not quiet, force=force)
     final = trainer.train()
     if trainer.context.is_main:
         console.print(f"trained {cfg.schedule.iterations} iterations → {final} (metrics: {Path(cfg.output_dir) / 'metrics.csv'})")
@@ -67,6 +71,7 @@ def _evaluate(cfg, checkpoint: Path, device, quiet: bool) -> dict:
 @user_errors
 def evaluate(
     config: Path = typer.Option(..., "--config", help="The training config; its eval_datasets are evaluated."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE config overrides."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: OUTPUT_DIR/model_final.pth."),
     device: str = typer.Option("auto", "--device"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -76,7 +81,7 @@ def evaluate(
     from scaledet.detector.engine import DistributedContext, resolve_device
     from scaledet.labelspace.errors import ScaledetError
 
-    cfg = load_config(config)
+    cfg = load_config(config, overrides)
     if not cfg.eval_datasets:
         raise ScaledetError(f"{config}: no eval_datasets to evaluate")
     _evaluate(cfg, checkpoint or Path(cfg.output_dir) / "model_final.pth",
@@ -93,19 +98,25 @@ def predict(
     labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="Use this build's union as the vocabulary."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For checkpoints trained on CLIP embeddings."),
     score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0),
-    out: Path = typer.Option(Path("runs/predict"), "--out"),
+    out: Path = typer.Option(Path("runs/predict"), "--out", help="Missing, empty, or an earlier predict output."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Detect any vocabulary: writes OUT/detections.json and one PNG per image with boxes drawn."""
     from scaledet.detector.checkpoint import check_compatible
     from scaledet.detector.engine import DistributedContext, resolve_device
-    from scaledet.detector.predict import (load_model_from_checkpoint, predict_images, vocabulary_from_dataset,
-                                           vocabulary_from_text, write_predictions)
+    from scaledet.detector.predict import (PREDICT_KIND, load_model_from_checkpoint, predict_images,
+                                           vocabulary_from_dataset, vocabulary_from_text, write_predictions)
+    from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.detector.vocabulary import UnifiedLabelSpace
     from scaledet.labelspace.errors import ScaledetError
 
     if sum(x is not None for x in (vocab, dataset, labelspace)) != 1:
         raise ScaledetError("give exactly one of --vocab, --dataset, --labelspace")
+    out = check_output_dir(out, PREDICT_KIND, "--out", force)
+    for image in images:
+        if not image.is_file():
+            raise ScaledetError(f"{image}: image not found")
     torch_device = resolve_device(device, DistributedContext())
     model, state = load_model_from_checkpoint(checkpoint, torch_device)
     if vocab is not None:
@@ -130,11 +141,13 @@ def convert_oid(
     boxes: Path = typer.Option(..., "--boxes", help="OpenImages *-annotations-bbox.csv."),
     classes: Path = typer.Option(..., "--classes", help="class-descriptions-boxable.csv."),
     images: Path = typer.Option(..., "--images", help="Folder of <ImageID>.jpg files."),
-    out: Path = typer.Option(..., "--out", help="COCO-format JSON to write."),
+    out: Path = typer.Option(..., "--out", help="COCO-format JSON to write (an earlier convert-oid output is replaced)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out even if convert-oid did not write it."),
 ) -> None:
     """Convert OpenImages box annotations to COCO-format JSON (categories keep their MIDs)."""
-    from scaledet.detector.convert_oid import convert_openimages
+    from scaledet.detector.convert_oid import check_convert_out, convert_openimages
 
+    check_convert_out(out, force)
     counts = convert_openimages(boxes, classes, images, out)
     console.print(f"{out}: {counts['images']} images, {counts['annotations']} boxes, {counts['categories']} categories")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -9,12 +10,14 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .common import progress_factory, run_app, user_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Unify detection label spaces: taxonomies → disjoint union → prompt embeddings → similarity.")
-console = Console()
+# Label names come from users' files ("Mouse [/m/020lf]" in oid500): never read them as rich markup.
+console = Console(markup=False, highlight=False)
 
 DEFAULT_OUT = Path("runs/labelspace")
 MULTI_VALUE_OPTIONS = ("--datasets", "--dataset-file", "--hierarchy", "--template")
@@ -32,7 +35,8 @@ def build(
     template: List[str] = typer.Option([], "--template", help="Prompt template(s) with one {} (default 'a photo of a {}.'); 'ensemble' for the built-in ensemble."),
     similarity: str = typer.Option("auto", "--similarity", help="dense, topk, or auto (dense up to 20k labels)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Neighbours per label for --similarity topk (default 64)."),
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Output directory (replaced atomically)."),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Output directory: missing, empty or an earlier build (replaced atomically)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out even if it holds files the build did not write."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode everything, ignoring and not filling the cache."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -41,8 +45,10 @@ def build(
     from scaledet.labelspace.build import DatasetFile, build_labelspace, load_taxonomies, parse_assignment
     from scaledet.labelspace.encoders import build_encoder
     from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.outputs import check_build_out
 
     started = time.perf_counter()
+    target = check_build_out(out, force)
     hierarchies = dict(parse_assignment(h, "--hierarchy") for h in hierarchy)
     files = []
     for spec in dataset_file:
@@ -53,7 +59,7 @@ def build(
     taxonomies = load_taxonomies(datasets, files)
     text_encoder = build_encoder(encoder, clip_weights=clip_weights, clip_arch=clip_arch)
     result = build_labelspace(
-        taxonomies, text_encoder, out, templates=template or None, use_cache=not no_cache,
+        taxonomies, text_encoder, target, templates=template or None, use_cache=not no_cache,
         similarity=similarity, top_k=top_k, batch_size=batch_size,
         progress=progress_factory("encoding prompts", "text", quiet),
         similarity_progress=lambda total: progress_factory("similarity", "label", quiet)(total).update,
@@ -64,7 +70,7 @@ def build(
     table.add_column("source", overflow="fold")
     for taxonomy in result.taxonomies:
         table.add_row(taxonomy.key, str(len(taxonomy)), taxonomy.source)
-    table.add_row("[bold]union[/bold]", f"[bold]{len(result.labels)}[/bold]", "")
+    table.add_row(Text("union", style="bold"), Text(str(len(result.labels)), style="bold"), "")
     console.print(table)
     stats = result.embed_stats
     console.print(
@@ -99,7 +105,7 @@ def inspect(
         if as_json:
             typer.echo(json.dumps({"query": query, "labels": expanded}, indent=2, ensure_ascii=False))
         else:
-            console.print(f"[bold]{query}[/bold] expands to {len(expanded)} labels: {', '.join(expanded)}")
+            console.print(f"{query} expands to {len(expanded)} labels: {', '.join(expanded)}")
         return
     reports = inspect_query(output, query, top)
     label_graph = None
@@ -118,7 +124,7 @@ def inspect(
     if not reports:
         raise ScaledetError(f"no label named {query!r} in {out} (try 'scaledet-labels list --out {out}')")
     for report in reports:
-        console.print(f"[bold]{report.global_id}[/bold]  (index {report.index}, dataset {report.dataset}, "
+        console.print(f"{report.global_id}  (index {report.index}, dataset {report.dataset}, "
                       f"local id {report.local_id})")
         if report.synonyms:
             console.print(f"  synonyms: {', '.join(report.synonyms)}")
@@ -170,15 +176,17 @@ def graph(
     similar_threshold: float = typer.Option(0.75, "--similar-threshold", min=-1.0, max=1.0),
     similar_top_k: int = typer.Option(5, "--similar-top-k", min=1),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table in the summary."),
+    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
 ) -> None:
     """Build the label graph: GraphML, a Parquet edge list, clusters, merge candidates and findings."""
     from scaledet.labelspace.graph import GraphSettings, LabelGraph
-    from scaledet.labelspace.graph_io import write_graph_outputs
+    from scaledet.labelspace.graph_io import GRAPH_KIND, write_graph_outputs
+    from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
     output = LabelSpaceOutput.load(out)
     label_graph = LabelGraph(output, GraphSettings(similar_threshold, similar_top_k))
-    destination = to or out / "graph"
+    destination = check_output_dir(to or out / "graph", GRAPH_KIND, "--to", force)
     written = write_graph_outputs(label_graph, destination)
     counts = {}
     for _, _, data in label_graph.graph.edges(data=True):
@@ -215,13 +223,18 @@ def export(
     name: Optional[str] = typer.Option(None, "--name", help="Base name of the written files."),
     to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/exports)."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For a build made with --encoder clip."),
+    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
 ) -> None:
     """Export label embeddings (with their order and a metadata file) for other detectors."""
     from scaledet.labelspace.errors import ScaledetError
-    from scaledet.labelspace.export import EXPORT_FORMATS, export as run_export
+    from scaledet.labelspace.export import EXPORT_FORMATS, EXPORT_KIND, check_export_name, export as run_export
     from scaledet.labelspace.export import read_vocabulary_file, select_from_build, select_vocabulary
+    from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
+    if name is not None:
+        check_export_name(name)
+    destination = check_output_dir(to or out / "exports", EXPORT_KIND, "--to", force)
     if fmt not in EXPORT_FORMATS:
         raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
     if sum(bool(x) for x in (datasets, vocab_file, expand)) > 1:
@@ -236,11 +249,11 @@ def export(
         if not expanded:
             raise ScaledetError(f"--expand {expand!r}: no label of that name in {out}")
         index = {g: i for i, g in enumerate(output.global_ids)}
-        selection = select_from_build(output, indices=[index[g] for g in expanded], name=name or expand.replace(" ", "_"))
+        selection = select_from_build(output, indices=[index[g] for g in expanded], name=name or re.sub(r"[^A-Za-z0-9_.-]+", "_", expand).strip("._") or "expand")
         selection.description = {"expand": expand}
     else:
         selection = select_from_build(output, datasets or None, name=name)
-    written = run_export(selection, output, fmt, to or out / "exports")
+    written = run_export(selection, output, fmt, destination)
     console.print(f"exported {len(selection.names)} labels × {selection.embeddings.shape[1]} dims as {fmt}: "
                   + ", ".join(str(p) for p in written))
 
@@ -251,12 +264,15 @@ def report(
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
     to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/report)."),
     threshold: float = typer.Option(0.8, "--threshold", min=-1.0, max=1.0, help="Cosine for the overlap heat map."),
+    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
 ) -> None:
     """Write a self-contained HTML report (with PNG figures) of the build."""
     from scaledet.labelspace.outputs import LabelSpaceOutput
-    from scaledet.labelspace.report import write_report
+    from scaledet.labelspace.output_dirs import check_output_dir
+    from scaledet.labelspace.report import REPORT_KIND, write_report
 
-    path = write_report(LabelSpaceOutput.load(out), to or out / "report", threshold)
+    destination = check_output_dir(to or out / "report", REPORT_KIND, "--to", force)
+    path = write_report(LabelSpaceOutput.load(out), destination, threshold)
     console.print(f"wrote {path} (figures overlap.png, map.png beside it)")
 
 

@@ -12,22 +12,44 @@ from .vocabulary import UnifiedLabelSpace
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """Write to a temporary file in the same directory, then rename: a crash never leaves half a file."""
+    """Write to a temporary file in the same directory, then rename: a crash never leaves half a file,
+    and a failed write (a full disk) leaves the previous checkpoint and no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def write(tmp: Path) -> None:
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # torch reports a failed write (e.g. ENOSPC) as a RuntimeError
+            raise ScaledetError(f"{path}: the checkpoint could not be written ({one_line(err)}); is the disk "
+                                "full? The previous checkpoint is intact") from None
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """Load with ``weights_only=True``: a checkpoint holds tensors and plain Python values only, so loading
+    one that someone sent you cannot run their code."""
     path = Path(path)
     if not path.is_file():
         raise ScaledetError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged or foreign file
         raise ScaledetError(f"{path}: not a readable checkpoint ({one_line(err)})") from None
-    if not isinstance(state, dict) or "model" not in state or "labelspace" not in state:
+    if (not isinstance(state, dict) or not isinstance(state.get("model"), dict)
+            or not isinstance(state.get("labelspace"), dict) or not isinstance(state.get("config"), dict)):
         raise ScaledetError(f"{path}: not a scaledet checkpoint")
     return state
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: Path | str) -> None:
+    """``model.load_state_dict`` with a one-line error when the weights do not fit the model the
+    checkpoint's config describes (a hand-edited or foreign checkpoint)."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise ScaledetError(f"{path}: its weights do not fit the model its config describes "
+                            f"({one_line(err, 120)})") from None
 
 
 def check_compatible(state: dict, labelspace: UnifiedLabelSpace, checkpoint_path: Path | str,

@@ -1,21 +1,29 @@
-"""Training configuration: a YAML file read into dataclasses, with one-line errors for mistakes.
+"""Training configuration: a YAML file read into dataclasses, checked before any work starts.
 
-Unknown keys are errors (a typo such as ``soft_wieght`` must not silently train the default), and so are
-values of the wrong type. See docs/detector.md for a complete example.
+Every key is checked against the dataclasses below: an unknown key (a typo such as ``soft_wieght`` must
+not silently train the default), a value of the wrong type (``iterations: "ten"``, ``amp: "no"``) or out
+of range (``lr: -1``) is a one-line error naming the key and the value. ``KEY=VALUE`` overrides from the
+command line (``model.soft_weight=0 schedule.iterations=2000``) are parsed as YAML and checked the same
+way. See docs/detector.md for a complete example.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
-from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.errors import ConfigError
+from scaledet.labelspace.text_files import load_yaml
 
 from .data import DatasetSpec
-from .model import ModelConfig
+from .model import BACKBONES, NORMS, ModelConfig
 from .sampling import SAMPLING_MODES
 
 
@@ -58,60 +66,199 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _build(cls, values: Any, where: str, source: Path):
+# --------------------------------------------------------------------------- ranges
+def _positive(v) -> bool:
+    return v > 0
+
+
+def _non_negative(v) -> bool:
+    return v >= 0
+
+
+def _fraction_open(v) -> bool:
+    return 0 < v < 1
+
+
+def _one_of(*choices: str) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+#: ``section.key`` → (check, what the value must be). Types are checked first, from the dataclasses.
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (_non_negative, "≥ 0"),
+    "num_workers": (_non_negative, "≥ 0"),
+    "device": (lambda v: v in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", v) is not None,
+               "auto, cpu, cuda, cuda:N or mps"),
+    "schedule.iterations": (_positive, "> 0"),
+    "schedule.batch_size": (_positive, "> 0"),
+    "schedule.lr": (_positive, "> 0"),
+    "schedule.momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "schedule.weight_decay": (_non_negative, "≥ 0"),
+    "schedule.warmup_iterations": (_non_negative, "≥ 0"),
+    "schedule.lr_steps": (lambda v: all(0 < f <= 1 for f in v), "fractions of the schedule in (0, 1]"),
+    "schedule.lr_decay": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "schedule.clip_grad_norm": (_non_negative, "≥ 0 (0 turns clipping off)"),
+    "schedule.checkpoint_every": (_positive, "> 0"),
+    "schedule.log_every": (_positive, "> 0"),
+    "sampling.mode": (_one_of(*SAMPLING_MODES), " or ".join(SAMPLING_MODES)),
+    "sampling.repeat_factor_threshold": (lambda v: v is None or 0 < v < 1, "in (0, 1), e.g. 0.001"),
+    "model.backbone": (_one_of(*BACKBONES), ", ".join(BACKBONES)),
+    "model.norm": (_one_of(*NORMS), ", ".join(NORMS)),
+    "model.trainable_backbone_layers": (lambda v: 0 <= v <= 5, "0 … 5"),
+    "model.min_size": (_positive, "> 0"),
+    "model.max_size": (_positive, "> 0"),
+    "model.temperature": (_positive, "> 0"),
+    "model.prior_prob": (_fraction_open, "in (0, 1)"),
+    "model.soft_weight": (_non_negative, "≥ 0"),
+    "model.hard_loss_scope": (_one_of("union", "dataset"), "union or dataset"),
+    "model.rpn_batch_size_per_image": (_positive, "> 0"),
+    "model.roi_batch_size_per_image": (_positive, "> 0"),
+    "model.rpn_pre_nms_top_n_train": (_positive, "> 0"),
+    "model.rpn_post_nms_top_n_train": (_positive, "> 0"),
+    "model.rpn_pre_nms_top_n_test": (_positive, "> 0"),
+    "model.rpn_post_nms_top_n_test": (_positive, "> 0"),
+    "model.score_thresh": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "model.nms_thresh": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "model.detections_per_img": (_positive, "> 0"),
+    "datasets[].ratio": (_positive, "> 0"),
+    "datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
+}
+
+
+# --------------------------------------------------------------------------- typed reading
+def _type_name(hint) -> str:
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(hint, str(hint))
+
+
+def _typed(value: Any, hint: Any, key: str, source: Path, range_key: str) -> Any:
+    """``value`` checked against the type ``hint`` (from the dataclass); nested dataclasses recurse."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, source, range_key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} = {value!r}: must be a list")
+        return [_typed(item, args[0], f"{key}[{i}]", source, f"{range_key}[]") for i, item in enumerate(value)]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool)
+               and math.isfinite(value),
+        str: isinstance(value, str),
+    }.get(hint)
+    if ok is None:
+        raise TypeError(f"config field {key} has an unsupported type {hint}")
+    if not ok:
+        raise ConfigError(f"{source}: {key} = {value!r}: must be {_type_name(hint)}")
+    return float(value) if hint is float else value
+
+
+def _build(cls, values: Any, where: str, source: Path, range_where: str | None = None):
+    range_where = where if range_where is None else range_where
     if not isinstance(values, dict):
-        raise ScaledetError(f"{source}: '{where}' must be a mapping")
+        raise ConfigError(f"{source}: {where or 'the config'} must be a mapping, found {values!r}")
+    hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ScaledetError(f"{source}: unknown key '{where + '.' if where else ''}{unknown[0]}' "
-                            f"(known: {', '.join(known)})")
-    missing = [name for name, f in known.items()
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in values]
-    if missing:
-        raise ScaledetError(f"{source}: missing key '{where + '.' if where else ''}{missing[0]}'")
+    prefix = f"{where}." if where else ""
+    range_prefix = f"{range_where}." if range_where else ""
+    for name in values:
+        if name not in known:
+            raise ConfigError(f"{source}: unknown key '{prefix}{name}' (known: {', '.join(known)})")
+    checked = {}
+    for name, f in known.items():
+        if name not in values:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{source}: missing key '{prefix}{name}'")
+            continue
+        value = _typed(values[name], hints[name], f"{prefix}{name}", source, f"{range_prefix}{name}")
+        rule = RANGES.get(f"{range_prefix}{name}")
+        if rule is not None and value is not None and not rule[0](value):
+            raise ConfigError(f"{source}: {prefix}{name} = {values[name]!r}: must be {rule[1]}")
+        checked[name] = value
+    return cls(**checked)
+
+
+# --------------------------------------------------------------------------- overrides
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``model.soft_weight=0`` → (["model", "soft_weight"], 0); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE with a dotted key, e.g. schedule.iterations=2000")
     try:
-        return cls(**values)
-    except TypeError as err:
-        raise ScaledetError(f"{source}: bad '{where}' ({err})") from None
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
 
 
-def _datasets(values: Any, where: str, source: Path) -> list[DatasetSpec]:
-    if not isinstance(values, list):
-        raise ScaledetError(f"{source}: '{where}' must be a list of datasets")
-    specs = [_build(DatasetSpec, item, f"{where}[{i}]", source) for i, item in enumerate(values)]
-    for spec in specs:
-        if spec.ratio <= 0:
-            raise ScaledetError(f"{source}: dataset {spec.name} has ratio {spec.ratio}; ratios must be > 0")
-    return specs
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """A copy of ``raw`` with each ``KEY=VALUE`` set; a key that names no config field is an error."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        cls: Any = TrainConfig
+        node = raw
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"override {text!r}: {'.'.join(path[:depth])} has no item {part}")
+                if last:
+                    node[int(part)] = value
+                    break
+                node = node[int(part)]
+                continue
+            fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+            if part not in fields:
+                where = ".".join(path[:depth]) or "the config"
+                raise ConfigError(f"override {text!r}: unknown key '{part}' in {where} (known: {', '.join(fields)})")
+            hint = typing.get_type_hints(cls)[part]
+            if last:
+                node[part] = value
+                break
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            node = child
+            if typing.get_origin(hint) is list:
+                cls = typing.get_args(hint)[0]
+            else:
+                cls = hint
+    return raw
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+def read_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ScaledetError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ScaledetError(f"{path}: malformed YAML ({one_line(err)})") from None
+        raise ConfigError(f"{path}: config file not found")
+    raw = load_yaml(path, ConfigError)
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise ScaledetError(f"{path}: a config is a YAML mapping")
-    raw = {**raw, **(overrides or {})}
-    values = dict(raw)
-    values["datasets"] = _datasets(raw.get("datasets"), "datasets", path) if "datasets" in raw else None
-    if values["datasets"] is None or not values["datasets"]:
-        raise ScaledetError(f"{path}: 'datasets' must list at least one training dataset")
-    values["eval_datasets"] = _datasets(raw.get("eval_datasets", []), "eval_datasets", path)
-    values["model"] = _build(ModelConfig, raw.get("model", {}), "model", path)
-    values["schedule"] = _build(ScheduleConfig, raw.get("schedule", {}), "schedule", path)
-    values["sampling"] = _build(SamplingConfig, raw.get("sampling", {}), "sampling", path)
-    config = _build(TrainConfig, values, "", path)
-    if config.sampling.mode not in SAMPLING_MODES:
-        raise ScaledetError(f"{path}: sampling.mode {config.sampling.mode!r}: choose from {', '.join(SAMPLING_MODES)}")
-    if config.model.hard_loss_scope not in ("union", "dataset"):
-        raise ScaledetError(f"{path}: model.hard_loss_scope {config.model.hard_loss_scope!r}: choose union or dataset")
-    if config.model.soft_weight < 0:
-        raise ScaledetError(f"{path}: model.soft_weight must be ≥ 0")
-    if config.schedule.iterations <= 0 or config.schedule.batch_size <= 0:
-        raise ScaledetError(f"{path}: schedule.iterations and schedule.batch_size must be positive")
+        raise ConfigError(f"{path}: a config is a YAML mapping")
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read, override and check a config; nothing is built before every key has passed."""
+    path = Path(path)
+    raw = apply_overrides(read_config_file(path), list(overrides or []))
+    if not raw.get("datasets"):
+        raise ConfigError(f"{path}: 'datasets' must list at least one training dataset")
+    config = _build(TrainConfig, raw, "", path)
+    if config.model.max_size < config.model.min_size:
+        raise ConfigError(f"{path}: model.max_size = {config.model.max_size} is below model.min_size = "
+                          f"{config.model.min_size}")
     return config
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The resolved config (defaults filled in), as written next to a run."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)

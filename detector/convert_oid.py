@@ -16,10 +16,36 @@ from pathlib import Path
 from PIL import Image
 
 from scaledet.labelspace.atomic import atomic_write_text
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.errors import ScaledetError, one_line
 from scaledet.labelspace.readers import read_openimages_csv
 
 REQUIRED_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
+#: Written first in every output, so that a later run recognises the file as its own by its first bytes.
+INFO = {"description": "OpenImages boxes converted by scaledet convert-oid"}
+
+
+def check_convert_out(out: Path, force: bool = False) -> None:
+    """``--out`` may be new or an earlier convert-oid output; any other file only with ``--force``."""
+    if out.is_dir():
+        raise ScaledetError(f"--out {out}: is a directory; give the JSON file to write")
+    if not out.exists() or force:
+        return
+    try:
+        with open(out, "rb") as handle:
+            head = handle.read(256).decode("utf-8", errors="replace")
+    except OSError:
+        head = ""
+    if json.dumps(INFO) not in head:
+        raise ScaledetError(f"--out {out}: exists and was not written by convert-oid; choose another file or add --force")
+
+
+def _image_size(path: Path, where: str) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+            return image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ScaledetError(f"{where}: image {path} is not a readable image ({one_line(err, 100)})") from None
 
 
 def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_json: Path,
@@ -30,35 +56,46 @@ def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_
         raise ScaledetError(f"{boxes_csv}: file not found")
     images: dict[str, dict] = {}
     annotations = []
-    with open(boxes_csv, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ScaledetError(f"{boxes_csv}: missing column {missing[0]} (an OpenImages *-annotations-bbox.csv)")
-        for line, row in enumerate(reader, start=2):
-            mid = row["LabelName"]
-            if mid not in category_of:
-                continue  # a class outside the given class list
-            image = images.get(row["ImageID"])
-            if image is None:
-                path = image_dir / f"{row['ImageID']}{image_extension}"
-                if not path.is_file():
-                    raise ScaledetError(f"{boxes_csv}:{line}: image {path} not found")
-                with Image.open(path) as handle_image:
-                    width, height = handle_image.size
-                image = {"id": len(images) + 1, "file_name": path.name, "width": width, "height": height}
-                images[row["ImageID"]] = image
-            try:
-                x1, x2 = float(row["XMin"]) * image["width"], float(row["XMax"]) * image["width"]
-                y1, y2 = float(row["YMin"]) * image["height"], float(row["YMax"]) * image["height"]
-            except ValueError:
-                raise ScaledetError(f"{boxes_csv}:{line}: non-numeric box coordinates") from None
-            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": category_of[mid],
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                                "iscrowd": int(row.get("IsGroupOf", "0") == "1")})
-    document = {"images": list(images.values()), "annotations": annotations,
+    try:
+        with open(boxes_csv, newline="", encoding="utf-8-sig") as handle:
+            _read_rows(csv.DictReader(handle), boxes_csv, category_of, image_dir, image_extension, images, annotations)
+    except UnicodeDecodeError as err:
+        raise ScaledetError(f"{boxes_csv}: not UTF-8 text (byte {err.start})") from None
+    except csv.Error as err:
+        raise ScaledetError(f"{boxes_csv}: malformed CSV ({one_line(err)})") from None
+    document = {"info": INFO, "images": list(images.values()), "annotations": annotations,
                 "categories": [{"id": category_of[c.local_id], "name": c.name, "mid": c.local_id}
                                for c in taxonomy.categories]}
     out_json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_json, json.dumps(document))
     return {"images": len(images), "annotations": len(annotations), "categories": len(category_of)}
+
+
+def _read_rows(reader: csv.DictReader, boxes_csv: Path, category_of: dict[str, int], image_dir: Path,
+               image_extension: str, images: dict[str, dict], annotations: list[dict]) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ScaledetError(f"{boxes_csv}: missing column {missing[0]} (an OpenImages *-annotations-bbox.csv)")
+    for line, row in enumerate(reader, start=2):
+        if any(row.get(c) is None for c in REQUIRED_COLUMNS):
+            raise ScaledetError(f"{boxes_csv}:{line}: short row ({len([v for v in row.values() if v is not None])} "
+                                f"of {len(reader.fieldnames)} columns)")
+        mid = row["LabelName"]
+        if mid not in category_of:
+            continue  # a class outside the given class list
+        image = images.get(row["ImageID"])
+        if image is None:
+            path = image_dir / f"{row['ImageID']}{image_extension}"
+            if not path.is_file():
+                raise ScaledetError(f"{boxes_csv}:{line}: image {path} not found")
+            width, height = _image_size(path, f"{boxes_csv}:{line}")
+            image = {"id": len(images) + 1, "file_name": path.name, "width": width, "height": height}
+            images[row["ImageID"]] = image
+        try:
+            x1, x2 = float(row["XMin"]) * image["width"], float(row["XMax"]) * image["width"]
+            y1, y2 = float(row["YMin"]) * image["height"], float(row["YMax"]) * image["height"]
+        except ValueError:
+            raise ScaledetError(f"{boxes_csv}:{line}: non-numeric box coordinates") from None
+        annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": category_of[mid],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                            "iscrowd": int(row.get("IsGroupOf", "0") == "1")})

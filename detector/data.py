@@ -68,7 +68,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         if not self.annotation_file.is_file():
             raise ScaledetError(f"{self.annotation_file}: annotation file not found (dataset {self.spec.name})")
         try:
-            coco = json.loads(self.annotation_file.read_text(encoding="utf-8"))
+            coco = json.loads(self.annotation_file.read_text(encoding="utf-8-sig"))
         except (ValueError, UnicodeDecodeError) as err:
             raise ScaledetError(f"{self.annotation_file}: malformed JSON ({one_line(err)})") from None
         for key in ("images", "annotations", "categories"):
@@ -79,18 +79,21 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
     def _map_categories(self, labelspace: UnifiedLabelSpace) -> dict[int, int]:
         where = str(self.annotation_file)
         mapping = {}
-        for category in self.coco["categories"]:
+        for position, category in enumerate(self.coco["categories"]):
+            check_category(category, position, self.annotation_file)
             local_id = str(category.get("mid") or category["id"])
             mapping[category["id"]] = labelspace.union_index(self.spec.key, local_id, category["name"], where)
         return mapping
 
     def _build_records(self) -> list[ImageRecord]:
         per_image: dict[int, list[dict]] = {}
-        for annotation in self.coco["annotations"]:
+        for position, annotation in enumerate(self.coco["annotations"]):
+            check_annotation(annotation, position, self.annotation_file)
             per_image.setdefault(annotation["image_id"], []).append(annotation)
         records = []
         missing = []
-        for image in self.coco["images"]:
+        for position, image in enumerate(self.coco["images"]):
+            check_image(image, position, self.annotation_file)
             path = self.image_root / image_file_name(image)
             if not path.is_file():
                 missing.append(path)
@@ -146,6 +149,44 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         return tensor, target
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def check_category(category, position: int, source: Path) -> None:
+    if not isinstance(category, dict) or not _is_int(category.get("id")) or not isinstance(category.get("name"), str):
+        raise ScaledetError(f"{source}: categories[{position}] needs an integer 'id' and a text 'name'")
+
+
+def check_image(image, position: int, source: Path) -> None:
+    """The fields of an ``images`` record the detector uses; one line naming the record otherwise."""
+    if not isinstance(image, dict) or not _is_int(image.get("id")):
+        raise ScaledetError(f"{source}: images[{position}] has no integer 'id'")
+    for key in ("width", "height"):
+        if not _is_int(image.get(key)) or image[key] <= 0:
+            raise ScaledetError(f"{source}: image {image['id']} has no positive integer '{key}' "
+                                f"(found {image.get(key)!r})")
+    name = image.get("file_name", image.get("coco_url"))
+    if not isinstance(name, str) or not name:
+        raise ScaledetError(f"{source}: image {image['id']} has neither a 'file_name' nor a 'coco_url'")
+
+
+def check_annotation(annotation, position: int, source: Path) -> None:
+    """The fields of an ``annotations`` record the detector uses: ids and a 4-number ``bbox``."""
+    if not isinstance(annotation, dict) or not _is_int(annotation.get("id")):
+        raise ScaledetError(f"{source}: annotations[{position}] has no integer 'id'")
+    for key in ("image_id", "category_id"):
+        if not _is_int(annotation.get(key)):
+            raise ScaledetError(f"{source}: annotation {annotation['id']} has no integer '{key}'")
+    bbox = annotation.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        raise ScaledetError(f"{source}: annotation {annotation['id']} has bbox {bbox!r}; expected [x, y, width, height]")
+
+
 def image_file_name(image: dict) -> str:
     """COCO-style ``file_name``; LVIS v1 has only ``coco_url``, whose last two parts (``train2017/x.jpg``)
     are the path under a COCO image root (detectron2's convention)."""
@@ -156,8 +197,18 @@ def image_file_name(image: dict) -> str:
     raise ScaledetError(f"image {image.get('id')}: neither 'file_name' nor 'coco_url'")
 
 
+def read_image_array(path: Path) -> np.ndarray:
+    """An image file as H × W × 3 uint8 RGB; a missing, corrupt or truncated file is a one-line error
+    naming it (PIL's own messages often do not)."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ScaledetError(f"{path}: image not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ScaledetError(f"{path}: not a readable image ({one_line(err, 100)})") from None
+
+
 def read_image(path: Path) -> torch.Tensor:
     """An image file as a 3 × H × W float tensor in [0, 1], the input torchvision's detectors take."""
-    with Image.open(path) as image:
-        array = np.array(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(read_image_array(path)).permute(2, 0, 1).float().div_(255.0)

@@ -3,6 +3,7 @@ progress bar, CSV metrics, atomic checkpoints and exact resume."""
 from __future__ import annotations
 
 import csv
+import io
 import dataclasses
 import math
 import os
@@ -13,9 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scaledet.labelspace.atomic import atomic_write_text
 from scaledet.labelspace.errors import ScaledetError
 
-from .checkpoint import check_compatible, labelspace_ids_digest, load_checkpoint, save_checkpoint
+from scaledet.labelspace.errors import one_line
+from scaledet.labelspace.output_dirs import check_output_dir, mark_output_dir, output_kind, remove_stale_temporaries
+
+from .checkpoint import check_compatible, labelspace_ids_digest, load_checkpoint, load_weights, save_checkpoint
 from .config import TrainConfig
 from .data import CocoDetectionDataset
 from .model import build_detector
@@ -25,6 +30,21 @@ from .vocabulary import UnifiedLabelSpace
 CHECKPOINT_NAME = "checkpoint.pth"
 FINAL_NAME = "model_final.pth"
 METRICS_NAME = "metrics.csv"
+TRAIN_KIND = "training run"
+
+
+def check_run_dir(output_dir: Path, resume: bool, force: bool) -> Path:
+    """Where a run may write: a new or empty directory; with ``--resume`` the run being continued; an
+    earlier run or anything else only with ``--force`` (which starts over, overwriting what it writes)."""
+    if resume:
+        if output_kind(output_dir) != TRAIN_KIND and not (output_dir / CHECKPOINT_NAME).is_file():
+            raise ScaledetError(f"--resume: {output_dir} holds no training run to continue")
+        return output_dir
+    output_dir = check_output_dir(output_dir, TRAIN_KIND, "output_dir", force)
+    if not force and output_dir.is_dir() and output_kind(output_dir) == TRAIN_KIND:
+        raise ScaledetError(f"output_dir {output_dir}: holds an earlier run; add --resume to continue it, --force to "
+                            "start over in it (its checkpoints will be overwritten), or choose another output_dir")
+    return output_dir
 
 
 @dataclasses.dataclass
@@ -78,11 +98,12 @@ def lr_factor(iteration: int, config: TrainConfig) -> float:
 class Trainer:
     """Build everything from a config; ``train()`` runs (or resumes) the schedule."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False, show_progress: bool = True) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, show_progress: bool = True,
+                 force: bool = False) -> None:
         self.config = config
         self.context = init_distributed()
         self.device = resolve_device(config.device, self.context)
-        self.output_dir = Path(config.output_dir)
+        self.output_dir = check_run_dir(Path(config.output_dir), resume, force)
         self.show_progress = show_progress and self.context.is_main
         seed_everything(config.seed + self.context.rank)
         self.labelspace = UnifiedLabelSpace(config.labelspace)
@@ -117,11 +138,14 @@ class Trainer:
             raise ScaledetError(f"--resume: no checkpoint at {path}")
         state = load_checkpoint(path)
         check_compatible(state, self.labelspace, path, same_labels=True)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.start_iteration = state["iteration"]
+        load_weights(self.model, state, path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.start_iteration = int(state["iteration"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as err:
+            raise ScaledetError(f"{path}: its optimizer state does not fit this config ({one_line(err, 100)})") from None
 
     def state(self, iteration: int) -> dict:
         return {
@@ -173,6 +197,8 @@ class Trainer:
         iterations = config.schedule.iterations
         if self.context.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.output_dir)
+            mark_output_dir(self.output_dir, TRAIN_KIND)
         metrics = MetricsLog(self.output_dir / METRICS_NAME, self.start_iteration) if self.context.is_main else None
         bar = None
         if self.show_progress:
@@ -207,27 +233,33 @@ class Trainer:
 
 
 class MetricsLog:
-    """Append-only CSV of the logged iterations; a resumed run drops rows past its checkpoint."""
+    """Append-only CSV of the logged iterations. A resumed run drops the rows past its checkpoint (the
+    file is rewritten atomically); a new run leaves an earlier file alone until its first row."""
 
     def __init__(self, path: Path, start_iteration: int) -> None:
         self.path = path
         self.fields: list[str] | None = None
-        if path.is_file():
+        self.truncate_on_first_write = start_iteration == 0
+        if start_iteration > 0 and path.is_file():
             with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= start_iteration]
+                rows = [r for r in csv.DictReader(handle)
+                        if str(r.get("iteration", "")).isdigit() and int(r["iteration"]) <= start_iteration]
             if rows:
                 self.fields = list(rows[0])
-            with open(path, "w", newline="") as handle:
-                if self.fields:
-                    writer = csv.DictWriter(handle, self.fields)
-                    writer.writeheader()
-                    writer.writerows(rows)
+            buffer = io.StringIO()
+            if self.fields:
+                writer = csv.DictWriter(buffer, self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+            atomic_write_text(path, buffer.getvalue())
 
     def write(self, row: dict) -> None:
         new_file = self.fields is None
         if new_file:
             self.fields = list(row)
-        with open(self.path, "a", newline="") as handle:
+        mode = "w" if self.truncate_on_first_write else "a"
+        self.truncate_on_first_write = False
+        with open(self.path, mode, newline="") as handle:
             writer = csv.DictWriter(handle, self.fields, extrasaction="ignore")
             if new_file:
                 writer.writeheader()

@@ -9,13 +9,15 @@ from PIL import Image, ImageDraw
 from scaledet.labelspace import builtin
 from scaledet.labelspace.atomic import atomic_write, atomic_write_json
 from scaledet.labelspace.cache import EmbeddingCache
+from scaledet.labelspace.output_dirs import mark_output_dir
 from scaledet.labelspace.embed import embed_prompt_names
 from scaledet.labelspace.encoders import build_encoder
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.errors import ScaledetError, one_line
 from scaledet.labelspace.prompts import normalize_name, prompt_name
+from scaledet.labelspace.text_files import check_name_text
 
-from .checkpoint import load_checkpoint
-from .data import read_image
+from .checkpoint import load_checkpoint, load_weights
+from .data import read_image, read_image_array
 from .model import ModelConfig, build_detector
 from .vocabulary import Vocabulary
 
@@ -25,11 +27,17 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30
 
 def load_model_from_checkpoint(path: str | Path, device: torch.device):
     state = load_checkpoint(path)
+    model_section = state["config"].get("model")
+    dim = state["labelspace"].get("dim")
+    if not isinstance(model_section, dict) or isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+        raise ScaledetError(f"{path}: not a scaledet checkpoint (no model config or embedding dimension)")
     known = {f for f in ModelConfig.__dataclass_fields__}
-    config = ModelConfig(**{k: v for k, v in state["config"]["model"].items() if k in known})
-    dim = state["labelspace"]["dim"]
-    model = build_detector(config, torch.zeros(1, dim))
-    model.load_state_dict(state["model"])
+    try:
+        config = ModelConfig(**{k: v for k, v in model_section.items() if k in known})
+        model = build_detector(config, torch.zeros(1, dim))
+    except (TypeError, ValueError) as err:
+        raise ScaledetError(f"{path}: its model config cannot be built ({one_line(err)})") from None
+    load_weights(model, state, path)
     return model.to(device).eval(), state
 
 
@@ -50,6 +58,8 @@ def vocabulary_from_text(text: str, state: dict, clip_weights: str | None = None
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ScaledetError(f"--vocab {text!r}: no class names (give them comma-separated)")
+    for name in names:
+        check_name_text(name, "--vocab")
     return encode_vocabulary([normalize_name(n) for n in names], state, clip_weights, names)
 
 
@@ -67,10 +77,7 @@ def predict_images(model, images: list[Path], vocabulary: Vocabulary, device: to
     for path in images:
         if not path.is_file():
             raise ScaledetError(f"{path}: image not found")
-        try:
-            tensor = read_image(path).to(device)
-        except OSError:
-            raise ScaledetError(f"{path}: not a readable image") from None
+        tensor = read_image(path).to(device)
         output = model([tensor])[0]
         detections = [
             {"label": vocabulary.names[label], "score": round(score, 4), "box": [round(v, 1) for v in box]}
@@ -83,8 +90,7 @@ def predict_images(model, images: list[Path], vocabulary: Vocabulary, device: to
 
 
 def draw_detections(image_path: Path, detections: list[dict], out_path: Path) -> None:
-    with Image.open(image_path) as image:
-        canvas = image.convert("RGB")
+    canvas = Image.fromarray(read_image_array(image_path))
     draw = ImageDraw.Draw(canvas)
     labels = sorted({d["label"] for d in detections})
     for detection in detections:
@@ -98,13 +104,32 @@ def draw_detections(image_path: Path, detections: list[dict], out_path: Path) ->
     atomic_write(out_path, lambda tmp: canvas.save(tmp))
 
 
+PREDICT_KIND = "predictions"
+
+
+def drawing_names(images: list[str]) -> list[str]:
+    """One PNG name per input image, never the same twice: ``a/img.png`` and ``b/img.png`` become
+    ``img.detections.png`` and ``img-2.detections.png``."""
+    names, used = [], set()
+    for image in images:
+        stem = Path(image).stem or "image"
+        name, n = f"{stem}.detections.png", 1
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}.detections.png"
+        used.add(name)
+        names.append(name)
+    return names
+
+
 def write_predictions(predictions: list[dict], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out_dir, PREDICT_KIND)
     written = []
-    for prediction in predictions:
-        stem = Path(prediction["image"]).stem
-        png = out_dir / f"{stem}.detections.png"
+    for prediction, name in zip(predictions, drawing_names([p["image"] for p in predictions])):
+        png = out_dir / name
         draw_detections(Path(prediction["image"]), prediction["detections"], png)
+        prediction["drawing"] = name
         written.append(png)
     json_path = atomic_write_json(out_dir / "detections.json", predictions)
     return [json_path, *written]

@@ -2,7 +2,9 @@
 
 Every output of scaledet (builds, exports, graphs, reports, checkpoints, predictions) goes through here:
 the content is written to a temporary name in the same directory and renamed over the target, and a
-failed write removes its temporary file and leaves the previous target untouched.
+failed write removes its temporary file and leaves the previous target untouched. The temporary name
+carries the process id (``.NAME.tmp<pid>.ext``) so that a later run can remove what a killed one left
+(:func:`~.output_dirs.remove_stale_temporaries`).
 """
 from __future__ import annotations
 
@@ -11,16 +13,30 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .errors import OutputError, describe_os_error
+
+
+def temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` and rename ``tmp`` to ``path``; the suffix is kept for writers that look at it."""
+    """Call ``write(tmp)`` and rename ``tmp`` to ``path``; the suffix is kept for writers that look at it.
+
+    A file-system error (disk full, read-only, permission) is reported against ``path``, the file the
+    user asked for, not the temporary name."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = temporary_name(path)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise OutputError(f"{path}: cannot be written ({describe_os_error(err).split(': ', 1)[-1]})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return path
 
 

@@ -22,7 +22,7 @@ from .outputs import (EMBEDDINGS_FILE, FORMAT, LABELS_FILE, MANIFEST_FILE, SIMIL
                       atomic_directory, labels_table)
 from .prompts import resolve_templates
 from .readers import read_taxonomy_file
-from .similarity import resolve_similarity_kind, write_similarity_cached
+from .similarity import embeddings_digest, resolve_similarity_kind, write_similarity_cached
 from .taxonomy import Taxonomy, validate_dataset_key
 from .union import Label, build_union
 
@@ -116,7 +116,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
             "encoder": {"name": encoder.name, "identity": encoder.identity, "dim": int(embeddings.shape[1])},
             "templates": list(template_list),
             "embeddings": {"file": EMBEDDINGS_FILE, "dtype": "float32", "l2_normalized": True,
-                           "shape": list(embeddings.shape)},
+                           "shape": list(embeddings.shape), "sha256": embeddings_digest(embeddings)},
             "similarity": {"file": SIMILARITY_FILE, "kind": kind, "k": k, "rows": rows},
             "versions": _versions(),
         })

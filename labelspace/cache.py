@@ -6,7 +6,11 @@ new checkpoint never meets old vectors. Entries live in append-only *shards* und
 ``meta`` record (identity, dimension, row count, sha256 of the vectors). A shard whose meta does not match
 the encoder or whose checksum fails is reported, deleted and its texts re-encoded: a corrupt cache is
 never silently used. Shards are written to a temporary name and renamed, so an interrupted build leaves
-only whole shards behind.
+only whole shards behind; the build adds a shard after every chunk it encodes, so a killed cold build
+resumes where it stopped.
+
+The cache is optional: a damaged shard of any kind is discarded, and a cache directory that cannot be
+written (read-only, full) is reported once and the build goes on without it.
 """
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ import hashlib
 import json
 import sys
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Iterable
 
@@ -22,6 +25,8 @@ import numpy as np
 
 from .atomic import atomic_write
 from .cache_dir import cache_root
+from .errors import ScaledetError, one_line
+from .output_dirs import remove_stale_temporaries
 
 #: More shards than this are merged into one on the next write, keeping start-up reads few and large.
 MAX_SHARDS = 32
@@ -42,6 +47,7 @@ class EmbeddingCache:
         self._index: dict[str, tuple[int, int]] | None = None
         self._vectors: list[np.ndarray] = []
         self.discarded: list[str] = []
+        self.writable = True
 
     # ------------------------------------------------------------------ reading
     def _load(self) -> dict[str, tuple[int, int]]:
@@ -49,7 +55,11 @@ class EmbeddingCache:
             return self._index
         self._index = {}
         self._vectors = []
-        for shard in sorted(self.directory.glob("shard-*.npz")) if self.directory.is_dir() else []:
+        try:
+            shards = sorted(self.directory.glob("shard-*.npz")) if self.directory.is_dir() else []
+        except OSError:
+            shards = []
+        for shard in shards:
             loaded = self._read_shard(shard)
             if loaded is None:
                 continue
@@ -66,8 +76,11 @@ class EmbeddingCache:
                 meta = json.loads(str(data["meta"]))
                 keys = [str(k) for k in data["keys"]]
                 vectors = np.ascontiguousarray(data["vectors"], dtype=np.float32)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+        except Exception as err:  # noqa: BLE001 - any failure to parse a cache file means it is damaged
             self._discard(shard, f"unreadable ({type(err).__name__})")
+            return None
+        if not isinstance(meta, dict):
+            self._discard(shard, "missing its metadata")
             return None
         problem = None
         if meta.get("identity") != self.identity:
@@ -107,12 +120,21 @@ class EmbeddingCache:
 
     # ------------------------------------------------------------------ writing
     def add(self, keys: list[str], vectors: np.ndarray) -> None:
-        """Persist new entries as one shard (merging all shards when there are too many)."""
-        if not keys:
+        """Persist new entries as one shard (merging all shards when there are too many). A cache that
+        cannot be written is reported once and left alone: the build never fails because of it."""
+        if not keys or not self.writable:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        try:
+            self._add(keys, np.ascontiguousarray(vectors, dtype=np.float32))
+        except (OSError, ScaledetError) as err:
+            self.writable = False
+            print(f"warning: embedding cache {self.directory} cannot be written ({one_line(err)}); "
+                  "continuing without caching", file=sys.stderr)
+
+    def _add(self, keys: list[str], vectors: np.ndarray) -> None:
         index = self._load()
         self.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.directory)
         existing = sorted(self.directory.glob("shard-*.npz"))
         if len(existing) + 1 > MAX_SHARDS:
             all_keys = list(index) + keys

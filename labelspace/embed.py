@@ -34,6 +34,20 @@ class EmbedStats:
     discarded_shards: int
 
 
+#: A cold build writes a cache shard at least this often (in texts) and at most ~16 times in all.
+MIN_CHUNK_TEXTS = 512
+
+
+def _chunk_size(total: int, batch_size: int) -> int:
+    size = max(MIN_CHUNK_TEXTS, -(-total // 16))
+    return -(-size // batch_size) * batch_size  # whole batches, so chunking never changes a batch
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def embed_prompt_names(names: list[str], templates: tuple[str, ...], encoder: TextEncoder,
                        cache: EmbeddingCache | None = None, batch_size: int = 128,
                        progress: ProgressFactory | None = None) -> tuple[np.ndarray, EmbedStats]:
@@ -45,15 +59,16 @@ def embed_prompt_names(names: list[str], templates: tuple[str, ...], encoder: Te
     missing = [(t, n, k) for t, n, k in jobs if k not in cached]
     vectors = dict(cached)
     if missing:
-        texts = [render(t, n) for t, n, _ in missing]
-        bar = progress(len(texts)) if progress else None
-        encoded = encoder.encode(texts, batch_size=batch_size, progress=bar.update if bar else None)
+        bar = progress(len(missing)) if progress else None
+        for chunk in _chunks(missing, _chunk_size(len(missing), batch_size)):
+            encoded = encoder.encode([render(t, n) for t, n, _ in chunk], batch_size=batch_size,
+                                     progress=bar.update if bar else None)
+            chunk_keys = [k for _, _, k in chunk]
+            if cache is not None:
+                cache.add(chunk_keys, encoded)  # as we go: a killed build resumes from here
+            vectors.update(zip(chunk_keys, encoded))
         if bar:
             bar.close()
-        new_keys = [k for _, _, k in missing]
-        if cache is not None:
-            cache.add(new_keys, encoded)
-        vectors.update(zip(new_keys, encoded))
     dim = encoder.dim
     # jobs are name-major, so the (names × templates × D) block is one reshape away
     stacked = np.stack([vectors[k] for _, _, k in jobs]) if jobs else np.zeros((0, dim), np.float32)

@@ -29,9 +29,19 @@ from .embed import embed_prompt_names
 from .encoders import build_encoder, l2_normalize
 from .errors import ScaledetError, one_line
 from .outputs import LabelSpaceOutput
+from .output_dirs import mark_output_dir
 from .prompts import normalize_name
+from .text_files import check_name_text, control_character, read_text
 
 EXPORT_FORMATS = ("detic", "torch", "csv", "parquet", "yolo-world")
+EXPORT_KIND = "labelspace export"
+
+
+def check_export_name(name: str) -> None:
+    """``--name`` is a file stem inside the export folder: no path separators, no leading dot, one line."""
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".")
+            or control_character(name) is not None):
+        raise ScaledetError(f"--name {name!r}: give a plain file name (no '/', no leading '.'), e.g. coco_vocab")
 
 
 @dataclass
@@ -76,7 +86,7 @@ def read_vocabulary_file(path: Path) -> list[list[str]]:
         raise ScaledetError(f"{path}: vocabulary file not found")
     if path.suffix.lower() == ".json":
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            document = json.loads(read_text(path))
         except ValueError as err:
             raise ScaledetError(f"{path}: malformed JSON ({one_line(err)})") from None
         if not isinstance(document, list) or not all(
@@ -85,10 +95,13 @@ def read_vocabulary_file(path: Path) -> list[list[str]]:
             raise ScaledetError(f"{path}: a YOLO-World class-text file is a list of non-empty lists of names")
         classes = [[s.strip() for s in item] for item in document]
     else:
-        classes = [[line.strip()] for line in path.read_text(encoding="utf-8").splitlines()
+        classes = [[line.strip()] for line in read_text(path).split("\n")
                    if line.strip() and not line.lstrip().startswith("#")]
     if not classes:
         raise ScaledetError(f"{path}: empty vocabulary")
+    for position, synonyms in enumerate(classes):
+        for text in synonyms:
+            check_name_text(text, f"{path}: class {position}")
     return classes
 
 
@@ -116,7 +129,9 @@ def select_vocabulary(output: LabelSpaceOutput, classes: list[list[str]], name: 
 def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, destination: Path) -> list[Path]:
     if fmt not in EXPORT_FORMATS:
         raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
+    check_export_name(selection.name)
     destination.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(destination, EXPORT_KIND)
     base = destination / selection.name
     embeddings = selection.embeddings.astype(np.float32)
     meta = {

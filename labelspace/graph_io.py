@@ -9,14 +9,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write
+from .output_dirs import mark_output_dir
 from .graph import LabelGraph
 
 EDGE_SCHEMA = pa.schema([("source", pa.string()), ("target", pa.string()), ("kind", pa.string()),
                          ("weight", pa.float32()), ("reason", pa.string())])
 
 
+GRAPH_KIND = "label graph"
+
+
 def write_graph_outputs(label_graph: LabelGraph, destination: Path) -> list[Path]:
     destination.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(destination, GRAPH_KIND)
     edges = [{"source": u, "target": v, "kind": d["kind"], "weight": float(d["weight"]), "reason": d.get("reason")}
              for u, v, d in label_graph.graph.edges(data=True)]
     findings = {

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import OutputError
+from .errors import OutputError, describe_os_error, one_line
 from .union import Label
 
 FORMAT = "scaledet.labelspace/1"
@@ -48,14 +48,57 @@ LABELS_SCHEMA = pa.schema([
 ])
 
 
+#: What a build directory holds; anything else in it (but scaledet outputs made from the build, such as
+#: ``graph/``, ``exports/``, ``report/``) is the user's and stops a rebuild from replacing the directory.
+BUILD_FILES = (LABELS_FILE, EMBEDDINGS_FILE, SIMILARITY_FILE, MANIFEST_FILE)
+
+
+def foreign_entries(directory: Path) -> list[Path]:
+    """Entries of a build directory that neither the build nor a scaledet command made from it wrote."""
+    from .output_dirs import MARKER_FILE, output_kind
+
+    foreign = []
+    for entry in sorted(directory.iterdir()):
+        if entry.name in BUILD_FILES or entry.name == MARKER_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink() and output_kind(entry) is not None:
+            continue
+        foreign.append(entry)
+    return foreign
+
+
+def check_build_out(out: Path, force: bool = False) -> Path:
+    """The directory ``build --out`` may replace: missing, empty, or an earlier build holding nothing of
+    the user's; anything else only with ``--force``. Returns the real path (a symlink's target)."""
+    from .output_dirs import BUILD_KIND, check_output_dir, check_replaceable
+
+    final = check_output_dir(out, BUILD_KIND, "--out", force)
+    check_replaceable(final, "--out")
+    if final.is_dir() and not force:
+        foreign = foreign_entries(final)
+        if foreign:
+            raise OutputError(f"--out {out}: the earlier build holds {foreign[0].name!r}, which the build did not "
+                              "write; move it away or add --force to replace the whole directory")
+    return final
+
+
 @contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``final`` only if the block completes."""
+    """Yield a temporary directory that replaces ``final`` only if the block completes.
+
+    Staging and retired folders are siblings named ``.NAME.building-<pid>-…`` and ``.NAME.old-<pid>-…``;
+    those of killed runs are removed here, before a new one is made."""
+    from .output_dirs import remove_stale_temporaries
+
     final = Path(final)
+    if final.is_symlink():
+        final = final.resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists() and not final.is_dir():
         raise OutputError(f"{final}: exists and is not a directory")
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    remove_stale_temporaries(final.parent, prefix=f".{final.name}.")
+    pid = os.getpid()
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-{pid}-", dir=final.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary directory
@@ -65,12 +108,19 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     retired = None
-    if final.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        os.replace(final, retired / "previous")
-    os.replace(staging, final)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    try:
+        if final.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{pid}-", dir=final.parent))
+            os.replace(final, retired / "previous")
+        os.replace(staging, final)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        if retired is not None and (retired / "previous").exists() and not final.exists():
+            os.replace(retired / "previous", final)
+        raise OutputError(f"{final}: cannot be replaced ({describe_os_error(err).split(': ', 1)[-1]})") from None
+    finally:
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
 
 
 def labels_table(labels: list[Label], templates: tuple[str, ...]) -> pa.Table:
@@ -105,23 +155,32 @@ class LabelSpaceOutput:
 
     @classmethod
     def load(cls, directory: str | Path, with_embeddings: bool = True) -> "LabelSpaceOutput":
+        """Read a build, checking each file against the manifest: a damaged, truncated or mismatched
+        file is a one-line :class:`OutputError` naming it, never a library traceback."""
         directory = Path(directory)
         manifest_path = directory / MANIFEST_FILE
         if not manifest_path.is_file():
             raise OutputError(f"{directory}: not a labelspace build (no {MANIFEST_FILE}; run 'scaledet-labels build --out {directory}')")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except ValueError:
-            raise OutputError(f"{manifest_path}: malformed JSON") from None
-        if manifest.get("format") != FORMAT:
-            raise OutputError(f"{manifest_path}: format {manifest.get('format')!r}, this scaledet reads {FORMAT}")
+        manifest = read_manifest(manifest_path)
         for name in (LABELS_FILE, EMBEDDINGS_FILE, SIMILARITY_FILE):
             if not (directory / name).is_file():
                 raise OutputError(f"{directory}: incomplete build, {name} is missing")
-        labels = pq.read_table(directory / LABELS_FILE)
-        embeddings = np.load(directory / EMBEDDINGS_FILE, mmap_mode=None if with_embeddings else "r")
-        if embeddings.shape[0] != labels.num_rows:
-            raise OutputError(f"{directory}: {EMBEDDINGS_FILE} has {embeddings.shape[0]} rows for {labels.num_rows} labels")
+        labels = _read_labels(directory / LABELS_FILE)
+        embeddings = _read_embeddings(directory / EMBEDDINGS_FILE, with_embeddings)
+        n = manifest["n_labels"]
+        if labels.num_rows != n:
+            raise OutputError(f"{directory / LABELS_FILE}: {labels.num_rows} rows, the manifest says {n} labels")
+        if embeddings.shape != (n, manifest["encoder"]["dim"]):
+            raise OutputError(f"{directory / EMBEDDINGS_FILE}: shape {embeddings.shape}, the manifest says "
+                              f"{n} × {manifest['encoder']['dim']}")
+        expected = manifest.get("embeddings", {}).get("sha256") if isinstance(manifest.get("embeddings"), dict) else None
+        if with_embeddings and expected:
+            from .similarity import embeddings_digest
+
+            if embeddings_digest(embeddings) != expected:
+                raise OutputError(f"{directory / EMBEDDINGS_FILE}: checksum does not match the manifest (a damaged "
+                                  "or replaced file; rebuild)")
+        _check_similarity_belongs(directory / SIMILARITY_FILE, manifest)
         return cls(directory, manifest, labels, embeddings)
 
     @property
@@ -145,3 +204,68 @@ class LabelSpaceOutput:
         """Label indices of one dataset, in its category order."""
         column = np.asarray(self.labels.column("dataset").to_pylist())
         return np.flatnonzero(column == dataset)
+
+
+#: Manifest keys every reader relies on, with the type each must have.
+_MANIFEST_KEYS = {"n_labels": int, "datasets": list, "encoder": dict, "templates": list, "similarity": dict}
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise OutputError(f"{path}: malformed JSON") from None
+    if not isinstance(manifest, dict):
+        raise OutputError(f"{path}: a manifest is a JSON object, found {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT:
+        raise OutputError(f"{path}: format {manifest.get('format')!r}, this scaledet reads {FORMAT}")
+    for key, kind in _MANIFEST_KEYS.items():
+        value = manifest.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise OutputError(f"{path}: '{key}' is missing or not a {kind.__name__}")
+    encoder = manifest["encoder"]
+    if not all(isinstance(encoder.get(k), str) for k in ("name", "identity")) or not isinstance(encoder.get("dim"), int):
+        raise OutputError(f"{path}: 'encoder' needs name, identity and dim")
+    for position, dataset in enumerate(manifest["datasets"]):
+        if not isinstance(dataset, dict) or not all(k in dataset for k in ("key", "source", "format", "count")):
+            raise OutputError(f"{path}: datasets[{position}] needs key, source, format and count")
+    if not all(isinstance(t, str) for t in manifest["templates"]) or not manifest["templates"]:
+        raise OutputError(f"{path}: 'templates' must be a non-empty list of text")
+    return manifest
+
+
+def _read_labels(path: Path) -> pa.Table:
+    try:
+        labels = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise OutputError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
+    missing = [name for name in LABELS_SCHEMA.names if name not in labels.column_names]
+    if missing:
+        raise OutputError(f"{path}: no '{missing[0]}' column (not a scaledet labels file)")
+    return labels
+
+
+def _read_embeddings(path: Path, in_memory: bool) -> np.ndarray:
+    try:
+        embeddings = np.load(path, mmap_mode=None if in_memory else "r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise OutputError(f"{path}: not a readable .npy file ({one_line(err)})") from None
+    if embeddings.ndim != 2 or embeddings.dtype != np.float32:
+        raise OutputError(f"{path}: expected a 2-d float32 array, found {embeddings.ndim}-d {embeddings.dtype}")
+    return embeddings
+
+
+def _check_similarity_belongs(path: Path, manifest: dict) -> None:
+    """The similarity file must be this build's: same label count, and (for files that record it) made
+    from the same embeddings."""
+    from .similarity import read_similarity_meta
+
+    meta = read_similarity_meta(path)
+    if meta["n_labels"] != manifest["n_labels"]:
+        raise OutputError(f"{path}: has {meta['n_labels']} labels, the build has {manifest['n_labels']} "
+                          "(a similarity file from another build)")
+    expected = manifest.get("embeddings", {}).get("sha256") if isinstance(manifest.get("embeddings"), dict) else None
+    found = meta.get("embeddings_sha256")
+    if expected and found and expected != found:
+        raise OutputError(f"{path}: computed from other embeddings than this build's (a similarity file "
+                          "from another build)")

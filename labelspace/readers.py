@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from .errors import TaxonomyError, one_line
 from .taxonomy import Category, Taxonomy, apply_lenient_fixes
+from .text_files import load_yaml, read_text, skip_bom
 
 #: File suffix → format name; ``read_taxonomy_file`` dispatches on it.
 FORMAT_BY_SUFFIX = {
@@ -72,7 +73,7 @@ def _iter_json_categories(path: Path) -> Iterable[dict[str, Any]]:
     found_any = False
     try:
         with open(path, "rb") as handle:
-            for item in ijson.items(handle, "categories.item", use_float=True):
+            for item in ijson.items(skip_bom(handle), "categories.item", use_float=True):
                 found_any = True
                 yield item
         if not found_any:
@@ -86,7 +87,7 @@ def _explain_missing_categories(path: Path) -> None:
     import ijson
 
     with open(path, "rb") as handle:
-        for prefix, event, value in ijson.parse(handle):
+        for prefix, event, value in ijson.parse(skip_bom(handle)):
             if prefix == "" and event in ("start_array", "string", "number", "boolean", "null"):
                 raise TaxonomyError(f"{path}: expected a JSON object with a 'categories' list")
             if prefix == "categories" and event not in ("start_array", "end_array"):
@@ -141,7 +142,7 @@ def _numeric_first(local_id: str) -> tuple[int, int | str]:
 # --------------------------------------------------------------------------- OpenImages
 def _openimages_rows(path: Path) -> list[tuple[str, str]]:
     rows = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         try:
             for line_number, row in enumerate(csv.reader(handle), start=1):
                 if not row or not "".join(row).strip():
@@ -170,8 +171,7 @@ def read_openimages_hierarchy(path: str | Path) -> tuple[dict[str, list[str]], d
     path = Path(path)
     _require_file(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            root = json.load(handle)
+        root = json.loads(read_text(path, TaxonomyError))
     except json.JSONDecodeError as err:
         raise TaxonomyError(f"{path}: malformed JSON ({one_line(err)})") from None
     if not isinstance(root, dict) or "LabelName" not in root:
@@ -227,15 +227,9 @@ def read_openimages_csv(key: str, path: str | Path, hierarchy: str | Path | None
 # --------------------------------------------------------------------------- YOLO and plain text
 def read_yolo_yaml(key: str, path: str | Path) -> Taxonomy:
     """YOLO ``data.yaml``: ``names`` as a list (index = class id) or an ``{id: name}`` mapping."""
-    import yaml
-
     path = Path(path)
     _require_file(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
-    except yaml.YAMLError as err:
-        raise TaxonomyError(f"{path}: malformed YAML ({one_line(err)})") from None
+    document = load_yaml(path, TaxonomyError)
     if not isinstance(document, dict) or "names" not in document:
         raise TaxonomyError(f"{path}: no 'names' list in the YAML file")
     names = document["names"]
@@ -257,10 +251,7 @@ def read_names_txt(key: str, path: str | Path) -> Taxonomy:
     """One class name per line; the local id is the 0-based position among the names."""
     path = Path(path)
     _require_file(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise TaxonomyError(f"{path}: not UTF-8 text") from None
+    lines = read_text(path, TaxonomyError).split("\n")  # only \n ends a line: other control characters are errors
     names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     categories = tuple(Category(local_id=str(i), name=name) for i, name in enumerate(names))
     return Taxonomy(key, categories, str(path), sha256_of_file(path), "names-txt")

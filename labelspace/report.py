@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write, atomic_write_text
+from .output_dirs import mark_output_dir
 from .graph import LabelGraph
 from .outputs import LabelSpaceOutput
 
@@ -104,8 +105,12 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}td,th{border:
 th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd}h2{margin-top:1.6em}.note{color:#555;font-size:13px}"""
 
 
+REPORT_KIND = "labelspace report"
+
+
 def write_report(output: LabelSpaceOutput, destination: Path, threshold: float = 0.8, top: int = 25) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(destination, REPORT_KIND, build=str(output.directory))
     graph = LabelGraph(output)
     datasets, matrix = overlap_matrix(output, threshold)
     overlap_png = plot_overlap(datasets, matrix, threshold)

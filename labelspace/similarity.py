@@ -3,7 +3,8 @@
 Schema (docs/outputs.md): one row per stored pair, columns ``i`` (int32, row label index), ``j`` (int32,
 column label index), ``sim`` (float32, cosine of the two label embeddings), sorted by ``i`` then by ``sim``
 descending for ``topk`` or by ``j`` for ``dense``. The file's key-value metadata ``scaledet`` holds JSON:
-``{"kind": "dense" | "topk", "n_labels": N, "k": K | null}``.
+``{"kind": "dense" | "topk", "n_labels": N, "k": K | null, "embeddings_sha256": …}``; the last ties the
+file to the embeddings it was computed from, so a similarity file copied in from another build is refused.
 
 * ``dense``: every pair, diagonal included (the soft-label targets for a union of a few thousand labels).
 * ``topk``: for each label its K most similar labels (itself included), computed block by block so memory
@@ -28,7 +29,7 @@ from .errors import OutputError, ScaledetError, one_line
 from .readers import sha256_of_file
 
 #: Bumped when the file layout changes, so cached similarity files of an older layout are not reused.
-FILE_VERSION = 1
+FILE_VERSION = 2
 
 SCHEMA = pa.schema([("i", pa.int32()), ("j", pa.int32()), ("sim", pa.float32())])
 #: Above this many labels ``--similarity auto`` chooses ``topk``: a dense matrix of 20k labels is already
@@ -87,7 +88,8 @@ def write_similarity(path: Path, embeddings: np.ndarray, kind: str, k: int | Non
                      block_rows: int = 1024, progress: Callable[[int], None] | None = None) -> int:
     """Stream the similarity pairs to ``path``; returns the number of rows written."""
     n = embeddings.shape[0]
-    metadata = {b"scaledet": json.dumps({"kind": kind, "n_labels": n, "k": k}).encode()}
+    metadata = {b"scaledet": json.dumps({"kind": kind, "n_labels": n, "k": k,
+                                         "embeddings_sha256": embeddings_digest(embeddings)}).encode()}
     batches = dense_blocks(embeddings, block_rows) if kind == "dense" else topk_blocks(embeddings, k, block_rows)
     written = 0
     # zstd level 1 without dictionaries: 3× faster to write than the defaults and smaller (the ``sim``
@@ -100,6 +102,11 @@ def write_similarity(path: Path, embeddings: np.ndarray, kind: str, k: int | Non
             if progress:
                 progress(batch.num_rows // (n if kind == "dense" else k))  # labels done in this block
     return written
+
+
+def embeddings_digest(embeddings: np.ndarray) -> str:
+    """sha256 of the float32 bytes of an embedding matrix: the identity of the vectors a file belongs to."""
+    return hashlib.sha256(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes()).hexdigest()
 
 
 def similarity_cache_key(embeddings: np.ndarray, kind: str, k: int | None) -> str:
@@ -121,12 +128,9 @@ def write_similarity_cached(path: Path, embeddings: np.ndarray, kind: str, k: in
     directory = cache_root() / "similarity"
     key = similarity_cache_key(embeddings, kind, k)
     cached, checksum = directory / f"{key}.parquet", directory / f"{key}.sha256"
-    if cached.is_file() and checksum.is_file():
-        if sha256_of_file(cached) == checksum.read_text().strip():
-            shutil.copyfile(cached, path)
-            os.utime(cached)
-            return int(json.loads(checksum.with_suffix(".rows").read_text()))
-        print(f"warning: cached similarity file {cached} failed its checksum; recomputing", file=sys.stderr)
+    reused = _reuse_cached(cached, checksum, path)
+    if reused is not None:
+        return reused
     rows = write_similarity(path, embeddings, kind, k, progress=progress)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -136,19 +140,50 @@ def write_similarity_cached(path: Path, embeddings: np.ndarray, kind: str, k: in
         for old in sorted(directory.glob("*.parquet"), key=lambda p: p.stat().st_mtime)[:-keep]:
             for suffix in (".parquet", ".sha256", ".rows"):
                 old.with_suffix(suffix).unlink(missing_ok=True)
-    except OSError:
+    except (OSError, ScaledetError):
         pass  # the cache is an optimisation; the output file is already complete
     return rows
+
+
+def _reuse_cached(cached: Path, checksum: Path, path: Path) -> int | None:
+    """Copy a verified cached file to ``path`` and return its row count; None (recompute) when the entry
+    is missing, damaged in any of its three files, or unreadable: a bad cache never fails a build."""
+    if not (cached.is_file() and checksum.is_file()):
+        return None
+    try:
+        if sha256_of_file(cached) != checksum.read_text().strip():
+            raise ValueError("checksum mismatch")
+        rows = json.loads(checksum.with_suffix(".rows").read_text())
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise ValueError("bad row count")
+        shutil.copyfile(cached, path)
+        os.utime(cached)
+        return rows
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        print(f"warning: cached similarity file {cached} is damaged ({one_line(err)}); recomputing", file=sys.stderr)
+        for suffix in (".parquet", ".sha256", ".rows"):
+            try:
+                cached.with_suffix(suffix).unlink(missing_ok=True)
+            except OSError:
+                pass
+        return None
 
 
 def read_similarity_meta(path: Path) -> dict:
     try:
         metadata = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowInvalid) as err:
+    except (OSError, pa.ArrowException) as err:
         raise OutputError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
     if b"scaledet" not in metadata:
         raise OutputError(f"{path}: not a scaledet similarity file (no 'scaledet' metadata)")
-    return json.loads(metadata[b"scaledet"])
+    try:
+        meta = json.loads(metadata[b"scaledet"])
+    except (ValueError, UnicodeDecodeError):
+        meta = None
+    if (not isinstance(meta, dict) or meta.get("kind") not in ("dense", "topk")
+            or isinstance(meta.get("n_labels"), bool) or not isinstance(meta.get("n_labels"), int)):
+        raise OutputError(f"{path}: damaged 'scaledet' metadata in the similarity file")
+    return meta
 
 
 class SimilarityMatrix:
@@ -182,7 +217,10 @@ class SimilarityMatrix:
     def load(cls, path: str | Path) -> "SimilarityMatrix":
         path = Path(path)
         meta = read_similarity_meta(path)
-        table = pq.read_table(path, columns=["i", "j", "sim"])
+        try:
+            table = pq.read_table(path, columns=["i", "j", "sim"])
+        except (OSError, pa.ArrowException) as err:
+            raise OutputError(f"{path}: not a readable similarity file ({one_line(err)})") from None
         i = table.column("i").to_numpy()
         j = table.column("j").to_numpy()
         sim = table.column("sim").to_numpy()

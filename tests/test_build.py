@@ -157,5 +157,5 @@ def test_similarity_file_is_reused_only_when_its_checksum_holds(minilm, tmp_path
     cached = sorted((cache_root() / "similarity").glob("*.parquet"), key=lambda p: p.stat().st_mtime)[-1]
     cached.write_bytes(cached.read_bytes()[:-100] + bytes(100))
     build_labelspace(taxonomies, minilm, tmp_path / "b")
-    assert "failed its checksum" in capfd.readouterr().err
+    assert "is damaged (checksum mismatch)" in capfd.readouterr().err
     assert (tmp_path / "b" / "similarity.parquet").read_bytes() == (tmp_path / "a" / "similarity.parquet").read_bytes()

@@ -84,5 +84,8 @@ def test_checkpoint_write_failure_keeps_the_previous_checkpoint(tmp_path):
 
 
 def test_predict_errors(shapes_world, tmp_path):
-    _assert_one_line_error(run_cli("scaledet", "predict", "x.png", "--checkpoint", str(tmp_path / "none.pth"),
+    _assert_one_line_error(run_cli("scaledet", "predict", str(tmp_path / "x.png"), "--checkpoint",
+                                   str(tmp_path / "none.pth"), "--vocab", "cat"), "x.png: image not found")
+    image = next((shapes_world / "shapesa" / "val" / "images").iterdir())
+    _assert_one_line_error(run_cli("scaledet", "predict", str(image), "--checkpoint", str(tmp_path / "none.pth"),
                                    "--vocab", "cat"), "checkpoint not found")

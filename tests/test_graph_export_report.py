@@ -147,10 +147,10 @@ def test_export_bad_inputs(output, tmp_path):
     done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "onnx")
     assert done.returncode == 2 and "--format 'onnx': unknown export format" in done.stderr
     done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic",
-                   "--vocab-file", str(empty), "--to", str(tmp_path))
+                   "--vocab-file", str(empty), "--to", str(tmp_path / "exports"))
     assert done.returncode == 2 and "empty vocabulary" in done.stderr
     done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic",
-                   "--datasets", "coco9", "--to", str(tmp_path))
+                   "--datasets", "coco9", "--to", str(tmp_path / "exports"))
     assert done.returncode == 2 and "--datasets 'coco9'" in done.stderr
 
 

@@ -1,0 +1,176 @@
+"""Nothing a user owns is lost: output directories, symlinks, names, killed runs (docs/reliability.md)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, write_train_config
+
+
+def _one_line_error(done, expected: str, code: int = 2) -> None:
+    assert done.returncode == code, done.stdout + done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr and expected in done.stderr, done.stderr
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+BUILD = ("scaledet-labels", "build", "--datasets", "odinw/PascalVOC", "-q")
+
+
+def test_build_refuses_a_directory_it_did_not_write(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "train").mkdir(parents=True)
+    (runs / "train" / "model_final.pth").write_bytes(b"weeks of training")
+    before = _tree(runs)
+    _one_line_error(run_cli(*BUILD, "--out", str(runs)), "--force")
+    assert _tree(runs) == before
+    done = run_cli(*BUILD, "--out", str(runs), "--force")
+    assert done.returncode == 0, done.stderr
+    assert (runs / "manifest.json").is_file() and not (runs / "train").exists()
+
+
+def test_rebuild_keeps_refusing_user_files_inside_a_build(tmp_path):
+    out = tmp_path / "labelspace"
+    assert run_cli(*BUILD, "--out", str(out)).returncode == 0
+    assert run_cli("scaledet-labels", "graph", "--out", str(out)).returncode == 0
+    assert run_cli(*BUILD, "--out", str(out)).returncode == 0, "a build with its own graph/ is replaced"
+    (out / "notes.txt").write_text("mine")
+    _one_line_error(run_cli(*BUILD, "--out", str(out)), "'notes.txt'")
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_build_through_a_symlink_keeps_the_link(tmp_path):
+    target = tmp_path / "real"
+    assert run_cli(*BUILD, "--out", str(target)).returncode == 0
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "-q", "--out", str(link))
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert "odinw/Aquarium" in (target / "manifest.json").read_text()
+
+
+@pytest.mark.parametrize("where", [".", "/", "file/below"])
+def test_build_out_that_cannot_be_replaced(tmp_path, where):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty-cwd").mkdir()
+    out = where if where in (".", "/") else str(tmp_path / where)
+    before = sorted(os.listdir("/"))
+    done = run_cli(*BUILD, "--out", out, "--force", cwd=tmp_path / "empty-cwd")
+    _one_line_error(done, "--out" if where != "file/below" else "file")
+    assert sorted(os.listdir("/")) == before and not list((tmp_path / "empty-cwd").iterdir())
+
+
+def test_a_killed_build_leaves_nothing_the_next_build_keeps(tmp_path):
+    out = tmp_path / "labelspace"
+    dead = _dead_pid()
+    leftover = tmp_path / f".labelspace.building-{dead}-abc"
+    leftover.mkdir()
+    (leftover / "labels.parquet").write_bytes(b"half")
+    assert run_cli(*BUILD, "--out", str(out)).returncode == 0
+    assert not leftover.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labelspace"]
+
+
+def test_train_never_touches_an_earlier_run_without_resume(shapes_world, tmp_path):
+    config = write_train_config(shapes_world, tmp_path / "run", schedule={"iterations": 2, "checkpoint_every": 1})
+    assert run_cli("scaledet", "train", "--config", str(config), "-q").returncode == 0
+    run = tmp_path / "run"
+    before = _tree(run)
+    assert (run / "metrics.csv").stat().st_size > 0
+    _one_line_error(run_cli("scaledet", "train", "--config", str(config), "-q"), "--resume")
+    broken = write_train_config(shapes_world, tmp_path / "run", schedule={"iterations": 2}, labelspace="/nonexistent")
+    assert run_cli("scaledet", "train", "--config", str(broken), "-q", "--force").returncode == 2
+    assert _tree(run) == before, "a failed start must not truncate metrics or overwrite checkpoints"
+
+
+def test_train_refuses_foreign_output_dir_and_cleans_its_own_leftovers(shapes_world, tmp_path):
+    foreign = tmp_path / "run"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("x")
+    config = write_train_config(shapes_world, foreign, schedule={"iterations": 1})
+    _one_line_error(run_cli("scaledet", "train", "--config", str(config), "-q"), "files scaledet did not write")
+    fresh = tmp_path / "fresh"
+    config = write_train_config(shapes_world, fresh, schedule={"iterations": 1})
+    assert run_cli("scaledet", "train", "--config", str(config), "-q").returncode == 0
+    stale = fresh / f".checkpoint.tmp{_dead_pid()}.pth"  # what a kill -9 during a checkpoint save leaves
+    stale.write_bytes(b"half a checkpoint")
+    done = run_cli("scaledet", "train", "--config", str(config), "-q", "--resume", "schedule.iterations=2")
+    assert done.returncode == 0, done.stderr
+    assert not stale.exists()
+
+
+def test_export_name_cannot_escape_or_overwrite(builtin_union, tmp_path):
+    out = builtin_union.out_dir
+    before = _tree(out)
+    for name in ("../../x", "../labels", ".hidden", "a/b"):
+        _one_line_error(run_cli("scaledet-labels", "export", "--out", str(out), "--format", "parquet",
+                                "--datasets", "coco", "--name", name), "--name")
+    _one_line_error(run_cli("scaledet-labels", "export", "--out", str(out), "--format", "parquet",
+                            "--datasets", "coco", "--name", "labels", "--to", str(out)), "--to")
+    assert _tree(out) == before and not (out.parent.parent / "x.parquet").exists()
+
+
+def test_graph_of_a_build_with_bracketed_global_ids(minilm, tmp_path):
+    from scaledet.labelspace import build_labelspace, load_taxonomies
+
+    out = tmp_path / "oid500"
+    build_labelspace(load_taxonomies(["oid500"], []), minilm, out)
+    done = run_cli("scaledet-labels", "graph", "--out", str(out), "--top", "400")
+    assert done.returncode == 0, done.stderr
+    done = run_cli("scaledet-labels", "inspect", "mouse", "--out", str(out))
+    assert done.returncode == 0 and "Mouse [/m/" in done.stdout, done.stdout + done.stderr
+
+
+def test_predict_same_file_names_in_two_folders(shapes_world, tmp_path):
+    from scaledet.detector.predict import drawing_names
+
+    assert drawing_names(["a/img.png", "b/img.png", "img.jpg"]) == [
+        "img.detections.png", "img-2.detections.png", "img-3.detections.png"]
+    config = write_train_config(shapes_world, tmp_path / "run", schedule={"iterations": 1}, eval_datasets=[])
+    assert run_cli("scaledet", "train", "--config", str(config), "-q").returncode == 0
+    source = next((shapes_world / "shapesa" / "val" / "images").iterdir())
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "img.png").write_bytes(source.read_bytes())
+    out = tmp_path / "pred"
+    done = run_cli("scaledet", "predict", str(tmp_path / "a" / "img.png"), str(tmp_path / "b" / "img.png"),
+                   "--checkpoint", str(tmp_path / "run" / "model_final.pth"), "--vocab", "circle", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == ["img-2.detections.png", "img.detections.png"]
+    _one_line_error(run_cli("scaledet", "predict", str(source), "--checkpoint", str(tmp_path / "run" / "model_final.pth"),
+                            "--vocab", "circle", "--out", str(tmp_path / "a")), "--force")
+
+
+def test_killed_cold_build_resumes_from_the_cache(tmp_path):
+    """kill -9 in the middle of encoding: the next build finds the chunks already encoded."""
+    cache = tmp_path / "cache"
+    env = {"SCALEDET_CACHE": str(cache)}
+    command = [str(Path(sys.executable).with_name("scaledet-labels")), "build", "--datasets", "lvis", "o365", "oid",
+               "-q", "--out", str(tmp_path / "ls")]
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(cache.glob("embeddings/*/shard-*.npz")):
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    assert list(cache.glob("embeddings/*/shard-*.npz")), "no shard was written before the kill"
+    assert not (tmp_path / "ls").exists()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    hits = int(done.stdout.split("cache hits")[1].split()[0])
+    assert hits >= 512, done.stdout  # at least the first chunk came from the cache
