@@ -79,7 +79,7 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
     from scaledet.detector.config import SamplingConfig, ScheduleConfig, TrainConfig
     from scaledet.detector.data import CocoDetectionDataset, DatasetSpec
     from scaledet.detector.engine import Trainer
-    from scaledet.detector.evaluation import evaluate_dataset
+    from scaledet.detector.evaluation.inference import evaluate_dataset
     from scaledet.detector.model import ModelConfig
     from scaledet.detector.vocabulary import UnifiedLabelSpace
 
@@ -98,7 +98,7 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
         sampling=SamplingConfig(mode="per_dataset"),
     )
     torch.manual_seed(seed)
-    trainer = Trainer(config, show_progress=False)
+    trainer = Trainer(config, show_progress=False, force=True)  # the benchmark owns its work folder
     trainer.train()
     train_seconds = time.perf_counter() - start
     model = trainer.model.eval()
@@ -107,7 +107,7 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
     for name in UPSTREAM + DOWNSTREAM:
         spec = DatasetSpec(name, str(work / name / "test" / "annotations.json"), str(work / name / "test" / "images"))
         dataset = CocoDetectionDataset(spec, space, train=False)
-        scores[name] = evaluate_dataset(model, dataset, space.embeddings, trainer.device)
+        scores[name], _ = evaluate_dataset(model, dataset, space.embeddings, trainer.device)
     return {"run": run.name, "seed": seed, "train_seconds": train_seconds,
             "total_seconds": time.perf_counter() - start, "scores": scores}
 

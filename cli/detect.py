@@ -34,58 +34,75 @@ def train(
     trainer = Trainer(cfg, resume=resume, show_progress=not quiet, force=force)
     final = trainer.train()
     if trainer.context.is_main:
-        console.print(f"trained {cfg.schedule.iterations} iterations → {final} (metrics: {Path(cfg.output_dir) / 'metrics.csv'})")
+        console.print(f"trained {cfg.schedule.iterations} iterations → {final} (metrics: {Path(cfg.output_dir) / 'metrics.json'})")
         if cfg.eval_datasets:
-            _evaluate(cfg, final, trainer.device, quiet)
+            _evaluate(cfg, final, trainer.device, quiet, force=force or resume)
 
 
-def _evaluate(cfg, checkpoint: Path, device, quiet: bool) -> dict:
-    from scaledet.detector.checkpoint import check_compatible
-    from scaledet.detector.data import CocoDetectionDataset
-    from scaledet.detector.evaluation import evaluate_dataset, METRIC_NAMES, write_results
-    from scaledet.detector.predict import load_model_from_checkpoint
-    from scaledet.detector.vocabulary import UnifiedLabelSpace
-
-    labelspace = UnifiedLabelSpace(cfg.labelspace)
-    model, state = load_model_from_checkpoint(checkpoint, device)
-    check_compatible(state, labelspace, checkpoint)
-    table = {}
-    for spec in cfg.eval_datasets:
-        dataset = CocoDetectionDataset(spec, labelspace, train=False)
-        table[spec.name] = evaluate_dataset(model, dataset, labelspace.embeddings, device, progress=not quiet)
-    view = Table(title=f"COCO mAP (pycocotools) of {checkpoint}")
+def _print_metrics(title: str, table: dict[str, dict]) -> None:
+    names: list[str] = []
+    for metrics in table.values():
+        names += [n for n in metrics if n not in names]
+    view = Table(title=title)
     view.add_column("dataset")
-    for name in METRIC_NAMES:
+    for name in names:
         view.add_column(name, justify="right")
-    for name, metrics in table.items():
-        view.add_row(name, *(f"{metrics[m]:.1f}" for m in METRIC_NAMES))
+    for dataset, metrics in table.items():
+        view.add_row(dataset, *(f"{metrics[n]:.1f}" if n in metrics else "" for n in names))
     console.print(view)
-    out = Path(cfg.output_dir) / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_results(out, table)
-    console.print(f"results → {out}")
+
+
+def _evaluate(cfg, checkpoint: Path, device, quiet: bool, force: bool = False) -> dict:
+    from scaledet.detector.evaluation.checkpoint_eval import evaluate_checkpoint
+
+    table, folder = evaluate_checkpoint(cfg, checkpoint, device, progress=not quiet, force=force)
+    _print_metrics(f"evaluation of {checkpoint}", table)
+    console.print(f"metrics and raw detections (COCO results format) → {folder}")
     return table
 
 
 @app.command("eval")
 @user_errors
 def evaluate(
-    config: Path = typer.Option(..., "--config", help="The training config; its eval_datasets are evaluated."),
+    config: Optional[Path] = typer.Option(None, "--config", help="The training config; its eval_datasets are evaluated."),
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE config overrides."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: OUTPUT_DIR/model_final.pth."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Detections of any detector (COCO results format); needs --annotations."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth for --results (COCO-format JSON)."),
+    evaluator: str = typer.Option("coco", "--evaluator", help="For --results: coco, lvis (federated) or oid (challenge metric)."),
+    as_json: bool = typer.Option(False, "--json", help="For --results: print one JSON object of the metrics."),
+    force: bool = typer.Option(False, "--force", help="Evaluate a checkpoint again, replacing its evaluation folder."),
     device: str = typer.Option("auto", "--device"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Per-dataset COCO mAP, each dataset in its own label space; a table and OUTPUT_DIR/eval.json."""
+    """Evaluate a checkpoint on the config's eval_datasets (each with its dataset's evaluator), or score a
+    results file of any detector with --results / --annotations / --evaluator."""
+    import json
+
     from scaledet.detector.config import load_config
     from scaledet.detector.engine import DistributedContext, resolve_device
     from scaledet.labelspace.errors import ScaledetError
 
+    if results is not None or annotations is not None:
+        if results is None or annotations is None or config is not None:
+            raise ScaledetError("--results and --annotations go together, without --config")
+        from scaledet.detector.evaluation import evaluate_files
+
+        metrics = evaluate_files(results, annotations, evaluator)
+        if as_json:
+            typer.echo(json.dumps(metrics))
+        else:
+            _print_metrics(f"{evaluator} evaluation of {results}", {annotations.stem: metrics})
+        return
+    if config is None:
+        raise ScaledetError("give --config (evaluate a checkpoint) or --results with --annotations")
     cfg = load_config(config, overrides)
     if not cfg.eval_datasets:
         raise ScaledetError(f"{config}: no eval_datasets to evaluate")
-    _evaluate(cfg, checkpoint or Path(cfg.output_dir) / "model_final.pth",
-              resolve_device(device, DistributedContext()), quiet)
+    from scaledet.detector.checkpoint import final_checkpoint
+
+    _evaluate(cfg, checkpoint or final_checkpoint(Path(cfg.output_dir)),
+              resolve_device(device, DistributedContext()), quiet, force)
 
 
 @app.command()
@@ -141,6 +158,7 @@ def convert_oid(
     boxes: Path = typer.Option(..., "--boxes", help="OpenImages *-annotations-bbox.csv."),
     classes: Path = typer.Option(..., "--classes", help="class-descriptions-boxable.csv."),
     images: Path = typer.Option(..., "--images", help="Folder of <ImageID>.jpg files."),
+    image_labels: Optional[Path] = typer.Option(None, "--image-labels", help="*-human-imagelabels-boxable.csv: verified labels for the oid evaluator."),
     out: Path = typer.Option(..., "--out", help="COCO-format JSON to write (an earlier convert-oid output is replaced)."),
     force: bool = typer.Option(False, "--force", help="Replace --out even if convert-oid did not write it."),
 ) -> None:
@@ -148,7 +166,7 @@ def convert_oid(
     from scaledet.detector.convert_oid import check_convert_out, convert_openimages
 
     check_convert_out(out, force)
-    counts = convert_openimages(boxes, classes, images, out)
+    counts = convert_openimages(boxes, classes, images, out, image_labels_csv=image_labels)
     console.print(f"{out}: {counts['images']} images, {counts['annotations']} boxes, {counts['categories']} categories")
 
 

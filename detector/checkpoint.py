@@ -5,10 +5,47 @@ from pathlib import Path
 
 import torch
 
-from scaledet.labelspace.atomic import atomic_write
+from scaledet.labelspace.atomic import atomic_write, atomic_write_text
 from scaledet.labelspace.errors import ScaledetError, one_line
 
 from .vocabulary import UnifiedLabelSpace
+
+
+FINAL_NAME = "model_final.pth"
+POINTER_NAME = "last_checkpoint"
+
+
+def numbered_checkpoint_name(iterations_done: int) -> str:
+    """detectron2's naming: the checkpoint after iteration index i (0-based) is ``model_{i:07d}.pth``."""
+    return f"model_{iterations_done - 1:07d}.pth"
+
+
+def final_checkpoint(output_dir: Path) -> Path:
+    return Path(output_dir) / FINAL_NAME
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The checkpoint the ``last_checkpoint`` pointer names (``--resume`` continues from it)."""
+    pointer = Path(output_dir) / POINTER_NAME
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    if not name or "/" in name or name.startswith("."):
+        raise ScaledetError(f"{pointer}: names no checkpoint ({name!r})")
+    return Path(output_dir) / name
+
+
+def point_to(output_dir: Path, checkpoint: Path) -> None:
+    atomic_write_text(Path(output_dir) / POINTER_NAME, checkpoint.name + "\n")
+
+
+def prune_checkpoints(output_dir: Path, keep_last: int | None) -> None:
+    """Keep only the newest ``keep_last`` numbered checkpoints (``model_final.pth`` is never removed)."""
+    if not keep_last:
+        return
+    numbered = sorted(Path(output_dir).glob("model_[0-9][0-9][0-9][0-9][0-9][0-9][0-9].pth"))
+    for old in numbered[:-keep_last]:
+        old.unlink(missing_ok=True)
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

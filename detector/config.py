@@ -39,6 +39,8 @@ class ScheduleConfig:
     lr_decay: float = 0.1
     clip_grad_norm: float = 10.0
     checkpoint_every: int = 500
+    keep_last: int | None = None  # numbered checkpoints to keep (None: all, as detectron2)
+    eval_period: int = 0  # evaluate eval_datasets every N iterations during training (0: only at the end)
     log_every: int = 20
 
 
@@ -100,6 +102,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "schedule.clip_grad_norm": (_non_negative, "≥ 0 (0 turns clipping off)"),
     "schedule.checkpoint_every": (_positive, "> 0"),
     "schedule.log_every": (_positive, "> 0"),
+    "schedule.keep_last": (lambda v: v is None or v > 0, "> 0 (or null to keep all)"),
+    "schedule.eval_period": (_non_negative, "≥ 0 (0: evaluate only at the end)"),
     "sampling.mode": (_one_of(*SAMPLING_MODES), " or ".join(SAMPLING_MODES)),
     "sampling.repeat_factor_threshold": (lambda v: v is None or 0 < v < 1, "in (0, 1), e.g. 0.001"),
     "model.backbone": (_one_of(*BACKBONES), ", ".join(BACKBONES)),
@@ -122,6 +126,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.detections_per_img": (_positive, "> 0"),
     "datasets[].ratio": (_positive, "> 0"),
     "datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
+    "datasets[].evaluator": (lambda v: v in (None, "coco", "lvis", "oid"), "coco, lvis or oid"),
+    "eval_datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
+    "eval_datasets[].evaluator": (lambda v: v in (None, "coco", "lvis", "oid"), "coco, lvis or oid"),
 }
 
 

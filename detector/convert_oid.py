@@ -4,7 +4,10 @@ Input: ``*-annotations-bbox.csv`` (``ImageID, Source, LabelName, Confidence, XMi
 IsOccluded, IsTruncated, IsGroupOf, ...``, coordinates normalised to [0, 1]), the class descriptions
 CSV, and the image folder (``<ImageID>.jpg``; sizes are read from the image headers). Categories get ids
 1..N in the class-description order and keep their MID in a ``mid`` field, which is how the detector maps
-them to the labelspace's ``oid`` labels. ``IsGroupOf`` boxes become ``iscrowd`` (ignored in training,
+them to the labelspace's ``oid`` labels. What the challenge metric needs is kept: each box's ``IsGroupOf``
+as ``isgroupof``, and, from an optional ``*-human-imagelabels-boxable.csv`` (``ImageID, Source, LabelName,
+Confidence``), each image's verified labels as ``pos_category_ids`` (confidence 1) and
+``neg_category_ids`` (confidence 0). ``IsGroupOf`` boxes are also ``iscrowd`` (ignored in training,
 as in COCO).
 """
 from __future__ import annotations
@@ -49,7 +52,7 @@ def _image_size(path: Path, where: str) -> tuple[int, int]:
 
 
 def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_json: Path,
-                       image_extension: str = ".jpg") -> dict[str, int]:
+                       image_extension: str = ".jpg", image_labels_csv: Path | None = None) -> dict[str, int]:
     taxonomy = read_openimages_csv("oid", classes_csv)
     category_of = {c.local_id: i + 1 for i, c in enumerate(taxonomy.categories)}
     if not boxes_csv.is_file():
@@ -63,6 +66,8 @@ def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_
         raise ScaledetError(f"{boxes_csv}: not UTF-8 text (byte {err.start})") from None
     except csv.Error as err:
         raise ScaledetError(f"{boxes_csv}: malformed CSV ({one_line(err)})") from None
+    if image_labels_csv is not None:
+        _add_image_labels(image_labels_csv, images, category_of)
     document = {"info": INFO, "images": list(images.values()), "annotations": annotations,
                 "categories": [{"id": category_of[c.local_id], "name": c.name, "mid": c.local_id}
                                for c in taxonomy.categories]}
@@ -98,4 +103,31 @@ def _read_rows(reader: csv.DictReader, boxes_csv: Path, category_of: dict[str, i
             raise ScaledetError(f"{boxes_csv}:{line}: non-numeric box coordinates") from None
         annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": category_of[mid],
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                            "iscrowd": int(row.get("IsGroupOf", "0") == "1")})
+                            "iscrowd": int(row.get("IsGroupOf", "0") == "1"),
+                            "isgroupof": int(row.get("IsGroupOf", "0") == "1")})
+
+
+def _add_image_labels(path: Path, images: dict[str, dict], category_of: dict[str, int]) -> None:
+    """Verified image-level labels of the converted images: present (confidence 1) or absent (0)."""
+    if not path.is_file():
+        raise ScaledetError(f"{path}: file not found")
+    for image in images.values():
+        image["pos_category_ids"], image["neg_category_ids"] = [], []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in ("ImageID", "LabelName", "Confidence") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ScaledetError(f"{path}: missing column {missing[0]} (an OpenImages *-imagelabels*.csv)")
+            for line, row in enumerate(reader, start=2):
+                image = images.get(row["ImageID"])
+                if image is None or row["LabelName"] not in category_of:
+                    continue
+                if row["Confidence"] not in ("0", "1"):
+                    raise ScaledetError(f"{path}:{line}: Confidence {row['Confidence']!r}; expected 0 or 1")
+                key = "pos_category_ids" if row["Confidence"] == "1" else "neg_category_ids"
+                image[key].append(category_of[row["LabelName"]])
+    except UnicodeDecodeError as err:
+        raise ScaledetError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except csv.Error as err:
+        raise ScaledetError(f"{path}: malformed CSV ({one_line(err)})") from None

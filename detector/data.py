@@ -33,6 +33,7 @@ class DatasetSpec:
     images: str
     labelspace_key: str | None = None
     ratio: float = 1.0
+    evaluator: str | None = None  # coco | lvis | oid; default from the labelspace key
 
     @property
     def key(self) -> str:

@@ -1,10 +1,9 @@
 """The training loop: multi-dataset batches, hard + soft losses, AMP on CUDA, DDP through torchrun,
-progress bar, CSV metrics, atomic checkpoints and exact resume."""
+progress bar, JSON-lines metrics, numbered atomic checkpoints, evaluation during training, exact resume."""
 from __future__ import annotations
 
-import csv
-import io
 import dataclasses
+import json
 import math
 import os
 import random
@@ -20,16 +19,16 @@ from scaledet.labelspace.errors import ScaledetError
 from scaledet.labelspace.errors import one_line
 from scaledet.labelspace.output_dirs import check_output_dir, mark_output_dir, output_kind, remove_stale_temporaries
 
-from .checkpoint import check_compatible, labelspace_ids_digest, load_checkpoint, load_weights, save_checkpoint
-from .config import TrainConfig
+from .checkpoint import (FINAL_NAME, check_compatible, labelspace_ids_digest, last_checkpoint, load_checkpoint,
+                         load_weights, numbered_checkpoint_name, point_to, prune_checkpoints, save_checkpoint)
+from .config import TrainConfig, config_to_yaml
 from .data import CocoDetectionDataset
 from .model import build_detector
 from .sampling import MultiDatasetBatchSampler, repeat_factors, stable_seed
 from .vocabulary import UnifiedLabelSpace
 
-CHECKPOINT_NAME = "checkpoint.pth"
-FINAL_NAME = "model_final.pth"
-METRICS_NAME = "metrics.csv"
+METRICS_NAME = "metrics.json"
+CONFIG_NAME = "config.yaml"
 TRAIN_KIND = "training run"
 
 
@@ -37,7 +36,7 @@ def check_run_dir(output_dir: Path, resume: bool, force: bool) -> Path:
     """Where a run may write: a new or empty directory; with ``--resume`` the run being continued; an
     earlier run or anything else only with ``--force`` (which starts over, overwriting what it writes)."""
     if resume:
-        if output_kind(output_dir) != TRAIN_KIND and not (output_dir / CHECKPOINT_NAME).is_file():
+        if output_kind(output_dir) != TRAIN_KIND or last_checkpoint(output_dir) is None:
             raise ScaledetError(f"--resume: {output_dir} holds no training run to continue")
         return output_dir
     output_dir = check_output_dir(output_dir, TRAIN_KIND, "output_dir", force)
@@ -133,9 +132,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _resume(self) -> None:
-        path = self.output_dir / CHECKPOINT_NAME
-        if not path.is_file():
-            raise ScaledetError(f"--resume: no checkpoint at {path}")
+        path = last_checkpoint(self.output_dir)
+        if path is None or not path.is_file():
+            raise ScaledetError(f"--resume: no checkpoint to continue from in {self.output_dir} "
+                                f"(its last_checkpoint names {path})")
         state = load_checkpoint(path)
         check_compatible(state, self.labelspace, path, same_labels=True)
         load_weights(self.model, state, path)
@@ -155,11 +155,15 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "iteration": iteration,
             "config": self.config.to_dict(),
-            "labelspace": {**self.labelspace.fingerprint(), "directory": str(self.labelspace.directory),
-                           "global_ids_sha256": labelspace_ids_digest(self.labelspace),
-                           "templates": self.labelspace.output.manifest["templates"],
-                           "encoder_name": self.labelspace.encoder["name"]},
+            "labelspace": self.labelspace_info(),
         }
+
+    def labelspace_info(self) -> dict:
+        """What a checkpoint records of the labelspace it was trained on (checked on load and resume)."""
+        return {**self.labelspace.fingerprint(), "directory": str(self.labelspace.directory),
+                "global_ids_sha256": labelspace_ids_digest(self.labelspace),
+                "templates": self.labelspace.output.manifest["templates"],
+                "encoder_name": self.labelspace.encoder["name"]}
 
     # ------------------------------------------------------------------ loop
     def _batch(self, iteration: int):
@@ -190,6 +194,27 @@ class Trainer:
         self.scheduler.step()
         return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
 
+    def _save(self, done: int, path: Path | None = None) -> Path:
+        path = path or self.output_dir / numbered_checkpoint_name(done)
+        save_checkpoint(self.state(done), path)
+        point_to(self.output_dir, path)
+        prune_checkpoints(self.output_dir, self.config.schedule.keep_last)
+        return path
+
+    def _evaluate_during_training(self, done: int, checkpoint: Path, metrics: "MetricsLog | None") -> None:
+        """``eval_period``: evaluate the checkpoint just written, log its numbers with the losses."""
+        from .evaluation.checkpoint_eval import evaluate_checkpoint
+
+        try:
+            table, _ = evaluate_checkpoint(self.config, checkpoint, self.device, force=True, model=self.model,
+                                           state={"iteration": done, "labelspace": self.labelspace_info()})
+        finally:
+            self.model.roi_heads.set_vocabulary(self.labelspace.embeddings)  # back to the training union
+            self.model.train()
+        if metrics is not None:
+            metrics.write({"iteration": done, **{f"eval/{name}/{k}": v for name, values in table.items()
+                                                 for k, v in values.items()}})
+
     def train(self, stop_after: int | None = None) -> Path:
         """Run the schedule from the current iteration; ``stop_after`` ends early (after saving a
         checkpoint), as an interrupted run would, and returns the checkpoint path."""
@@ -199,12 +224,14 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.output_dir)
             mark_output_dir(self.output_dir, TRAIN_KIND)
+            atomic_write_text(self.output_dir / CONFIG_NAME, config_to_yaml(config))
         metrics = MetricsLog(self.output_dir / METRICS_NAME, self.start_iteration) if self.context.is_main else None
         bar = None
         if self.show_progress:
             from tqdm import tqdm
 
             bar = tqdm(total=iterations, initial=self.start_iteration, desc="train", unit="it", dynamic_ncols=True)
+        saved = None
         for iteration in range(self.start_iteration, iterations):
             start = time.perf_counter()
             values = self.step(iteration)
@@ -216,51 +243,48 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{values['loss']:.3f}", hard=f"{values['loss_hard']:.3f}")
             stopping = stop_after is not None and done >= stop_after
-            if self.context.is_main and (done % config.schedule.checkpoint_every == 0 or done == iterations or stopping):
-                save_checkpoint(self.state(done), self.output_dir / CHECKPOINT_NAME)
+            evaluating = (config.schedule.eval_period and done % config.schedule.eval_period == 0
+                          and done < iterations and config.eval_datasets)
+            if self.context.is_main and (done % config.schedule.checkpoint_every == 0 or stopping or evaluating):
+                saved = self._save(done)
+            if self.context.is_main and evaluating:
+                self._evaluate_during_training(done, saved, metrics)
             if stopping:
                 break
         if bar is not None:
             bar.close()
         if stop_after is not None and stop_after < iterations:
-            return self.output_dir / CHECKPOINT_NAME
+            return saved
         final = self.output_dir / FINAL_NAME
         if self.context.is_main:
-            save_checkpoint(self.state(iterations), final)
+            self._save(iterations, final)
         if self.context.world_size > 1:
             torch.distributed.barrier()
         return final
 
 
 class MetricsLog:
-    """Append-only CSV of the logged iterations. A resumed run drops the rows past its checkpoint (the
-    file is rewritten atomically); a new run leaves an earlier file alone until its first row."""
+    """Metrics as JSON lines (``metrics.json``, detectron2's format): one object per logged iteration. A
+    resumed run drops the lines past its checkpoint (rewritten atomically); a new run leaves an earlier file
+    alone until its first line."""
 
     def __init__(self, path: Path, start_iteration: int) -> None:
         self.path = path
-        self.fields: list[str] | None = None
         self.truncate_on_first_write = start_iteration == 0
         if start_iteration > 0 and path.is_file():
-            with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle)
-                        if str(r.get("iteration", "")).isdigit() and int(r["iteration"]) <= start_iteration]
-            if rows:
-                self.fields = list(rows[0])
-            buffer = io.StringIO()
-            if self.fields:
-                writer = csv.DictWriter(buffer, self.fields)
-                writer.writeheader()
-                writer.writerows(rows)
-            atomic_write_text(path, buffer.getvalue())
+            kept = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a kill
+                if isinstance(record, dict) and isinstance(record.get("iteration"), int) \
+                        and record["iteration"] <= start_iteration:
+                    kept.append(line + "\n")
+            atomic_write_text(path, "".join(kept))
 
     def write(self, row: dict) -> None:
-        new_file = self.fields is None
-        if new_file:
-            self.fields = list(row)
         mode = "w" if self.truncate_on_first_write else "a"
         self.truncate_on_first_write = False
-        with open(self.path, mode, newline="") as handle:
-            writer = csv.DictWriter(handle, self.fields, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        with open(self.path, mode, encoding="utf-8") as handle:
+            handle.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}) + "\n")

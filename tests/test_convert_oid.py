@@ -32,6 +32,30 @@ def test_convert_oid_to_coco(tmp_path):
     first = coco["annotations"][0]
     assert first["bbox"] == [20.0, 20.0, 80.0, 70.0] and first["category_id"] == 1
     assert [a["iscrowd"] for a in coco["annotations"]] == [0, 1, 0]  # the unknown MID is skipped
+    assert [a["isgroupof"] for a in coco["annotations"]] == [0, 1, 0]
+
+
+def test_convert_oid_keeps_verified_image_labels_for_the_challenge_metric(tmp_path):
+    from scaledet.detector.evaluation import OpenImagesEvaluator, read_ground_truth
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (200, 100)).save(tmp_path / "images" / "img1.jpg")
+    Image.new("RGB", (64, 64)).save(tmp_path / "images" / "img2.jpg")
+    (tmp_path / "classes.csv").write_text(CLASSES)
+    (tmp_path / "boxes.csv").write_text(BOXES)
+    (tmp_path / "labels.csv").write_text("ImageID,Source,LabelName,Confidence\nimg1,verification,/m/01g317,1\n"
+                                         "img1,verification,/m/09j2d,0\nimg2,verification,/m/01g317,0\n")
+    out = tmp_path / "oid.json"
+    done = run_cli("scaledet", "convert-oid", "--boxes", str(tmp_path / "boxes.csv"), "--classes",
+                   str(tmp_path / "classes.csv"), "--images", str(tmp_path / "images"), "--out", str(out),
+                   "--image-labels", str(tmp_path / "labels.csv"))
+    assert done.returncode == 0, done.stderr
+    coco = json.loads(out.read_text())
+    assert [(i["pos_category_ids"], i["neg_category_ids"]) for i in coco["images"]] == [([1], [3]), ([], [1])]
+    # scored with the bundled hierarchy: ground truth as detections is perfect
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in coco["annotations"]]
+    assert OpenImagesEvaluator().evaluate(read_ground_truth(out), perfect)["AP50"] == 100.0
 
 
 def test_convert_oid_reports_a_missing_image(tmp_path):

@@ -16,7 +16,7 @@ from conftest import run_cli, write_train_config
 from scaledet.detector.config import load_config
 from scaledet.detector.data import CocoDetectionDataset
 from scaledet.detector.engine import Trainer
-from scaledet.detector.evaluation import coco_map
+from scaledet.detector.evaluation.inference import coco_map
 from scaledet.detector.sampling import MultiDatasetBatchSampler, repeat_factors
 from scaledet.detector.vocabulary import UnifiedLabelSpace
 
@@ -58,8 +58,9 @@ def test_resume_continues_identically(shapes_world, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
-    rows = (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows] == ["iteration", "1", "2", "3", "4"]
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.json").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 4]
+    assert (tmp_path / "resumed" / "last_checkpoint").read_text().strip() == "model_final.pth"
 
 
 def test_pycocotools_scores_ground_truth_as_perfect(shapes_world):
@@ -76,11 +77,22 @@ def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_pat
     config = write_train_config(shapes_world, tmp_path / "cli", schedule={"iterations": 3})
     trained = run_cli("scaledet", "train", "--config", str(config), "--quiet")
     assert trained.returncode == 0, trained.stderr
-    assert "COCO mAP" in trained.stdout and "shapesa" in trained.stdout
-    table = json.loads((tmp_path / "cli" / "eval.json").read_text())
+    assert "evaluation of" in trained.stdout and "shapesa" in trained.stdout
+    folder = tmp_path / "cli" / "eval" / "model_final"
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["iteration"] == 3 and record["checkpoint"].endswith("model_final.pth")
+    assert record["labelspace"]["global_ids_sha256"] and record["evaluators"] == {"shapesa": "coco"}
+    table = record["metrics"]
     assert set(table["shapesa"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert all(0.0 <= v <= 100.0 for v in table["shapesa"].values())
-    evaluated = run_cli("scaledet", "eval", "--config", str(config), "--quiet")
+    # the raw detections re-score to the same numbers with the model-free command
+    rescored = run_cli("scaledet", "eval", "--results", str(folder / "shapesa.results.json"), "--annotations",
+                       str(shapes_world / "shapesa" / "val" / "annotations.json"), "--json")
+    assert rescored.returncode == 0, rescored.stderr
+    assert json.loads(rescored.stdout) == pytest.approx(table["shapesa"])
+    again = run_cli("scaledet", "eval", "--config", str(config), "--quiet")
+    assert again.returncode == 2 and "evaluated already" in again.stderr
+    evaluated = run_cli("scaledet", "eval", "--config", str(config), "--quiet", "--force")
     assert evaluated.returncode == 0 and "AP50" in evaluated.stdout
 
     image = shapes_world / "shapesa" / "val" / "images" / "shapesa_00001.png"
@@ -141,3 +153,25 @@ def test_ddp_two_gloo_processes_run_one_step(shapes_world, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     state = torch.load(tmp_path / "ddp" / "model_final.pth", weights_only=False)
     assert state["iteration"] == 1
+
+
+def test_a_run_is_laid_out_like_detectron2s(shapes_world, tmp_path):
+    """config.yaml, JSON-lines metrics with evaluation during training, numbered checkpoints, keep_last."""
+    from scaledet.detector.config import load_config
+
+    config = write_train_config(shapes_world, tmp_path / "run",
+                                schedule={"iterations": 4, "checkpoint_every": 1, "eval_period": 2, "keep_last": 2})
+    trainer = Trainer(load_config(config, ["model.soft_weight=0.5"]), show_progress=False)
+    trainer.train()
+    run = tmp_path / "run"
+    assert load_config(run / "config.yaml").model.soft_weight == 0.5  # the resolved config, overrides applied
+    assert sorted(p.name for p in run.glob("model_*.pth")) == ["model_0000002.pth", "model_0000003.pth",
+                                                                "model_final.pth"]
+    assert (run / "last_checkpoint").read_text().strip() == "model_final.pth"
+    lines = [json.loads(line) for line in (run / "metrics.json").read_text().splitlines()]
+    evaluation = [line for line in lines if "eval/shapesa/AP50" in line]
+    assert [line["iteration"] for line in evaluation] == [2]
+    record = json.loads((run / "eval" / "model_0000001" / "metrics.json").read_text())
+    assert record["iteration"] == 2 and record["metrics"]["shapesa"]["AP50"] == evaluation[0]["eval/shapesa/AP50"]
+    assert torch.equal(trainer.model.roi_heads.vocabulary, trainer.labelspace.embeddings), \
+        "training must go on with the union vocabulary after an evaluation"

@@ -91,7 +91,7 @@ def test_train_never_touches_an_earlier_run_without_resume(shapes_world, tmp_pat
     assert run_cli("scaledet", "train", "--config", str(config), "-q").returncode == 0
     run = tmp_path / "run"
     before = _tree(run)
-    assert (run / "metrics.csv").stat().st_size > 0
+    assert (run / "metrics.json").stat().st_size > 0
     _one_line_error(run_cli("scaledet", "train", "--config", str(config), "-q"), "--resume")
     broken = write_train_config(shapes_world, tmp_path / "run", schedule={"iterations": 2}, labelspace="/nonexistent")
     assert run_cli("scaledet", "train", "--config", str(broken), "-q", "--force").returncode == 2

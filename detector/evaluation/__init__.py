@@ -1,0 +1,71 @@
+"""Evaluators behind one interface, chosen per dataset, as detectron2's ``evaluation/`` package.
+
+An evaluator has a ``name``, the ``metric_names`` it reports (in percent, keyed as the official tools
+name them) and ``evaluate(ground_truth, results)``. Which one a dataset gets: the ``evaluator:`` of its
+config entry, else its labelspace key (``lvis`` → federated LVIS, ``oid`` / ``oid500`` → the OpenImages
+challenge metric, anything else → COCO). ODinW suite members are also summarised as one row, the mean
+of their COCO AP (GLIP's protocol).
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from scaledet.labelspace.errors import ScaledetError
+
+from .coco import CocoEvaluator
+from .ground_truth import GroundTruth, check_results, read_ground_truth, read_json
+from .lvis import LvisEvaluator
+from .oid import OpenImagesEvaluator
+
+EVALUATORS = {"coco": CocoEvaluator, "lvis": LvisEvaluator, "oid": OpenImagesEvaluator}
+#: Suites whose members are reported together (key prefix → row name).
+SUITES = ("odinw", "odinw35")
+
+
+class Evaluator(Protocol):
+    name: str
+    metric_names: tuple[str, ...]
+
+    def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]: ...
+
+
+def build_evaluator(name: str, where: str = "--evaluator") -> Evaluator:
+    if name not in EVALUATORS:
+        raise ScaledetError(f"{where} {name!r}: choose from {', '.join(EVALUATORS)}")
+    return EVALUATORS[name]()
+
+
+def default_evaluator_name(dataset_key: str) -> str:
+    head = dataset_key.split("/")[0]
+    if head == "lvis":
+        return "lvis"
+    if head in ("oid", "oid500"):
+        return "oid"
+    return "coco"
+
+
+def suite_summaries(table: dict[str, dict]) -> dict[str, dict]:
+    """``{"odinw (mean of 13)": {"AP": …}}`` for each suite with members in ``table`` (keyed by the
+    datasets' labelspace keys)."""
+    rows = {}
+    for suite in SUITES:
+        members = [metrics for key, metrics in table.items() if key.startswith(f"{suite}/") and "AP" in metrics]
+        if members:
+            rows[f"{suite} (mean of {len(members)})"] = {
+                "AP": round(sum(m["AP"] for m in members) / len(members), 3),
+                "AP50": round(sum(m.get("AP50", 0.0) for m in members) / len(members), 3)}
+    return rows
+
+
+def evaluate_files(results_path, annotations_path, evaluator_name: str) -> dict[str, float]:
+    """``scaledet eval --results R.json --annotations A.json``: any detector's results, no model."""
+    from pathlib import Path
+
+    evaluator = build_evaluator(evaluator_name)
+    ground_truth = read_ground_truth(Path(annotations_path))
+    results = check_results(read_json(Path(results_path), "results file"), ground_truth, str(results_path))
+    return evaluator.evaluate(ground_truth, results)
+
+
+__all__ = ["EVALUATORS", "Evaluator", "GroundTruth", "build_evaluator", "default_evaluator_name", "evaluate_files",
+           "read_ground_truth", "suite_summaries", "CocoEvaluator", "LvisEvaluator", "OpenImagesEvaluator"]

@@ -1,0 +1,77 @@
+"""Ground-truth files and detection results, read and checked before any evaluator sees them.
+
+A results file that does not belong to the ground truth (an image or category id it does not have) is a
+one-line error naming the id, not a silent AP of 0 or an evaluator's traceback.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from scaledet.labelspace.errors import ScaledetError, one_line
+
+from ..data import check_annotation, check_category, check_image
+
+
+@dataclass
+class GroundTruth:
+    path: Path
+    document: dict
+
+    @property
+    def category_ids(self) -> set[int]:
+        return {c["id"] for c in self.document["categories"]}
+
+    @property
+    def image_ids(self) -> set[int]:
+        return {i["id"] for i in self.document["images"]}
+
+
+def read_json(path: Path, what: str):
+    if not path.is_file():
+        raise ScaledetError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ScaledetError(f"{path}: malformed JSON ({one_line(err)})") from None
+
+
+def read_ground_truth(path: str | Path) -> GroundTruth:
+    path = Path(path)
+    document = read_json(path, "annotation file")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(document, dict) or not isinstance(document.get(key), list):
+            raise ScaledetError(f"{path}: missing '{key}' list (not a COCO-format annotation file)")
+    for position, category in enumerate(document["categories"]):
+        check_category(category, position, path)
+    for position, image in enumerate(document["images"]):
+        check_image(image, position, path)
+    for position, annotation in enumerate(document["annotations"]):
+        check_annotation(annotation, position, path)
+    return GroundTruth(path, document)
+
+
+def check_results(results, ground_truth: GroundTruth, source: str) -> list[dict]:
+    """COCO results format: a list of ``{image_id, category_id, bbox: [x, y, w, h], score}``, every id
+    one of the ground truth's."""
+    if not isinstance(results, list):
+        raise ScaledetError(f"{source}: detection results are a JSON list of objects")
+    images, categories = ground_truth.image_ids, ground_truth.category_ids
+    for position, result in enumerate(results):
+        if not isinstance(result, dict):
+            raise ScaledetError(f"{source}: result #{position} is not an object")
+        bbox, score = result.get("bbox"), result.get("score")
+        if (not isinstance(bbox, list) or len(bbox) != 4
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+            raise ScaledetError(f"{source}: result #{position} has bbox {bbox!r}; expected [x, y, width, height]")
+        if not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise ScaledetError(f"{source}: result #{position} has no numeric 'score'")
+        if result.get("image_id") not in images:
+            raise ScaledetError(f"{source}: image_id {result.get('image_id')!r} (result #{position}) is not in "
+                                f"{ground_truth.path}; are these results of another dataset?")
+        if result.get("category_id") not in categories:
+            raise ScaledetError(f"{source}: category_id {result.get('category_id')!r} (result #{position}) is not "
+                                f"in {ground_truth.path}; are these results of another dataset?")
+    return results

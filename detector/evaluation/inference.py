@@ -1,0 +1,71 @@
+"""Running the detector over an evaluation dataset and scoring it with the dataset's evaluator.
+
+A dataset is evaluated in its own label space, as ScaleDet evaluates each upstream and downstream
+dataset: the classifier scores only that dataset's labels (a subset of the union, or new text
+embeddings for an unseen vocabulary), and detections are written back with the dataset's own category
+ids, in the COCO results format, so that any official tool can re-check them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data import CocoDetectionDataset
+from . import build_evaluator, default_evaluator_name
+from .coco import CocoEvaluator
+from .ground_truth import GroundTruth, read_ground_truth
+from .lvis import MAX_DETECTIONS as LVIS_MAX_DETECTIONS
+
+
+@torch.no_grad()
+def detect_dataset(model, dataset: CocoDetectionDataset, text_embeddings: torch.Tensor, device: torch.device,
+                   batch_size: int = 4, progress: bool = False) -> list[dict]:
+    """COCO-format results for every image; ``text_embeddings`` are the rows of the dataset's labels in
+    the order of ``dataset.coco['categories']``."""
+    model.eval()
+    model.roi_heads.set_vocabulary(text_embeddings.to(device))
+    category_ids = [c["id"] for c in dataset.coco["categories"]]
+    results = []
+    indices = range(0, len(dataset), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc=f"eval {dataset.spec.name}", unit="batch", leave=False)
+    for start in indices:
+        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+        outputs = model([image.to(device) for image, _ in items])
+        for (_, target), output in zip(items, outputs):
+            for box, score, label in zip(output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist()):
+                x1, y1, x2, y2 = box
+                results.append({"image_id": int(target["image_id"]), "category_id": category_ids[label],
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+    return results
+
+
+def coco_map(annotation_file: str | Path, results: list[dict]) -> dict[str, float]:
+    """pycocotools box AP of ``results`` against a COCO-format file (percent)."""
+    return CocoEvaluator().evaluate(read_ground_truth(annotation_file), results)
+
+
+def evaluator_of(dataset: CocoDetectionDataset):
+    """The evaluator a dataset entry names, else the one its labelspace key implies."""
+    name = dataset.spec.evaluator or default_evaluator_name(dataset.spec.key)
+    return build_evaluator(name, f"dataset {dataset.spec.name}: evaluator")
+
+
+def evaluate_dataset(model, dataset: CocoDetectionDataset, union_embeddings: torch.Tensor, device: torch.device,
+                     batch_size: int = 4, progress: bool = False) -> tuple[dict[str, float], list[dict]]:
+    """(metrics, raw detections) of one dataset in its own label space: the rows of ``union_embeddings``
+    (the labelspace the dataset was opened with) of its categories, in its category order."""
+    evaluator = evaluator_of(dataset)
+    text_embeddings = union_embeddings[dataset.category_union_indices()]
+    previous = model.roi_heads.detections_per_img
+    if evaluator.name == "lvis":
+        model.roi_heads.detections_per_img = max(previous, LVIS_MAX_DETECTIONS)
+    try:
+        results = detect_dataset(model, dataset, text_embeddings, device, batch_size, progress)
+    finally:
+        model.roi_heads.detections_per_img = previous
+    ground_truth = GroundTruth(dataset.annotation_file, dataset.coco)
+    return evaluator.evaluate(ground_truth, results), results

@@ -1,0 +1,62 @@
+"""LVIS federated box AP through faster-coco-eval, a maintained implementation of the LVIS rules.
+
+The ``lvis`` package (0.5.3, its last release) calls ``np.float``, removed in NumPy 1.24, so it cannot run
+on a current stack. faster-coco-eval's ``lvis_style`` applies the same federated rules as the LVIS API:
+
+* a detection of a category neither annotated in the image nor in its ``neg_category_ids`` is ignored
+  (the image was never checked for it);
+* an unmatched detection of a category in the image's ``not_exhaustive_category_ids`` is ignored, not a
+  false positive (not every instance was annotated);
+* up to 300 detections per image; AP also by category frequency: APr (rare), APc, APf.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+
+from scaledet.labelspace.errors import ScaledetError
+
+from .ground_truth import GroundTruth
+
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+MAX_DETECTIONS = 300
+#: faster-coco-eval's names for the same numbers.
+_LIBRARY_NAMES = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APs": "AP_small", "APm": "AP_medium",
+                  "APl": "AP_large", "APr": "APr", "APc": "APc", "APf": "APf"}
+
+
+class LvisEvaluator:
+    name = "lvis"
+    metric_names = METRIC_NAMES
+
+    def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
+        from faster_coco_eval import COCO, COCOeval_faster
+
+        missing = [c["id"] for c in ground_truth.document["categories"] if c.get("frequency") not in ("r", "c", "f")]
+        if missing:
+            raise ScaledetError(f"{ground_truth.path}: category {missing[0]} has no LVIS 'frequency' (r, c or f); "
+                                "is this an LVIS file? (use --evaluator coco otherwise)")
+        if not results:
+            return {name: 0.0 for name in METRIC_NAMES}
+        results = _top_per_image(results, MAX_DETECTIONS)
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(ground_truth.document)
+            evaluator = COCOeval_faster(gt, gt.loadRes(results), iouType="bbox", lvis_style=True,
+                                        print_function=lambda *a, **k: None)
+            evaluator.params.maxDets = [MAX_DETECTIONS]
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+            stats = evaluator.stats_as_dict
+        return {name: round(100 * max(0.0, float(stats[_LIBRARY_NAMES[name]])), 3) for name in METRIC_NAMES}
+
+
+def _top_per_image(results: list[dict], limit: int) -> list[dict]:
+    """The ``limit`` highest-scoring detections of each image (the LVIS API's per-image cap)."""
+    by_image: dict[int, list[dict]] = {}
+    for result in results:
+        by_image.setdefault(result["image_id"], []).append(result)
+    kept = []
+    for detections in by_image.values():
+        kept.extend(sorted(detections, key=lambda d: -d["score"])[:limit])
+    return kept

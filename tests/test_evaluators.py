@@ -1,0 +1,170 @@
+"""Each evaluator against numbers computed by hand on a tiny case that exercises its special rules, and
+the LVIS evaluator on real LVIS ground truth (../shared/fixtures)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from scaledet.detector.evaluation import (CocoEvaluator, GroundTruth, LvisEvaluator, OpenImagesEvaluator,
+                                          suite_summaries)
+
+LVIS_FIXTURE = REPO.parent / "shared" / "fixtures" / "lvis_v0.5_val_100.json"
+
+
+def _det(image_id, category_id, bbox, score):
+    return {"image_id": image_id, "category_id": category_id, "bbox": bbox, "score": score}
+
+
+# --------------------------------------------------------------------------- LVIS federated rules
+TINY_LVIS = {
+    "categories": [{"id": 1, "name": "a", "frequency": "f"}, {"id": 2, "name": "b", "frequency": "c"},
+                   {"id": 3, "name": "c", "frequency": "r"}],
+    "images": [{"id": 1, "width": 100, "height": 100, "file_name": "1.jpg", "neg_category_ids": [2],
+                "not_exhaustive_category_ids": [1]},
+               {"id": 2, "width": 100, "height": 100, "file_name": "2.jpg", "neg_category_ids": [1],
+                "not_exhaustive_category_ids": []}],
+    "annotations": [  # no iscrowd, as in LVIS
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900},
+        {"id": 2, "image_id": 2, "category_id": 2, "bbox": [20, 20, 30, 30], "area": 900},
+        {"id": 3, "image_id": 2, "category_id": 3, "bbox": [60, 60, 30, 30], "area": 900}],
+}
+TINY_LVIS_RESULTS = [
+    _det(1, 1, [10, 10, 30, 30], 0.9),   # true positive
+    _det(1, 1, [60, 60, 20, 20], 0.8),   # unmatched, but class 1 is not exhaustive on image 1: ignored
+    _det(1, 3, [0, 0, 10, 10], 0.95),    # class 3 neither present nor verified absent on image 1: ignored
+    _det(2, 1, [0, 0, 10, 10], 0.95),    # class 1 verified absent on image 2: a false positive, ranked first
+    _det(2, 2, [20, 20, 30, 30], 0.9),   # true positive
+    _det(2, 3, [60, 60, 30, 30], 0.9),   # true positive
+]
+
+
+def test_lvis_federated_rules_by_hand():
+    metrics = LvisEvaluator().evaluate(GroundTruth(Path("tiny.json"), TINY_LVIS), TINY_LVIS_RESULTS)
+    # class 1: FP (0.95) before its TP (0.9): precision 0.5 at every recall → AP 50; classes 2, 3: AP 100
+    assert metrics["APf"] == pytest.approx(50.0, abs=0.01)
+    assert metrics["APc"] == pytest.approx(100.0, abs=0.01) and metrics["APr"] == pytest.approx(100.0, abs=0.01)
+    assert metrics["AP"] == pytest.approx(250 / 3, abs=0.01)
+
+
+def test_coco_counts_what_lvis_ignores_and_needs_no_iscrowd():
+    metrics = CocoEvaluator().evaluate(GroundTruth(Path("tiny.json"), TINY_LVIS), TINY_LVIS_RESULTS)
+    # plain COCO: class 1 has FPs at 0.95 and 0.8 around its TP → 50; class 3 an FP (0.95) before its TP → 50
+    assert metrics["AP"] == pytest.approx(200 / 3, abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def lvis_fixture():
+    if not LVIS_FIXTURE.is_file():
+        pytest.skip(f"real LVIS ground truth not present at {LVIS_FIXTURE} (a checkout without ../shared)")
+    return json.loads(LVIS_FIXTURE.read_text())
+
+
+def test_lvis_evaluator_on_real_lvis_ground_truth(lvis_fixture):
+    ground_truth = GroundTruth(LVIS_FIXTURE, lvis_fixture)
+    perfect = [_det(a["image_id"], a["category_id"], a["bbox"], 1.0) for a in lvis_fixture["annotations"]]
+    metrics = LvisEvaluator().evaluate(ground_truth, perfect)
+    assert metrics["AP"] == pytest.approx(100.0) and metrics["APf"] == pytest.approx(100.0)
+    # one confident detection of an unverified class on every image changes nothing under federated rules
+    image = lvis_fixture["images"][0]
+    verified = {a["category_id"] for a in lvis_fixture["annotations"] if a["image_id"] == image["id"]}
+    verified |= set(image["neg_category_ids"])
+    unverified = next(c["id"] for c in lvis_fixture["categories"] if c["id"] not in verified
+                      and any(a["category_id"] == c["id"] for a in lvis_fixture["annotations"]))
+    noisy = perfect + [_det(image["id"], unverified, [0, 0, 50, 50], 2.0)]
+    assert LvisEvaluator().evaluate(ground_truth, noisy)["AP"] == pytest.approx(100.0)
+    # … while a detection of a verified-absent class is a false positive
+    negative = next(c for img in lvis_fixture["images"] for c in img["neg_category_ids"]
+                    if any(a["category_id"] == c for a in lvis_fixture["annotations"]))
+    image_id = next(img["id"] for img in lvis_fixture["images"] if negative in img["neg_category_ids"])
+    assert LvisEvaluator().evaluate(ground_truth, perfect + [_det(image_id, negative, [0, 0, 50, 50], 2.0)])["AP"] < 100
+
+
+# --------------------------------------------------------------------------- OpenImages challenge rules
+OID_PARENTS = {"/m/animal": [], "/m/dog": ["/m/animal"], "/m/cat": ["/m/animal"], "/m/car": []}
+TINY_OID = {
+    "categories": [{"id": 1, "name": "Animal", "mid": "/m/animal"}, {"id": 2, "name": "Dog", "mid": "/m/dog"},
+                   {"id": 3, "name": "Cat", "mid": "/m/cat"}, {"id": 4, "name": "Car", "mid": "/m/car"}],
+    "images": [{"id": 1, "width": 100, "height": 100, "file_name": "1.jpg", "pos_category_ids": [2, 3],
+                "neg_category_ids": [4]},
+               {"id": 2, "width": 100, "height": 100, "file_name": "2.jpg", "pos_category_ids": [],
+                "neg_category_ids": [2]}],
+    "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 2, "bbox": [0, 0, 50, 50], "isgroupof": 0},
+        {"id": 2, "image_id": 1, "category_id": 3, "bbox": [50, 50, 50, 50], "isgroupof": 1, "iscrowd": 1}],
+}
+TINY_OID_RESULTS = [
+    _det(1, 2, [0, 0, 50, 50], 0.9),     # dog TP; expanded: animal TP
+    _det(1, 3, [55, 55, 20, 20], 0.8),   # inside the group-of cat box: the group's one TP
+    _det(1, 3, [60, 60, 20, 20], 0.6),   # also inside: ignored, not a false positive
+    _det(1, 4, [0, 0, 10, 10], 0.7),     # car verified absent on image 1: FP (car has no boxes: no AP)
+    _det(2, 2, [0, 0, 10, 10], 0.95),    # dog verified absent on image 2: FP ranked first
+    _det(2, 4, [0, 0, 10, 10], 0.99),    # car not verified on image 2: ignored
+]
+
+
+def test_openimages_challenge_rules_by_hand():
+    evaluator = OpenImagesEvaluator(parents=OID_PARENTS)
+    ground_truth = GroundTruth(Path("tiny.json"), TINY_OID)
+    per_class = evaluator.per_class_ap(ground_truth, TINY_OID_RESULTS)
+    # dog: FP 0.95 then TP 0.9 → 0.5; cat: the group-of TP → 1; animal (by expansion): 2 boxes, 2 TPs → 1
+    assert per_class == {1: pytest.approx(1.0), 2: pytest.approx(0.5), 3: pytest.approx(1.0), 4: None}
+    assert evaluator.evaluate(ground_truth, TINY_OID_RESULTS)["AP50"] == pytest.approx(250 / 3, abs=0.01)
+
+
+def test_openimages_hierarchy_must_know_every_class():
+    from scaledet.labelspace.errors import ScaledetError
+
+    with pytest.raises(ScaledetError, match="not in the OpenImages hierarchy"):
+        OpenImagesEvaluator(parents={"/m/dog": []}).evaluate(GroundTruth(Path("t.json"), TINY_OID), TINY_OID_RESULTS)
+
+
+def test_openimages_bundled_hierarchy_expands_real_classes():
+    from scaledet.detector.evaluation.oid import bundled_oid_parents
+
+    parents = bundled_oid_parents()
+    assert len(parents) == 601 and "/m/0jbk" not in parents["/m/0bt9lr"]  # Dog ⊂ Carnivore ⊂ Mammal ⊂ Animal
+    # Carnivore and Mammal are not in this file: the expansion still climbs through them to Animal
+    document = {"categories": [{"id": 1, "name": "Dog", "mid": "/m/0bt9lr"}, {"id": 2, "name": "Animal", "mid": "/m/0jbk"}],
+                "images": [{"id": 1, "width": 10, "height": 10, "file_name": "x.jpg"}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]}
+    per_class = OpenImagesEvaluator().per_class_ap(GroundTruth(Path("d.json"), document), [_det(1, 1, [0, 0, 5, 5], 1.0)])
+    assert per_class == {1: pytest.approx(1.0), 2: pytest.approx(1.0)}
+
+
+def test_odinw_summary_row():
+    rows = suite_summaries({"odinw/Aquarium": {"AP": 10.0, "AP50": 20.0}, "odinw/pothole": {"AP": 30.0, "AP50": 40.0},
+                            "coco": {"AP": 99.0}})
+    assert rows == {"odinw (mean of 2)": {"AP": 20.0, "AP50": 30.0}}
+
+
+# --------------------------------------------------------------------------- the command line
+def test_eval_results_of_any_detector(tmp_path):
+    annotations, results = tmp_path / "gt.json", tmp_path / "r.json"
+    annotations.write_text(json.dumps(TINY_LVIS))
+    results.write_text(json.dumps(TINY_LVIS_RESULTS))
+    done = run_cli("scaledet", "eval", "--results", str(results), "--annotations", str(annotations),
+                   "--evaluator", "lvis", "--json")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    assert set(metrics) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"}
+    assert metrics["APf"] == pytest.approx(50.0, abs=0.01)
+    done = run_cli("scaledet", "eval", "--results", str(results), "--annotations", str(annotations), "--evaluator", "coco")
+    assert done.returncode == 0 and "66.7" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("change,expected", [
+    (lambda r: r[0].update(image_id=999), "image_id 999 (result #0) is not in"),
+    (lambda r: r[0].update(category_id=77), "category_id 77"),
+    (lambda r: r[0].update(bbox=[1, 2]), "expected [x, y, width, height]"),
+])
+def test_eval_results_that_do_not_belong(tmp_path, change, expected):
+    annotations, results = tmp_path / "gt.json", tmp_path / "r.json"
+    annotations.write_text(json.dumps(TINY_LVIS))
+    bad = json.loads(json.dumps(TINY_LVIS_RESULTS))
+    change(bad)
+    results.write_text(json.dumps(bad))
+    done = run_cli("scaledet", "eval", "--results", str(results), "--annotations", str(annotations), "--evaluator", "lvis")
+    assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1, done.stderr
