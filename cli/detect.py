@@ -48,7 +48,7 @@ def _print_metrics(title: str, table: dict[str, dict]) -> None:
     for name in names:
         view.add_column(name, justify="right")
     for dataset, metrics in table.items():
-        view.add_row(dataset, *(f"{metrics[n]:.1f}" if n in metrics else "" for n in names))
+        view.add_row(dataset, *("—" if metrics.get(n) is None else f"{metrics[n]:.1f}" for n in names))
     console.print(view)
 
 

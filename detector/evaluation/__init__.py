@@ -49,11 +49,12 @@ def suite_summaries(table: dict[str, dict]) -> dict[str, dict]:
     datasets' labelspace keys)."""
     rows = {}
     for suite in SUITES:
-        members = [metrics for key, metrics in table.items() if key.startswith(f"{suite}/") and "AP" in metrics]
+        members = [metrics for key, metrics in table.items()
+                   if key.startswith(f"{suite}/") and metrics.get("AP") is not None]
         if members:
             rows[f"{suite} (mean of {len(members)})"] = {
                 "AP": round(sum(m["AP"] for m in members) / len(members), 3),
-                "AP50": round(sum(m.get("AP50", 0.0) for m in members) / len(members), 3)}
+                "AP50": round(sum(m.get("AP50") or 0.0 for m in members) / len(members), 3)}
     return rows
 
 

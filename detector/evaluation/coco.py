@@ -46,4 +46,10 @@ class CocoEvaluator:
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
-        return {name: round(100 * max(0.0, float(v)), 3) for name, v in zip(METRIC_NAMES, evaluator.stats[:6])}
+        return {name: percent(v) for name, v in zip(METRIC_NAMES, evaluator.stats[:6])}
+
+
+def percent(value: float) -> float | None:
+    """A COCO statistic in percent; the evaluators' -1 (no ground truth in that slice, e.g. no large objects)
+    becomes None (JSON null), not a misleading 0."""
+    return None if value < 0 else round(100 * float(value), 3)

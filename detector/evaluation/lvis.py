@@ -16,6 +16,7 @@ import io
 
 from scaledet.labelspace.errors import ScaledetError
 
+from .coco import percent
 from .ground_truth import GroundTruth
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
@@ -48,7 +49,7 @@ class LvisEvaluator:
             evaluator.accumulate()
             evaluator.summarize()
             stats = evaluator.stats_as_dict
-        return {name: round(100 * max(0.0, float(stats[_LIBRARY_NAMES[name]])), 3) for name in METRIC_NAMES}
+        return {name: percent(float(stats[_LIBRARY_NAMES[name]])) for name in METRIC_NAMES}
 
 
 def _top_per_image(results: list[dict], limit: int) -> list[dict]:
