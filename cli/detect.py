@@ -115,6 +115,8 @@ def predict(
     labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="Use this build's union as the vocabulary."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For checkpoints trained on CLIP embeddings."),
     score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0),
+    fmt: str = typer.Option("json", "--format", help="json (detections.json), or coco: also results.json in the COCO results format."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="With --format coco: take image ids from this COCO file (matched by file name)."),
     out: Path = typer.Option(Path("runs/predict"), "--out", help="Missing, empty, or an earlier predict output."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
     device: str = typer.Option("auto", "--device"),
@@ -122,18 +124,24 @@ def predict(
     """Detect any vocabulary: writes OUT/detections.json and one PNG per image with boxes drawn."""
     from scaledet.detector.checkpoint import check_compatible
     from scaledet.detector.engine import DistributedContext, resolve_device
-    from scaledet.detector.predict import (PREDICT_KIND, load_model_from_checkpoint, predict_images,
-                                           vocabulary_from_dataset, vocabulary_from_text, write_predictions)
+    from scaledet.detector.predict import (PREDICT_KIND, image_ids_from_annotations, load_model_from_checkpoint,
+                                           predict_images, vocabulary_from_dataset, vocabulary_from_text,
+                                           write_predictions)
     from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.detector.vocabulary import UnifiedLabelSpace
     from scaledet.labelspace.errors import ScaledetError
 
     if sum(x is not None for x in (vocab, dataset, labelspace)) != 1:
         raise ScaledetError("give exactly one of --vocab, --dataset, --labelspace")
+    if fmt not in ("json", "coco"):
+        raise ScaledetError(f"--format {fmt!r}: choose json or coco")
+    if annotations is not None and fmt != "coco":
+        raise ScaledetError("--annotations goes with --format coco")
     out = check_output_dir(out, PREDICT_KIND, "--out", force)
     for image in images:
         if not image.is_file():
             raise ScaledetError(f"{image}: image not found")
+    image_ids = image_ids_from_annotations(images, annotations) if fmt == "coco" else None
     torch_device = resolve_device(device, DistributedContext())
     model, state = load_model_from_checkpoint(checkpoint, torch_device)
     if vocab is not None:
@@ -145,11 +153,33 @@ def predict(
         check_compatible(state, space, checkpoint)
         vocabulary = space.vocabulary()
     predictions = predict_images(model, images, vocabulary, torch_device, score_threshold)
-    written = write_predictions(predictions, out)
+    written = write_predictions(predictions, out, image_ids)
     for prediction in predictions:
         found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in prediction["detections"][:8]) or "nothing"
         console.print(f"{prediction['image']}: {len(prediction['detections'])} detections ({found})")
     console.print(f"wrote {written[0]} and {len(written) - 1} image(s) in {out}")
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the world, label space, run and drawings go."),
+    iterations: int = typer.Option(150, "--iterations", min=1, help="Training iterations (150 ≈ 3 minutes on 2 CPU cores)."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """A first run with no dataset on disk: generate a shapes world of two datasets with different
+    vocabularies, build their label space, train, evaluate and draw predictions (about 5 minutes on CPU)."""
+    import time
+
+    from scaledet.detector.demo import DemoSettings, run_demo
+
+    started = time.perf_counter()
+    result = run_demo(out, DemoSettings(iterations=iterations), force=force, progress=not quiet,
+                      say=lambda text: console.print(text))
+    _print_metrics(f"demo: {result['checkpoint']}", result["metrics"])
+    console.print(f"drawings: {', '.join(str(p) for p in result['predictions'])}")
+    console.print(f"config to rerun or change: {result['config']}  ({time.perf_counter() - started:.0f} s in all)")
 
 
 @app.command("convert-oid")

@@ -253,6 +253,8 @@ class Trainer:
                 break
         if bar is not None:
             bar.close()
+        if metrics is not None:
+            metrics.close()
         if stop_after is not None and stop_after < iterations:
             return saved
         final = self.output_dir / FINAL_NAME
@@ -264,9 +266,10 @@ class Trainer:
 
 
 class MetricsLog:
-    """Metrics as JSON lines (``metrics.json``, detectron2's format): one object per logged iteration. A
-    resumed run drops the lines past its checkpoint (rewritten atomically); a new run leaves an earlier file
-    alone until its first line."""
+    """Metrics as JSON lines (``metrics.json``, detectron2's format), one object per logged iteration, and
+    the same numbers as TensorBoard scalars (``OUTPUT_DIR/events.out.tfevents.*``). A resumed run drops the
+    JSON lines past its checkpoint (rewritten atomically) and TensorBoard purges its later steps; a new run
+    leaves an earlier file alone until its first line."""
 
     def __init__(self, path: Path, start_iteration: int) -> None:
         self.path = path
@@ -282,9 +285,28 @@ class MetricsLog:
                         and record["iteration"] <= start_iteration:
                     kept.append(line + "\n")
             atomic_write_text(path, "".join(kept))
+        self.events = _tensorboard_writer(path.parent, start_iteration)
 
     def write(self, row: dict) -> None:
         mode = "w" if self.truncate_on_first_write else "a"
         self.truncate_on_first_write = False
         with open(self.path, mode, encoding="utf-8") as handle:
             handle.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}) + "\n")
+        if self.events is not None:
+            for key, value in row.items():
+                if key != "iteration" and isinstance(value, (int, float)):
+                    self.events.add_scalar(key, value, row["iteration"])
+            self.events.flush()
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
+
+
+def _tensorboard_writer(directory: Path, start_iteration: int):
+    """A SummaryWriter, or None where the tensorboard package is missing (the JSON lines still hold all)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(directory), purge_step=start_iteration + 1 if start_iteration else None)

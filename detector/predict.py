@@ -42,7 +42,7 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device):
 
 
 def encode_vocabulary(names: list[str], state: dict, clip_weights: str | None = None,
-                      display_names: list[str] | None = None) -> Vocabulary:
+                      display_names: list[str] | None = None, category_ids: list[int] | None = None) -> Vocabulary:
     """Embed class names with the checkpoint's encoder and templates (through the embedding cache)."""
     info = state["labelspace"]
     encoder = build_encoder(info["encoder_name"], clip_weights=clip_weights)
@@ -51,7 +51,7 @@ def encode_vocabulary(names: list[str], state: dict, clip_weights: str | None = 
                             f"this machine's {info['encoder_name']} is {encoder.identity[:48]}…")
     cache = EmbeddingCache(encoder.identity, encoder.dim)
     embeddings, _ = embed_prompt_names(names, tuple(info["templates"]), encoder, cache=cache)
-    return Vocabulary(display_names or names, torch.from_numpy(embeddings))
+    return Vocabulary(display_names or names, torch.from_numpy(embeddings), category_ids)
 
 
 def vocabulary_from_text(text: str, state: dict, clip_weights: str | None = None) -> Vocabulary:
@@ -65,7 +65,9 @@ def vocabulary_from_text(text: str, state: dict, clip_weights: str | None = None
 
 def vocabulary_from_dataset(key: str, state: dict, clip_weights: str | None = None) -> Vocabulary:
     categories = [c for taxonomy in builtin.load_builtin(key) for c in taxonomy.categories]
-    return encode_vocabulary([prompt_name(c) for c in categories], state, clip_weights, [c.name for c in categories])
+    numeric = all(c.local_id.isdigit() for c in categories)
+    return encode_vocabulary([prompt_name(c) for c in categories], state, clip_weights, [c.name for c in categories],
+                             [int(c.local_id) for c in categories] if numeric else None)
 
 
 @torch.no_grad()
@@ -80,7 +82,8 @@ def predict_images(model, images: list[Path], vocabulary: Vocabulary, device: to
         tensor = read_image(path).to(device)
         output = model([tensor])[0]
         detections = [
-            {"label": vocabulary.names[label], "score": round(score, 4), "box": [round(v, 1) for v in box]}
+            {"label": vocabulary.names[label], "category_id": vocabulary.category_id(label), "score": round(score, 4),
+             "box": [round(v, 1) for v in box]}
             for box, score, label in zip(output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist())
             if score >= score_threshold
         ]
@@ -122,7 +125,37 @@ def drawing_names(images: list[str]) -> list[str]:
     return names
 
 
-def write_predictions(predictions: list[dict], out_dir: Path) -> list[Path]:
+def image_ids_from_annotations(images: list[Path], annotations: Path | None) -> list[int]:
+    """COCO ``image_id`` of each input image: looked up by file name in ``annotations`` when given (so the
+    results can be scored against it), else 1 … N in the order given."""
+    if annotations is None:
+        return list(range(1, len(images) + 1))
+    from .evaluation.ground_truth import read_ground_truth
+
+    ground_truth = read_ground_truth(annotations)
+    by_name = {}
+    for image in ground_truth.document["images"]:
+        by_name[Path(image.get("file_name") or image.get("coco_url", "")).name] = image["id"]
+    ids = []
+    for path in images:
+        if path.name not in by_name:
+            raise ScaledetError(f"{path}: no image named {path.name!r} in {annotations}")
+        ids.append(by_name[path.name])
+    return ids
+
+
+def coco_results(predictions: list[dict], image_ids: list[int]) -> list[dict]:
+    """Detections in the COCO results format: ``image_id``, ``category_id``, ``bbox`` as xywh, ``score``."""
+    results = []
+    for prediction, image_id in zip(predictions, image_ids):
+        for detection in prediction["detections"]:
+            x1, y1, x2, y2 = detection["box"]
+            results.append({"image_id": image_id, "category_id": detection["category_id"],
+                            "bbox": [x1, y1, round(x2 - x1, 1), round(y2 - y1, 1)], "score": detection["score"]})
+    return results
+
+
+def write_predictions(predictions: list[dict], out_dir: Path, coco_image_ids: list[int] | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_output_dir(out_dir, PREDICT_KIND)
     written = []
@@ -132,4 +165,6 @@ def write_predictions(predictions: list[dict], out_dir: Path) -> list[Path]:
         prediction["drawing"] = name
         written.append(png)
     json_path = atomic_write_json(out_dir / "detections.json", predictions)
+    if coco_image_ids is not None:
+        written.append(atomic_write_json(out_dir / "results.json", coco_results(predictions, coco_image_ids)))
     return [json_path, *written]

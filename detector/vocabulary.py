@@ -22,9 +22,15 @@ class Vocabulary:
 
     names: list[str]
     embeddings: torch.Tensor
+    #: The ``category_id`` each row is written with in the COCO results format: the dataset's own ids for a
+    #: built-in dataset, else 1 … C in the vocabulary's order.
+    category_ids: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def category_id(self, row: int) -> int:
+        return self.category_ids[row] if self.category_ids is not None else row + 1
 
 
 class UnifiedLabelSpace:

@@ -102,6 +102,21 @@ def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_pat
     assert predicted.returncode == 0, predicted.stderr
     (result,) = json.loads((out / "detections.json").read_text())
     assert result["detections"] and {d["label"] for d in result["detections"]} <= {"circle", "star", "jellyfish"}
+    # --format coco: results an official tool can score, with the annotation file's image ids
+    val = shapes_world / "shapesa" / "val"
+    coco_out = tmp_path / "pred-coco"
+    predicted = run_cli("scaledet", "predict", *map(str, sorted((val / "images").iterdir())), "--checkpoint",
+                        str(tmp_path / "cli" / "model_final.pth"), "--vocab", "circle,square,triangle",
+                        "--score-threshold", "0", "--format", "coco", "--annotations", str(val / "annotations.json"),
+                        "--out", str(coco_out))
+    assert predicted.returncode == 0, predicted.stderr
+    results = json.loads((coco_out / "results.json").read_text())
+    ids = {i["file_name"].split("/")[-1]: i["id"] for i in json.loads((val / "annotations.json").read_text())["images"]}
+    assert results and {r["image_id"] for r in results} <= set(ids.values())
+    assert {r["category_id"] for r in results} <= {1, 2, 3} and all(len(r["bbox"]) == 4 for r in results)
+    rescored = run_cli("scaledet", "eval", "--results", str(coco_out / "results.json"), "--annotations",
+                       str(val / "annotations.json"), "--json")
+    assert rescored.returncode == 0, rescored.stderr
     drawn = np.asarray(Image.open(out / "shapesa_00001.detections.png").convert("RGB"), dtype=np.int16)
     original = np.asarray(Image.open(image).convert("RGB"), dtype=np.int16)
     assert drawn.shape == original.shape and np.abs(drawn - original).sum() > 0
@@ -173,5 +188,24 @@ def test_a_run_is_laid_out_like_detectron2s(shapes_world, tmp_path):
     assert [line["iteration"] for line in evaluation] == [2]
     record = json.loads((run / "eval" / "model_0000001" / "metrics.json").read_text())
     assert record["iteration"] == 2 and record["metrics"]["shapesa"]["AP50"] == evaluation[0]["eval/shapesa/AP50"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("eval/shapesa/AP50")] == [2]
     assert torch.equal(trainer.model.roi_heads.vocabulary, trainer.labelspace.embeddings), \
         "training must go on with the union vocabulary after an evaluation"
+
+
+def test_demo_runs_every_step_at_toy_size(tmp_path):
+    """The newcomer's first run, shrunk: its AP50 at full size is measured in docs/detector.md, not here."""
+    from scaledet.detector.demo import DemoSettings, run_demo
+
+    result = run_demo(tmp_path / "demo", DemoSettings(train_images=4, test_images=2, iterations=2, image_size=64),
+                      progress=False, say=lambda text: None)
+    assert set(result["metrics"]) == {"geo", "things"}
+    assert len(result["predictions"]) == 2 and all(p.is_file() for p in result["predictions"])  # up to 4 test images
+    assert (tmp_path / "demo" / "train" / "model_final.pth").is_file()
+    done = run_cli("scaledet", "demo", "--out", str(tmp_path), "--iterations", "1")
+    assert done.returncode == 2 and "--force" in done.stderr, "a folder with other files is refused"

@@ -1,0 +1,99 @@
+"""The first run for a newcomer with no dataset on disk: ``scaledet demo``.
+
+It does on a generated world what a real run does on COCO and LVIS. Two datasets annotate the same
+coloured shapes with different vocabularies: ``geo`` says circle / square / triangle, ``things`` says
+round disk / box / star. The demo builds their label space, trains the detector with the hard + soft losses
+for a few minutes on CPU, evaluates each test set in its own vocabulary, and draws predictions for a
+vocabulary given as text. Every step uses the same code as the real commands, and the config it writes can
+be rerun with ``scaledet train``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from scaledet.labelspace.output_dirs import check_output_dir, mark_output_dir
+
+DEMO_KIND = "demo"
+DATASETS = ("geo", "things")
+
+
+@dataclass
+class DemoSettings:
+    """Sized to reach a clearly non-zero AP50 on 2 CPU cores within about 5 minutes (docs/detector.md)."""
+
+    train_images: int = 96
+    test_images: int = 20
+    image_size: int = 112
+    iterations: int = 150
+    batch_size: int = 4
+    seed: int = 0
+
+
+def demo_config(root: Path, settings: DemoSettings) -> dict:
+    def entry(name: str, split: str) -> dict:
+        return {"name": name, "annotations": str(root / "world" / name / split / "annotations.json"),
+                "images": str(root / "world" / name / split / "images")}
+
+    return {
+        "labelspace": str(root / "labelspace"),
+        "output_dir": str(root / "train"),
+        "seed": settings.seed,
+        "device": "auto",
+        "datasets": [entry(name, "train") for name in DATASETS],
+        "eval_datasets": [entry(name, "test") for name in DATASETS],
+        "model": {"backbone": "resnet18", "min_size": settings.image_size, "max_size": settings.image_size,
+                  "roi_batch_size_per_image": 64, "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
+                  "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150},
+        "schedule": {"iterations": settings.iterations, "batch_size": settings.batch_size, "lr": 0.02,
+                     "warmup_iterations": min(50, settings.iterations // 5), "checkpoint_every": settings.iterations,
+                     "log_every": 10},
+    }
+
+
+def make_world(root: Path, settings: DemoSettings) -> None:
+    from .synthetic import upstream_datasets, write_coco_dataset
+
+    for spec in upstream_datasets():
+        if spec.name in DATASETS:
+            write_coco_dataset(spec, root / "world" / spec.name / "train", settings.train_images, settings.image_size, seed=0)
+            write_coco_dataset(spec, root / "world" / spec.name / "test", settings.test_images, settings.image_size, seed=1)
+
+
+def run_demo(root: Path, settings: DemoSettings, force: bool = False, progress: bool = True,
+             say=print) -> dict:
+    """Every step of the demo; returns the evaluation table and where the outputs are."""
+    from scaledet.labelspace import DatasetFile, build_labelspace, load_taxonomies
+    from scaledet.labelspace.encoders import build_encoder
+
+    from .config import load_config
+    from .engine import Trainer
+    from .evaluation.checkpoint_eval import evaluate_checkpoint
+    from .predict import predict_images, vocabulary_from_text, write_predictions
+
+    root = check_output_dir(root, DEMO_KIND, "--out", force)
+    root.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(root, DEMO_KIND)
+    say(f"1/5 generating the shapes world ({', '.join(DATASETS)}) in {root / 'world'}")
+    make_world(root, settings)
+    say("2/5 building their label space (disjoint union, MiniLM prompt embeddings)")
+    files = [DatasetFile(name, root / "world" / name / "train" / "annotations.json") for name in DATASETS]
+    build_labelspace(load_taxonomies([], files), build_encoder("minilm"), root / "labelspace")
+    config_path = root / "demo.yaml"
+    config_path.write_text(yaml.safe_dump(demo_config(root, settings), sort_keys=False))
+    say(f"3/5 training {settings.iterations} iterations (config: {config_path})")
+    config = load_config(config_path)
+    trainer = Trainer(config, show_progress=progress, force=True)
+    final = trainer.train()
+    say("4/5 evaluating each test set in its own vocabulary")
+    table, folder = evaluate_checkpoint(config, final, trainer.device, progress=progress, force=True)
+    say("5/5 predicting with a vocabulary given as text")
+    state = {"labelspace": trainer.labelspace_info()}
+    vocabulary = vocabulary_from_text("circle, square, triangle, star", state)
+    images = sorted((root / "world" / "geo" / "test" / "images").iterdir())[:4]
+    predictions = predict_images(trainer.model.eval(), images, vocabulary, trainer.device, score_threshold=0.3)
+    written = write_predictions(predictions, root / "predictions")
+    return {"metrics": table, "evaluation": folder, "checkpoint": final, "predictions": written[1:],
+            "config": config_path}
