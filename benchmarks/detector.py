@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
+    from scaledet.detector.data import InputConfig
     from scaledet.detector.model import ModelConfig, build_detector
     from scaledet.detector.vocabulary import UnifiedLabelSpace
     from scaledet.labelspace import build_labelspace, load_taxonomies
@@ -68,8 +69,10 @@ def main() -> None:
     steps = {}
     for name, soft_weight in (("hard", 0.0), ("soft", 1.0)):
         torch.manual_seed(0)
-        config = ModelConfig(backbone=args.backbone, min_size=args.size, max_size=args.size, soft_weight=soft_weight)
-        model = build_detector(config, union.embeddings).to(device).train()
+        config = ModelConfig(backbone=args.backbone, soft_weight=soft_weight)
+        sizes = InputConfig(min_size_train=[args.size], max_size_train=args.size, min_size_test=args.size,
+                            max_size_test=args.size)
+        model = build_detector(config, union.embeddings, sizes).to(device).train()
         model.roi_heads.similarity = union.similarity()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 

@@ -77,7 +77,7 @@ def build_spaces(work: Path, encoder) -> None:
 
 def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
     from scaledet.detector.config import SamplingConfig, ScheduleConfig, TrainConfig
-    from scaledet.detector.data import CocoDetectionDataset, DatasetSpec
+    from scaledet.detector.data import CocoDetectionDataset, DatasetSpec, InputConfig
     from scaledet.detector.engine import Trainer
     from scaledet.detector.evaluation.inference import evaluate_dataset
     from scaledet.detector.model import ModelConfig
@@ -90,7 +90,10 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
                   for n in run.datasets],
         output_dir=str(work / "runs" / f"{run.name}-{seed}".replace(" ", "_").replace(",", "")),
         seed=seed, device="cpu" if args.device == "cpu" else "auto",
-        model=ModelConfig(backbone=args.backbone, min_size=args.size, max_size=args.size, soft_weight=run.soft_weight,
+        input=InputConfig(min_size_train=[args.size], max_size_train=args.size, min_size_test=args.size,
+                          max_size_test=args.size, random_flip=False),
+        num_workers=0,
+        model=ModelConfig(backbone=args.backbone, soft_weight=run.soft_weight,
                           hard_loss_scope=run.scope, roi_batch_size_per_image=64, rpn_pre_nms_top_n_train=600,
                           rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=150),
         schedule=ScheduleConfig(iterations=args.iterations, batch_size=args.batch, lr=args.lr,

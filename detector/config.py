@@ -23,6 +23,7 @@ from scaledet.labelspace.errors import ConfigError
 from scaledet.labelspace.text_files import load_yaml
 
 from .data import DatasetSpec
+from .data.transforms import AUGMENTATIONS, InputConfig
 from .model import BACKBONES, NORMS, ModelConfig
 from .sampling import SAMPLING_MODES
 
@@ -59,8 +60,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    num_workers: int = 0
+    num_workers: int | None = None  # DataLoader workers per process; None: the spare cores (at most 8)
     model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
@@ -88,7 +90,7 @@ def _one_of(*choices: str) -> Callable[[Any], bool]:
 #: ``section.key`` → (check, what the value must be). Types are checked first, from the dataclasses.
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_non_negative, "≥ 0"),
-    "num_workers": (_non_negative, "≥ 0"),
+    "num_workers": (lambda v: v is None or v >= 0, "≥ 0, or null for one per spare core"),
     "device": (lambda v: v in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", v) is not None,
                "auto, cpu, cuda, cuda:N or mps"),
     "schedule.iterations": (_positive, "> 0"),
@@ -109,8 +111,13 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.backbone": (_one_of(*BACKBONES), ", ".join(BACKBONES)),
     "model.norm": (_one_of(*NORMS), ", ".join(NORMS)),
     "model.trainable_backbone_layers": (lambda v: 0 <= v <= 5, "0 … 5"),
-    "model.min_size": (_positive, "> 0"),
-    "model.max_size": (_positive, "> 0"),
+    "input.augmentation": (_one_of(*AUGMENTATIONS), " or ".join(AUGMENTATIONS)),
+    "input.min_size_train": (lambda v: bool(v) and all(s > 0 for s in v), "a non-empty list of sizes > 0"),
+    "input.max_size_train": (_positive, "> 0"),
+    "input.min_size_test": (_positive, "> 0"),
+    "input.max_size_test": (_positive, "> 0"),
+    "input.lsj_size": (_positive, "> 0"),
+    "input.lsj_scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1], "[low, high] with 0 < low ≤ high"),
     "model.temperature": (_positive, "> 0"),
     "model.prior_prob": (_fraction_open, "in (0, 1)"),
     "model.soft_weight": (_non_negative, "≥ 0"),
@@ -130,6 +137,11 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eval_datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
     "eval_datasets[].evaluator": (lambda v: v in (None, "coco", "lvis", "oid"), "coco, lvis or oid"),
 }
+
+
+#: Keys of earlier configs that now live elsewhere.
+MOVED = {"model.min_size": "input.min_size_train (a list) and input.min_size_test",
+         "model.max_size": "input.max_size_train and input.max_size_test"}
 
 
 # --------------------------------------------------------------------------- typed reading
@@ -175,7 +187,9 @@ def _build(cls, values: Any, where: str, source: Path, range_where: str | None =
     range_prefix = f"{range_where}." if range_where else ""
     for name in values:
         if name not in known:
-            raise ConfigError(f"{source}: unknown key '{prefix}{name}' (known: {', '.join(known)})")
+            moved = MOVED.get(f"{prefix}{name}")
+            hint = f"; it moved to {moved}" if moved else f" (known: {', '.join(known)})"
+            raise ConfigError(f"{source}: unknown key '{prefix}{name}'{hint}")
     checked = {}
     for name, f in known.items():
         if name not in values:
@@ -260,9 +274,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     if not raw.get("datasets"):
         raise ConfigError(f"{path}: 'datasets' must list at least one training dataset")
     config = _build(TrainConfig, raw, "", path)
-    if config.model.max_size < config.model.min_size:
-        raise ConfigError(f"{path}: model.max_size = {config.model.max_size} is below model.min_size = "
-                          f"{config.model.min_size}")
+    if config.input.max_size_train < max(config.input.min_size_train):
+        raise ConfigError(f"{path}: input.max_size_train = {config.input.max_size_train} is below the largest "
+                          f"input.min_size_train {max(config.input.min_size_train)}")
     return config
 
 

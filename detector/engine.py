@@ -22,7 +22,8 @@ from scaledet.labelspace.output_dirs import check_output_dir, mark_output_dir, o
 from .checkpoint import (FINAL_NAME, check_compatible, labelspace_ids_digest, last_checkpoint, load_checkpoint,
                          load_weights, numbered_checkpoint_name, point_to, prune_checkpoints, save_checkpoint)
 from .config import TrainConfig, config_to_yaml
-from .data import CocoDetectionDataset
+from .data import CocoDetectionDataset, to_float
+from .data.loader import IterationBatches, MultiDataset, build_train_loader, default_num_workers, worker_error
 from .model import build_detector
 from .sampling import MultiDatasetBatchSampler, repeat_factors, stable_seed
 from .vocabulary import UnifiedLabelSpace
@@ -106,14 +107,17 @@ class Trainer:
         self.show_progress = show_progress and self.context.is_main
         seed_everything(config.seed + self.context.rank)
         self.labelspace = UnifiedLabelSpace(config.labelspace)
-        self.datasets = [CocoDetectionDataset(spec, self.labelspace, train=True) for spec in config.datasets]
+        self.datasets = [CocoDetectionDataset(spec, self.labelspace, train=True, input_config=config.input)
+                         for spec in config.datasets]
         weights = None
         if config.sampling.repeat_factor_threshold:
-            weights = [repeat_factors(d.records, config.sampling.repeat_factor_threshold) for d in self.datasets]
+            weights = [repeat_factors(d.image_labels(), config.sampling.repeat_factor_threshold) for d in self.datasets]
         self.sampler = MultiDatasetBatchSampler(
             [len(d) for d in self.datasets], [spec.ratio for spec in config.datasets], config.schedule.batch_size,
             config.sampling.mode, config.seed, self.context.rank, weights)
-        self.model = build_detector(config.model, self.labelspace.embeddings).to(self.device)
+        self.model = build_detector(config.model, self.labelspace.embeddings, config.input).to(self.device)
+        self.num_workers = (config.num_workers if config.num_workers is not None
+                            else default_num_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         if config.model.soft_weight > 0:
             self.model.roi_heads.similarity = self.labelspace.similarity()
         self.optimizer = torch.optim.SGD(
@@ -166,17 +170,19 @@ class Trainer:
                 "encoder_name": self.labelspace.encoder["name"]}
 
     # ------------------------------------------------------------------ loop
-    def _batch(self, iteration: int):
-        images, targets = [], []
-        for dataset_index, image_index in self.sampler.batch(iteration):
-            image, target = self.datasets[dataset_index][image_index]
-            images.append(image.to(self.device, non_blocking=True))
-            targets.append({k: v.to(self.device, non_blocking=True) for k, v in target.items()})
+    def load_batch(self, iteration: int) -> list:
+        """Iteration ``iteration``'s batch read in this process (what a DataLoader worker would return)."""
+        dataset = MultiDataset(self.datasets)
+        return [dataset[key] for key in IterationBatches(self.sampler, iteration, iteration + 1).batch(iteration)]
+
+    def _to_device(self, batch: list):
+        images = [to_float(image.to(self.device, non_blocking=True)) for image, _ in batch]
+        targets = [{k: v.to(self.device, non_blocking=True) for k, v in target.items()} for _, target in batch]
         return images, targets
 
-    def step(self, iteration: int) -> dict[str, float]:
+    def step(self, iteration: int, batch: list | None = None) -> dict[str, float]:
         torch.manual_seed(stable_seed("step", self.config.seed, self.context.rank, iteration))
-        images, targets = self._batch(iteration)
+        images, targets = self._to_device(batch if batch is not None else self.load_batch(iteration))
         self.ddp_model.train()
         with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
             losses = self.ddp_model(images, targets)
@@ -232,13 +238,21 @@ class Trainer:
 
             bar = tqdm(total=iterations, initial=self.start_iteration, desc="train", unit="it", dynamic_ncols=True)
         saved = None
+        loader = build_train_loader(self.datasets, self.sampler, self.start_iteration, iterations, self.num_workers,
+                                    pin_memory=self.device.type == "cuda")
+        batches = iter(loader)
         for iteration in range(self.start_iteration, iterations):
             start = time.perf_counter()
-            values = self.step(iteration)
+            try:
+                batch = next(batches)
+            except ScaledetError as err:  # raised in a worker: keep its one line
+                raise worker_error(err) from None
+            waited = time.perf_counter() - start  # time the step waited for data (detectron2's data_time)
+            values = self.step(iteration, batch)
             done = iteration + 1
             if metrics is not None and (done % config.schedule.log_every == 0 or done == iterations):
                 metrics.write({"iteration": done, **values, "lr": self.optimizer.param_groups[0]["lr"],
-                               "seconds_per_iteration": time.perf_counter() - start})
+                               "seconds_per_iteration": time.perf_counter() - start, "data_seconds": waited})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{values['loss']:.3f}", hard=f"{values['loss_hard']:.3f}")

@@ -1,6 +1,8 @@
 """Assembling the detector: torchvision's four parts (transform, backbone, RPN, RoI heads) in one
 constructor, with ScaleDet's RoI heads. Backbones: ``resnet50`` (real use), ``resnet18`` and
-``mobilenet_v3`` (CPU tests); no weights are downloaded, a local backbone checkpoint can be named.
+``mobilenet_v3`` (CPU tests). ``backbone_weights`` names ImageNet weights through torchvision's weights API
+(``imagenet`` for the backbone's default, or an enum such as ``ResNet50_Weights.IMAGENET1K_V2``), read from
+torch's cache directory, or a local checkpoint file.
 """
 from __future__ import annotations
 
@@ -31,8 +33,6 @@ class ModelConfig:
     backbone_weights: str | None = None
     norm: str = "auto"
     trainable_backbone_layers: int = 3
-    min_size: int = 800
-    max_size: int = 1333
     temperature: float = 0.02
     prior_prob: float = 0.01
     soft_weight: float = 1.0
@@ -78,24 +78,92 @@ def build_backbone(config: ModelConfig) -> nn.Module:
         backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None, norm_layer=norm_layer(config),
                                        trainable_layers=trainable)
     if config.backbone_weights:
-        load_backbone_weights(backbone, Path(config.backbone_weights))
+        load_backbone_weights(backbone, config)
     return backbone
 
 
-def load_backbone_weights(backbone: nn.Module, path: Path) -> None:
-    """Load an ImageNet classification checkpoint (torchvision layout) into the backbone's body."""
-    if not path.is_file():
-        raise ScaledetError(f"model.backbone_weights {path}: file not found")
+#: ``backbone_weights: imagenet`` → this enum's DEFAULT (torchvision's recommended ImageNet weights).
+WEIGHT_ENUMS = {"resnet50": "ResNet50_Weights", "resnet18": "ResNet18_Weights",
+                "mobilenet_v3": "MobileNet_V3_Large_Weights"}
+
+
+def torchvision_weights(name: str, backbone: str):
+    """The torchvision weights enum ``name`` means, or None when ``name`` is a file path."""
+    import torchvision
+
+    if name == "imagenet":
+        return getattr(torchvision.models, WEIGHT_ENUMS[backbone]).DEFAULT
+    head, dot, _ = name.partition(".")
+    if dot and head.endswith("_Weights") and "/" not in name:
+        try:
+            return torchvision.models.get_weight(name)
+        except (ValueError, AttributeError, KeyError):
+            raise ScaledetError(f"model.backbone_weights {name!r}: not a torchvision weights name "
+                                f"(e.g. {WEIGHT_ENUMS[backbone]}.DEFAULT or imagenet)") from None
+    return None
+
+
+def cached_weights_file(weights) -> Path:
+    """Where torchvision's weights API keeps ``weights`` (``$TORCH_HOME/hub/checkpoints/<file>``)."""
+    from urllib.parse import urlparse
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def backbone_state_dict(config: ModelConfig) -> tuple[dict, str]:
+    """(state dict, where it came from) for ``model.backbone_weights``."""
+    name = config.backbone_weights
+    weights = torchvision_weights(name, config.backbone)
+    if weights is None:
+        path = Path(name)
+        if not path.is_file():
+            raise ScaledetError(f"model.backbone_weights {path}: file not found")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True), str(path)
+        except Exception as err:  # noqa: BLE001
+            raise ScaledetError(f"model.backbone_weights {path}: not a torch checkpoint ({one_line(err)})") from None
+    import contextlib
+    import io
+
+    cached = cached_weights_file(weights)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ScaledetError(f"model.backbone_weights {path}: not a torch checkpoint ({one_line(err)})") from None
+        # reads the cached file; downloads only where a network is reachable (never on these machines).
+        # torch.hub announces a download on stderr even with progress off: keep errors to one line.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return weights.get_state_dict(progress=False, check_hash=False), str(cached)
+    except Exception as err:  # noqa: BLE001 - no network, a proxy error, a damaged cached file
+        if cached.is_file():
+            raise ScaledetError(f"model.backbone_weights {name}: {cached} is not a readable checkpoint "
+                                f"({one_line(err, 80)}); delete it and put a good copy there") from None
+        raise ScaledetError(f"model.backbone_weights {name}: {weights} is not in torch's cache and cannot be "
+                            f"downloaded here; put {cached.name} into {cached.parent}") from None
+
+
+def load_backbone_weights(backbone: nn.Module, config: ModelConfig) -> None:
+    """Load ImageNet classification weights (torchvision layout) into the backbone's body."""
+    state, source = backbone_state_dict(config)
     body = backbone.body
     own = body.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    renamed = {k.removeprefix("features."): v for k, v in state.items()}  # MobileNet's body is its features
+    matched = {k: v for k, v in {**state, **renamed}.items() if k in own and own[k].shape == v.shape}
     if len(matched) < len(own) // 2:
-        raise ScaledetError(f"model.backbone_weights {path}: only {len(matched)} of {len(own)} tensors fit this backbone")
+        raise ScaledetError(f"model.backbone_weights {source}: only {len(matched)} of {len(own)} tensors fit the "
+                            f"{config.backbone} backbone")
     body.load_state_dict(matched, strict=False)
+
+
+class ResizingTransform(GeneralizedRCNNTransform):
+    """torchvision's transform with detectron2's sizes: in training a shortest edge drawn from the
+    ``min_size_train`` choices (torch's RNG, seeded per iteration); at test time one fixed size. Boxes are
+    mapped back to the original image by torchvision's postprocess, so results are in image pixels."""
+
+    def __init__(self, train_sizes: tuple[int, ...], train_max: int, test_size: int, test_max: int) -> None:
+        super().__init__(train_sizes, train_max, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+        self.sizes = {True: (tuple(train_sizes), train_max), False: ((test_size,), test_max)}
+
+    def resize(self, image, target=None):
+        self.min_size, self.max_size = self.sizes[self.training]
+        return super().resize(image, target)
 
 
 def anchor_generator(backbone_name: str) -> AnchorGenerator:
@@ -106,8 +174,11 @@ def anchor_generator(backbone_name: str) -> AnchorGenerator:
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
 
-def build_detector(config: ModelConfig, vocabulary: torch.Tensor) -> GeneralizedRCNN:
-    """A Faster R-CNN FPN with ScaleDet's RoI heads; ``vocabulary`` is the ``C × D`` training label space."""
+def build_detector(config: ModelConfig, vocabulary: torch.Tensor, input_config=None) -> GeneralizedRCNN:
+    """A Faster R-CNN FPN with ScaleDet's RoI heads; ``vocabulary`` is the ``C × D`` training label space,
+    ``input_config`` (:class:`~.data.transforms.InputConfig`) the image sizes."""
+    from .data.transforms import InputConfig, model_sizes
+
     backbone = build_backbone(config)
     anchors = anchor_generator(config.backbone)
     rpn = RegionProposalNetwork(
@@ -130,6 +201,5 @@ def build_detector(config: ModelConfig, vocabulary: torch.Tensor) -> Generalized
                                            config.prior_prob),
         vocabulary=vocabulary, soft_weight=config.soft_weight, hard_loss_scope=config.hard_loss_scope,
     )
-    transform = GeneralizedRCNNTransform(config.min_size, config.max_size,
-                                         image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    transform = ResizingTransform(*model_sizes(input_config or InputConfig()))
     return GeneralizedRCNN(backbone, rpn, roi_heads, transform)

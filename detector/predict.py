@@ -17,7 +17,7 @@ from scaledet.labelspace.prompts import normalize_name, prompt_name
 from scaledet.labelspace.text_files import check_name_text
 
 from .checkpoint import load_checkpoint, load_weights
-from .data import read_image, read_image_array
+from .data import InputConfig, read_image, read_image_array
 from .model import ModelConfig, build_detector
 from .vocabulary import Vocabulary
 
@@ -32,9 +32,11 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device):
     if not isinstance(model_section, dict) or isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
         raise ScaledetError(f"{path}: not a scaledet checkpoint (no model config or embedding dimension)")
     known = {f for f in ModelConfig.__dataclass_fields__}
+    input_section = state["config"].get("input") or {}
     try:
         config = ModelConfig(**{k: v for k, v in model_section.items() if k in known})
-        model = build_detector(config, torch.zeros(1, dim))
+        sizes = InputConfig(**{k: v for k, v in input_section.items() if k in InputConfig.__dataclass_fields__})
+        model = build_detector(config, torch.zeros(1, dim), sizes)
     except (TypeError, ValueError) as err:
         raise ScaledetError(f"{path}: its model config cannot be built ({one_line(err)})") from None
     load_weights(model, state, path)

@@ -27,14 +27,16 @@ def stable_seed(*parts: int | str) -> int:
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def repeat_factors(records, threshold: float) -> torch.Tensor:
+def repeat_factors(image_labels: list, threshold: float) -> torch.Tensor:
+    """``r(I)`` for each image, given each image's labels (an array of union indices per image)."""
     counts: dict[int, int] = {}
-    for record in records:
-        for label in set(record.labels.tolist()):
+    for labels in image_labels:
+        for label in set(labels.tolist()):
             counts[label] = counts.get(label, 0) + 1
-    total = len(records)
+    total = len(image_labels)
     category_factor = {c: max(1.0, math.sqrt(threshold / (n / total))) for c, n in counts.items()}
-    return torch.tensor([max((category_factor[c] for c in set(r.labels.tolist())), default=1.0) for r in records])
+    return torch.tensor([max((category_factor[c] for c in set(labels.tolist())), default=1.0)
+                         for labels in image_labels])
 
 
 class MultiDatasetBatchSampler:

@@ -130,8 +130,9 @@ def _iou(a, b) -> float:
 
 
 def write_coco_dataset(spec: SyntheticDatasetSpec, out_dir: Path, num_images: int, image_size: int = 128,
-                       seed: int = 0) -> Path:
-    """Render ``num_images`` images and write ``out_dir/annotations.json`` + ``out_dir/images/``."""
+                       seed: int = 0, image_format: str = "png") -> Path:
+    """Render ``num_images`` images and write ``out_dir/annotations.json`` + ``out_dir/images/`` (PNG, or
+    ``image_format="jpg"`` for the loader benchmark, where JPEG decoding is what real datasets cost)."""
     rng = random.Random(f"{spec.name}-{seed}")
     image_dir = out_dir / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -139,8 +140,8 @@ def write_coco_dataset(spec: SyntheticDatasetSpec, out_dir: Path, num_images: in
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
         canvas, objects = render_image(rng, spec, image_size)
-        file_name = f"{spec.name}_{image_id:05d}.png"
-        canvas.save(image_dir / file_name)
+        file_name = f"{spec.name}_{image_id:05d}.{image_format}"
+        canvas.save(image_dir / file_name, **({"quality": 90} if image_format == "jpg" else {}))
         images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})
         for obj in objects:
             label = spec.labeler(obj.shape, obj.colour)

@@ -58,7 +58,8 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
 
 
 # --------------------------------------------------------------------------- detector fixtures
-TINY_MODEL = {"backbone": "resnet18", "min_size": 128, "max_size": 128, "roi_batch_size_per_image": 64,
+TINY_INPUT = {"min_size_train": [128], "max_size_train": 128, "min_size_test": 128, "max_size_test": 128}
+TINY_MODEL = {"backbone": "resnet18", "roi_batch_size_per_image": 64,
               "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 150,
               "rpn_pre_nms_top_n_test": 150, "rpn_post_nms_top_n_test": 100}
 
@@ -99,6 +100,8 @@ def write_train_config(world: Path, out: Path, **overrides) -> Path:
         "eval_datasets": [{"name": "shapesa", "annotations": str(world / "shapesa" / "val" / "annotations.json"),
                            "images": str(world / "shapesa" / "val" / "images")}],
         "model": dict(TINY_MODEL),
+        "input": dict(TINY_INPUT),
+        "num_workers": 0,
         "schedule": {"iterations": 4, "batch_size": 2, "lr": 0.01, "warmup_iterations": 2,
                      "checkpoint_every": 2, "log_every": 1},
     }

@@ -75,7 +75,7 @@ def test_converted_openimages_maps_onto_the_builtin_oid_labels(tmp_path, builtin
     test_convert_oid_to_coco(tmp_path)
     space = UnifiedLabelSpace(builtin_union.out_dir)
     dataset = CocoDetectionDataset(DatasetSpec("oid", str(tmp_path / "oid.json"), str(tmp_path / "images")), space)
-    names = {space.global_ids[i] for i in dataset.category_to_union.values()}
+    names = {space.global_ids[i] for i in dataset.category_union_indices()}
     assert names == {"oid/Person", "oid/Car", "oid/Clothing"}
     _, target = dataset[0]
     assert [space.global_ids[i - 1] for i in target["labels"].tolist()] == ["oid/Person"]  # the group box is crowd

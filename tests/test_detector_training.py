@@ -26,9 +26,9 @@ def test_ground_truth_maps_to_union_indices(shapes_world):
     assert space.global_ids == ["shapesa/circle", "shapesa/square", "shapesa/triangle", "shapesb/round disk", "shapesb/box"]
     config = load_config(write_train_config(shapes_world, shapes_world / "runs" / "map"))
     dataset = CocoDetectionDataset(config.datasets[1], space)
-    assert set(dataset.category_to_union.values()) == {3, 4}
+    assert set(dataset.category_union_indices()) == {3, 4}
     image, target = dataset[0]
-    assert image.shape == (3, 128, 128) and set(target["labels"].tolist()) <= {4, 5}  # union index + 1
+    assert image.shape == (3, 128, 128) and image.dtype == torch.uint8 and set(target["labels"].tolist()) <= {4, 5}  # union index + 1
     assert target["label_mask"].tolist() == [False, False, False, True, True]
 
 
@@ -38,7 +38,7 @@ def test_training_decreases_the_loss(shapes_world, tmp_path):
         "iterations": 12, "lr": 0.01, "warmup_iterations": 1, "checkpoint_every": 100, "log_every": 1}))
     config.datasets = config.datasets[:1]
     trainer = Trainer(config, show_progress=False)
-    trainer.datasets[0].records = trainer.datasets[0].records[:1]
+    trainer.datasets[0].images = trainer.datasets[0].images[:1]
     trainer.sampler.sizes = [1]
     losses = [trainer.step(i)["loss"] for i in range(12)]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
@@ -143,13 +143,10 @@ def test_sampler_is_a_function_of_the_iteration_and_respects_ratios():
 
 
 def test_repeat_factors_favour_images_with_rare_labels():
-    class Record:
-        def __init__(self, labels):
-            self.labels = np.array(labels)
-
-    records = [Record([0])] * 9 + [Record([0, 1])]
-    factors = repeat_factors(records, threshold=0.5)
-    assert factors[-1] > factors[0] >= 1.0
+    image_labels = [np.array([0])] * 9 + [np.array([0, 1])]
+    factors = repeat_factors(image_labels, threshold=0.5)
+    # label 1 is in 1 of 10 images: r = sqrt(0.5 / 0.1) = √5; label 0 is everywhere: r = 1
+    assert factors[-1] == pytest.approx(5 ** 0.5) and factors[0] == pytest.approx(1.0)
 
 
 def _free_port() -> int:

@@ -42,9 +42,12 @@ def test_soft_loss_is_mse_to_the_assigned_labels_similarity_row():
 
 def _detector(soft_weight: float, vocabulary: torch.Tensor):
     torch.manual_seed(1)
-    config = ModelConfig(backbone="resnet18", min_size=96, max_size=96, roi_batch_size_per_image=32,
-                         rpn_post_nms_top_n_train=64, soft_weight=soft_weight)
-    model = build_detector(config, vocabulary)
+    from scaledet.detector.data import InputConfig
+
+    config = ModelConfig(backbone="resnet18", roi_batch_size_per_image=32, rpn_post_nms_top_n_train=64,
+                         soft_weight=soft_weight)
+    model = build_detector(config, vocabulary, InputConfig(min_size_train=[96], max_size_train=96, min_size_test=96,
+                                                           max_size_test=96))
     n = vocabulary.shape[0]
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     sim = (vocabulary @ vocabulary.T).numpy()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import CocoDetectionDataset
+from ..data import CocoDetectionDataset, to_float
 from . import build_evaluator, default_evaluator_name
 from .coco import CocoEvaluator
 from .ground_truth import GroundTruth, read_ground_truth
@@ -22,10 +22,10 @@ from .lvis import MAX_DETECTIONS as LVIS_MAX_DETECTIONS
 def detect_dataset(model, dataset: CocoDetectionDataset, text_embeddings: torch.Tensor, device: torch.device,
                    batch_size: int = 4, progress: bool = False) -> list[dict]:
     """COCO-format results for every image; ``text_embeddings`` are the rows of the dataset's labels in
-    the order of ``dataset.coco['categories']``."""
+    the order of the dataset's categories."""
     model.eval()
     model.roi_heads.set_vocabulary(text_embeddings.to(device))
-    category_ids = [c["id"] for c in dataset.coco["categories"]]
+    category_ids = [c["id"] for c in dataset.categories]
     results = []
     indices = range(0, len(dataset), batch_size)
     if progress:
@@ -34,7 +34,7 @@ def detect_dataset(model, dataset: CocoDetectionDataset, text_embeddings: torch.
         indices = tqdm(indices, desc=f"eval {dataset.spec.name}", unit="batch", leave=False)
     for start in indices:
         items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
-        outputs = model([image.to(device) for image, _ in items])
+        outputs = model([to_float(image.to(device)) for image, _ in items])
         for (_, target), output in zip(items, outputs):
             for box, score, label in zip(output["boxes"].tolist(), output["scores"].tolist(), output["labels"].tolist()):
                 x1, y1, x2, y2 = box

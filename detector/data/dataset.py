@@ -1,0 +1,102 @@
+"""A COCO-format dataset tied to a labelspace key, served from its memory-mapped annotation index.
+
+Each training or evaluation dataset is a COCO-style JSON plus an image folder; every category is mapped to
+its union index through the labelspace build (by local id, checked by name). Problems are found when the
+index is built, not mid-training (``index.py``). ``__getitem__`` returns a uint8 image and its target; it
+is what DataLoader workers run, so it touches only mapped arrays and the image file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scaledet.labelspace.errors import ScaledetError, one_line
+
+from ..vocabulary import UnifiedLabelSpace
+from .images import read_image_uint8
+from .index import AnnotationIndex, open_index
+from .records import DatasetSpec
+from .transforms import InputConfig, augment
+
+
+class CocoDetectionDataset(torch.utils.data.Dataset):
+    """Images and their boxes with union-index labels. Training keeps the images with at least one
+    ordinary (non-crowd) box; evaluation keeps all."""
+
+    def __init__(self, spec: DatasetSpec, labelspace: UnifiedLabelSpace, train: bool = True,
+                 input_config: InputConfig | None = None) -> None:
+        from ..checkpoint import labelspace_ids_digest
+
+        self.spec = spec
+        self.train = train
+        self.input = input_config or InputConfig()
+        self.annotation_file = Path(spec.annotations)
+        self.image_root = Path(spec.images)
+        labelspace.require_dataset(spec.key, f"dataset {spec.name}")
+        self.label_mask = labelspace.dataset_mask(spec.key)
+        self.index: AnnotationIndex = open_index(spec, labelspace, labelspace_ids_digest(labelspace),
+                                                 check_images=spec.check_images)
+        counts = self.index.ordinary_count if train else None
+        self.images = np.flatnonzero(np.asarray(counts) > 0) if train else np.arange(self.index.num_images)
+        if len(self.images) == 0:
+            raise ScaledetError(f"{self.annotation_file}: no images with boxes")
+        self._coco: dict | None = None
+
+    # ------------------------------------------------------------------ what evaluation needs
+    @property
+    def coco(self) -> dict:
+        """The whole annotation document, read only when an evaluator needs it (evaluation sets are small)."""
+        if self._coco is None:
+            try:
+                self._coco = json.loads(self.annotation_file.read_text(encoding="utf-8-sig"))
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ScaledetError(f"{self.annotation_file}: malformed JSON ({one_line(err)})") from None
+        return self._coco
+
+    @property
+    def categories(self) -> list[dict]:
+        return self.index.meta["categories"]
+
+    def category_union_indices(self) -> list[int]:
+        """Union index of each category, in the file's category order (the order results are written in)."""
+        return [c["union"] for c in self.categories]
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image_labels(self) -> list[np.ndarray]:
+        """Per image (in dataset order), the union labels of its ordinary boxes: for repeat-factor sampling."""
+        out = []
+        for image in self.images:
+            boxes = self._box_slice(int(image))
+            out.append(np.asarray(self.index.labels[boxes])[np.asarray(self.index.crowd[boxes]) == 0])
+        return out
+
+    def _box_slice(self, image: int) -> slice:
+        first = int(self.index.first_box[image])
+        return slice(first, first + int(self.index.box_count[image]))
+
+    def item(self, index: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """(uint8 image, target); with a ``generator``, the training augmentation drawn from it."""
+        image = int(self.images[index])
+        boxes_slice = self._box_slice(image)
+        ordinary = np.asarray(self.index.crowd[boxes_slice]) == 0
+        boxes = torch.from_numpy(np.array(self.index.boxes[boxes_slice])[ordinary])
+        labels = torch.from_numpy(np.array(self.index.labels[boxes_slice], dtype=np.int64)[ordinary])
+        tensor = read_image_uint8(self.image_root / self.index.file_name(image))
+        height, width = int(self.index.heights[image]), int(self.index.widths[image])
+        if tensor.shape[-2:] != (height, width):
+            raise ScaledetError(f"{self.image_root / self.index.file_name(image)}: is {tensor.shape[-1]}×"
+                                f"{tensor.shape[-2]}, {self.annotation_file} says {width}×{height}")
+        if generator is not None:
+            tensor, boxes, labels = augment(tensor, boxes, labels, self.input, generator)
+        target = {"boxes": boxes, "labels": labels + 1,  # torchvision: 0 is background
+                  "label_mask": self.label_mask, "image_id": torch.tensor(int(self.index.image_ids[image]))}
+        return tensor, target
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        return self.item(index)

@@ -1,0 +1,64 @@
+"""Decoding image files into the tensors torchvision's detectors take.
+
+JPEG files are decoded with ``torchvision.io.decode_jpeg`` (libjpeg-turbo, straight into a tensor); other
+formats, and JPEGs it cannot read (CMYK, progressive oddities), go through PIL. Either way a missing,
+corrupt or truncated file is a one-line error naming it. ``benchmarks/data.py`` measures both paths.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scaledet.labelspace.errors import ScaledetError, one_line
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def read_image_uint8(path: Path) -> torch.Tensor:
+    """An image file as a 3 × H × W uint8 RGB tensor (4× less to pass between DataLoader workers than
+    floats). JPEGs take the libjpeg-turbo path when they are whole; everything else goes through PIL."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ScaledetError(f"{path}: image not found") from None
+    except OSError as err:
+        raise ScaledetError(f"{path}: cannot be read ({one_line(err, 100)})") from None
+    # a truncated JPEG lacks its end-of-image marker; libjpeg would fill the rest with grey, PIL refuses it
+    if data[:3] == JPEG_MAGIC and data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        try:
+            return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        except RuntimeError:
+            pass  # an unusual JPEG: PIL decides
+    return torch.from_numpy(_decode_with_pil(data, path)).permute(2, 0, 1)
+
+
+def _decode_with_pil(data: bytes, path: Path) -> np.ndarray:
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.array(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        detail = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", one_line(err, 100))  # we decode from memory
+        raise ScaledetError(f"{path}: not a readable image ({detail})") from None
+
+
+def read_image_array(path: Path) -> np.ndarray:
+    """An image file as H × W × 3 uint8 RGB (for drawing)."""
+    return read_image_uint8(path).permute(1, 2, 0).numpy()
+
+
+def to_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float [0, 1], the input torchvision's detectors take (done after the transfer)."""
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """An image file as a 3 × H × W float tensor in [0, 1]."""
+    return to_float(read_image_uint8(path))

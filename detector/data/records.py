@@ -1,0 +1,83 @@
+"""The fields of COCO-format records the detector relies on, checked with one-line errors.
+
+The checks run once, when a dataset's annotation index is built (``index.py``) or a ground-truth file is read
+for evaluation, never per training step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scaledet.labelspace.errors import ScaledetError
+
+#: Boxes may poke out of their image by this many pixels (rounding in exporters) before it is an error.
+BOX_TOLERANCE_PX = 1.0
+
+
+@dataclass
+class DatasetSpec:
+    """One dataset of a config: where its files are and which labelspace dataset names its labels."""
+
+    name: str
+    annotations: str
+    images: str
+    labelspace_key: str | None = None
+    ratio: float = 1.0
+    evaluator: str | None = None  # coco | lvis | oid; default from the labelspace key
+    check_images: bool = True  # check once, when the index is built, that every image file exists
+
+    @property
+    def key(self) -> str:
+        return self.labelspace_key or self.name
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def check_category(category, position: int, source: Path) -> None:
+    if not isinstance(category, dict) or not _is_int(category.get("id")) or not isinstance(category.get("name"), str):
+        raise ScaledetError(f"{source}: categories[{position}] needs an integer 'id' and a text 'name'")
+
+
+def check_image(image, position: int, source: Path) -> None:
+    """The fields of an ``images`` record the detector uses; one line naming the record otherwise."""
+    if not isinstance(image, dict) or not _is_int(image.get("id")):
+        raise ScaledetError(f"{source}: images[{position}] has no integer 'id'")
+    for key in ("width", "height"):
+        if not _is_int(image.get(key)) or image[key] <= 0:
+            raise ScaledetError(f"{source}: image {image['id']} has no positive integer '{key}' "
+                                f"(found {image.get(key)!r})")
+    name = image.get("file_name", image.get("coco_url"))
+    if not isinstance(name, str) or not name:
+        raise ScaledetError(f"{source}: image {image['id']} has neither a 'file_name' nor a 'coco_url'")
+
+
+def check_annotation(annotation, position: int, source: Path) -> None:
+    """The fields of an ``annotations`` record the detector uses: ids and a 4-number ``bbox``."""
+    if not isinstance(annotation, dict) or not _is_int(annotation.get("id")):
+        raise ScaledetError(f"{source}: annotations[{position}] has no integer 'id'")
+    for key in ("image_id", "category_id"):
+        if not _is_int(annotation.get(key)):
+            raise ScaledetError(f"{source}: annotation {annotation['id']} has no integer '{key}'")
+    bbox = annotation.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        raise ScaledetError(f"{source}: annotation {annotation['id']} has bbox {bbox!r}; expected [x, y, width, height]")
+
+
+def image_file_name(image: dict) -> str:
+    """COCO-style ``file_name``; LVIS v1 has only ``coco_url``, whose last two parts (``train2017/x.jpg``)
+    are the path under a COCO image root (detectron2's convention)."""
+    if "file_name" in image:
+        return image["file_name"]
+    if "coco_url" in image:
+        return "/".join(image["coco_url"].split("/")[-2:])
+    raise ScaledetError(f"image {image.get('id')}: neither 'file_name' nor 'coco_url'")
+
+
