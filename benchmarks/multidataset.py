@@ -1,19 +1,22 @@
 """Evidence: what multi-dataset training and the soft-label loss do, on a procedural world, on CPU.
 
-    python benchmarks/multidataset.py [--seeds 3] [--iterations 120] [--out docs/results]
+    python benchmarks/multidataset.py [--seeds 8] [--iterations 100] [--size 96] [--out docs/results]
 
 Four upstream datasets annotate the same world of coloured shapes with different vocabularies (synonyms,
 finer and coarser labels, partial annotation; ``detector/synthetic.py``); three downstream datasets use
 names or a look no upstream dataset has. Every run trains the same detector for the same number of
 iterations and is evaluated with pycocotools on every test split, each in its own vocabulary given as text.
 
-Experiments (rows of the results table):
-1. upstream datasets 1, 2, 3, 4 (geo, +things, +paint, +blobs), hard + soft;
-2. hard only (λ = 0) vs hard + soft (λ = 1), all four datasets;
-3. zero-shot downstream: the columns thermal / toys / negative of every run;
-4. hard loss over the union vs masked to the image's dataset, each with and without the soft loss.
-Writes ``OUT/multidataset.md`` (table, mean ± std over seeds, wall time), ``OUT/multidataset.json`` and
-``OUT/multidataset.png``.
+Four variants, each trained with the same seeds on the same data, answer three paired questions
+(``QUESTIONS``), on every test split (the downstream columns are zero-shot):
+1. the soft loss: 4 datasets hard + soft − 4 datasets hard only;
+2. label masks: the hard loss masked to the image's dataset − over the union (both with the soft loss);
+3. more datasets: 4 datasets − geo alone (both hard + soft).
+The 4-dataset hard + soft run is shared by all three questions. For each question and test split the
+table gives the mean per-seed difference of AP50 with its 95 % t-interval (``benchmarks/paired.py``), and
+a difference is called one only where the interval excludes zero.
+Writes ``OUT/multidataset.md``, ``OUT/multidataset.json`` (every run's scores and the settings: torch
+version, threads, CPU) and ``OUT/multidataset.png`` (the differences with their intervals).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/paired.py
+
 UPSTREAM = ["geo", "things", "paint", "blobs"]
 DOWNSTREAM = ["thermal", "toys", "negative"]
 
@@ -43,12 +48,15 @@ class Run:
 
 RUNS = [
     Run("1 dataset (geo)", ("geo",), 1.0),
-    Run("2 datasets (+things)", ("geo", "things"), 1.0),
-    Run("3 datasets (+paint)", ("geo", "things", "paint"), 1.0),
     Run("4 datasets, hard + soft", tuple(UPSTREAM), 1.0),
     Run("4 datasets, hard only", tuple(UPSTREAM), 0.0),
     Run("4 datasets, masked hard + soft", tuple(UPSTREAM), 1.0, "dataset"),
-    Run("4 datasets, masked hard only", tuple(UPSTREAM), 0.0, "dataset"),
+]
+#: (question, variant a, variant b): the per-seed difference a − b.
+QUESTIONS = [
+    ("soft loss (hard + soft − hard only)", "4 datasets, hard + soft", "4 datasets, hard only"),
+    ("label masks (masked − union)", "4 datasets, masked hard + soft", "4 datasets, hard + soft"),
+    ("more datasets (4 − geo alone)", "4 datasets, hard + soft", "1 dataset (geo)"),
 ]
 
 
@@ -146,54 +154,90 @@ def markdown_table(table: dict, metric: str, trained: dict[str, tuple[str, ...]]
     return "\n".join(lines)
 
 
-def plot(table: dict, path: Path) -> None:
+def paired_table(results: list[dict], metric: str = "AP50") -> dict[str, dict[str, dict]]:
+    """question → test split → paired interval over the seeds both variants ran with."""
+    from paired import paired_interval
+
+    by_run: dict[str, dict[int, dict]] = {}
+    for result in results:
+        by_run.setdefault(result["run"], {})[result["seed"]] = result["scores"]
+    table = {}
+    for question, a, b in QUESTIONS:
+        if a not in by_run or b not in by_run:
+            continue
+        seeds = sorted(set(by_run[a]) & set(by_run[b]))
+        if len(seeds) < 2:
+            continue
+        table[question] = {name: paired_interval([by_run[a][s][name][metric] for s in seeds],
+                                                 [by_run[b][s][name][metric] for s in seeds])
+                           for name in UPSTREAM + DOWNSTREAM}
+    return table
+
+
+def paired_markdown(table: dict[str, dict[str, dict]]) -> str:
+    from paired import verdict
+
+    header = ["question"] + UPSTREAM + [f"{d}*" for d in DOWNSTREAM]
+    lines = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
+    for question, row in table.items():
+        cells = [question] + [verdict(row[name]).replace(": ", "<br>") for name in UPSTREAM + DOWNSTREAM]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def plot(table: dict[str, dict[str, dict]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
-    growth = [r.name for r in RUNS[:4] if r.name in table]
-    for dataset in UPSTREAM + DOWNSTREAM:
-        means = [table[name][dataset][0] for name in growth]
-        stds = [table[name][dataset][1] for name in growth]
-        left.errorbar(range(1, len(growth) + 1), means, yerr=stds, marker="o", capsize=3, label=dataset,
-                      linestyle="-" if dataset in UPSTREAM else "--")
-    left.set_xticks(range(1, len(growth) + 1))
-    left.set_xlabel("upstream datasets in training (geo, +things, +paint, +blobs)")
-    left.set_ylabel("AP50 (pycocotools), mean ± std over seeds")
-    left.set_title("1. more upstream datasets")
-    left.legend(fontsize=8, ncol=2)
-    variants = [r.name for r in RUNS[3:] if r.name in table]
-    width = 0.8 / max(1, len(variants))
+    fig, axes = plt.subplots(1, max(1, len(table)), figsize=(5 * max(1, len(table)), 4), sharey=True)
+    axes = axes if hasattr(axes, "__len__") else [axes]
     datasets = UPSTREAM + DOWNSTREAM
-    for k, name in enumerate(variants):
-        right.bar([i + k * width for i in range(len(datasets))], [table[name][d][0] for d in datasets], width,
-                  yerr=[table[name][d][1] for d in datasets], capsize=2, label=name.replace("4 datasets, ", ""))
-    right.set_xticks([i + width * (len(variants) - 1) / 2 for i in range(len(datasets))], datasets)
-    right.set_title("2./4. soft loss and label masks (4 datasets)")
-    right.legend(fontsize=8)
+    for axis, (question, row) in zip(axes, table.items()):
+        means = [row[d]["mean"] for d in datasets]
+        errors = [[row[d]["mean"] - row[d]["low"] for d in datasets], [row[d]["high"] - row[d]["mean"] for d in datasets]]
+        colours = ["tab:green" if row[d]["low"] > 0 else "tab:red" if row[d]["high"] < 0 else "tab:grey"
+                   for d in datasets]
+        axis.bar(range(len(datasets)), means, yerr=errors, capsize=3, color=colours)
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_xticks(range(len(datasets)), [d if d in UPSTREAM else f"{d}*" for d in datasets], rotation=30)
+        axis.set_title(question, fontsize=10)
+    axes[0].set_ylabel("Δ AP50, mean over seeds, 95 % interval")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def machine_settings(args) -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"backbone": args.backbone, "size": args.size, "iterations": args.iterations, "batch": args.batch,
+            "train_images": args.train_images, "test_images": args.test_images, "seeds": args.seeds,
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu,
+            "device": "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=120)
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--train-images", type=int, default=96)
-    parser.add_argument("--test-images", type=int, default=20)
-    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--train-images", type=int, default=64)
+    parser.add_argument("--test-images", type=int, default=16)
+    parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--runs", type=int, nargs="*", help="indices of RUNS to do (default: all)")
     parser.add_argument("--work", type=Path, default=None, help="where the world and runs go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     work = args.work or Path(tempfile.mkdtemp(prefix="scaledet-multidataset-"))
     started = time.perf_counter()
     from scaledet.labelspace.encoders import MiniLMEncoder
@@ -203,25 +247,29 @@ def main() -> None:
     selected = [RUNS[i] for i in args.runs] if args.runs else RUNS
     results = []
     total = len(selected) * args.seeds
-    for run in selected:
-        for seed in range(args.seeds):
+    for seed in range(args.seeds):  # seed-major: a cut-short run still has complete pairs
+        for run in selected:
             result = train_and_evaluate(run, seed, work, args)
             results.append(result)
             ap50 = {k: round(v["AP50"], 1) for k, v in result["scores"].items()}
             print(f"[{len(results)}/{total}] {run.name} seed {seed}: {result['total_seconds']:.0f}s AP50 {ap50}",
                   file=sys.stderr, flush=True)
-    wall = time.perf_counter() - started
+    settings = {**machine_settings(args), "wall_minutes": round((time.perf_counter() - started) / 60, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
     trained = {r.name: r.datasets for r in RUNS}
     tables = {metric: summarise(results, metric) for metric in ("AP50", "AP")}
-    settings = (f"{args.backbone} FPN from scratch, {args.size}px, {args.iterations} iterations × {args.batch} images, "
-                f"{args.train_images} train / {args.test_images} test images per dataset, {args.seeds} seeds, "
-                f"device {'cuda' if torch.cuda.is_available() and args.device != 'cpu' else 'cpu'}, wall time {wall / 60:.1f} min")
-    (args.out / "multidataset.json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))
-    plot(tables["AP50"], args.out / "multidataset.png")
-    body = [f"Settings: {settings}.", "", "AP50 (pycocotools, %), mean ± std over seeds; * = not trained on that "
-            "dataset (zero-shot, its vocabulary given only as text):", "", markdown_table(tables["AP50"], "AP50", trained),
-            "", "AP@[.5:.95]:", "", markdown_table(tables["AP"], "AP", trained)]
+    paired = paired_table(results)
+    (args.out / "multidataset.json").write_text(json.dumps(
+        {"settings": settings, "results": results,
+         "paired": {q: {d: {k: v for k, v in i.items()} for d, i in row.items()} for q, row in paired.items()}},
+        indent=1))
+    if paired:
+        plot(paired, args.out / "multidataset.png")
+    words = ", ".join(f"{k} {v}" for k, v in settings.items())
+    body = [f"Settings: {words}.", "",
+            "Paired differences of AP50 (pycocotools, %): mean over seeds [95 % t-interval]; * = a dataset no "
+            "variant trained on (zero-shot, its vocabulary given only as text):", "", paired_markdown(paired), "",
+            "AP50 of each variant, mean ± std over seeds:", "", markdown_table(tables["AP50"], "AP50", trained)]
     (args.out / "multidataset.md").write_text("\n".join(body) + "\n")
     print("\n".join(body))
 

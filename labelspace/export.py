@@ -70,14 +70,24 @@ def select_from_build(output: LabelSpaceOutput, datasets: list[str] | None = Non
         else:
             indices = list(range(len(rows)))
     chosen = [rows[i] for i in indices]
+    template = output.manifest["templates"][0]
     return ExportSelection(
         name=name or ("-".join(k.replace("/", "_") for k in datasets) if datasets else "union"),
         names=[r["name"] for r in chosen], global_ids=[r["global_id"] for r in chosen],
-        synonyms=[list(dict.fromkeys([normalize_name(r["name"]), *(normalize_name(s) for s in r["synonyms"] or [])]))
-                  for r in chosen],
+        # the name that was embedded first (Objects365's corrected "monitor/tv", not the official "moniter/tv")
+        synonyms=[list(dict.fromkeys([embedded_name(r["prompt"], template),
+                                      *(normalize_name(s) for s in r["synonyms"] or [])])) for r in chosen],
         embeddings=np.ascontiguousarray(output.embeddings[indices]),
         description={"datasets": datasets or output.datasets} if indices is not None else {},
     )
+
+
+def embedded_name(prompt: str, template: str) -> str:
+    """The class text inside a rendered prompt: ``a photo of a monitor/tv.`` → ``monitor/tv``."""
+    head, _, tail = template.partition("{}")
+    if prompt.startswith(head) and prompt.endswith(tail):
+        return prompt[len(head):len(prompt) - len(tail)]
+    return normalize_name(prompt)
 
 
 def read_vocabulary_file(path: Path) -> list[list[str]]:
@@ -135,17 +145,20 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
     base = destination / selection.name
     embeddings = selection.embeddings.astype(np.float32)
     meta = {
-        "format": fmt, "rows": len(selection.names), "dim": int(embeddings.shape[1]), "dtype": "float32",
-        "l2_normalized": True, "order_file": f"{selection.name}.labels.txt",
+        "format": fmt, "rows": len(selection.names), "order_file": f"{selection.name}.labels.txt",
         "encoder": output.manifest["encoder"], "templates": output.manifest["templates"],
         "source_build": str(output.directory), "selection": selection.description,
+        "files": {},
     }
+    vectors = {"dim": int(embeddings.shape[1]), "dtype": "float32", "l2_normalized": True}
     written: list[Path] = []
 
     def put(path: Path, write) -> None:
         atomic_write(path, write)
         written.append(path)
 
+    if fmt != "yolo-world":
+        meta.update(vectors)
     if fmt == "detic":
         put(base.with_suffix(".npy"), lambda p: np.save(p, embeddings))
     elif fmt == "torch":
@@ -168,9 +181,15 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
                           "embedding": pa.array(list(embeddings), pa.list_(pa.float32()))})
         table = table.replace_schema_metadata({b"scaledet": json.dumps(meta).encode()})
         put(base.with_suffix(".parquet"), lambda p: pq.write_table(table, p))
-    else:  # yolo-world
+    else:  # yolo-world: the class texts (config ``class_text_path``); its vectors only with a CLIP build
         put(base.with_suffix(".json"), lambda p: p.write_text(json.dumps(selection.synonyms, ensure_ascii=False, indent=1)))
+        if output.manifest["encoder"]["name"] == "clip":
+            # YOLO-World's ``embedding_path``: a C × D float32 array in class order (its text model is CLIP)
+            put(destination / f"{selection.name}.embeddings.npy", lambda p: np.save(p, embeddings))
+            meta["embedding_file"] = {"file": f"{selection.name}.embeddings.npy", **vectors}
+    meta["files"] = {"data": written[0].name}
     put(destination / f"{selection.name}.labels.txt",
         lambda p: p.write_text("".join(f"{gid}\n" for gid in selection.global_ids), encoding="utf-8"))
-    put(destination / f"{selection.name}.meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    # one meta file per format: a second export of the same name in another format keeps the first's meta
+    put(destination / f"{selection.name}.{fmt}.meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return written

@@ -97,9 +97,14 @@ def test_detic_export_round_trips(output, tmp_path):
     index = {g: i for i, g in enumerate(output.global_ids)}
     np.testing.assert_array_equal(weights, output.embeddings[[index[g] for g in order]])
     assert order[0] == "coco/person" and order[-1] == "coco/toothbrush"
-    meta = json.loads((tmp_path / "coco.meta.json").read_text())
+    meta = json.loads((tmp_path / "coco.detic.meta.json").read_text())
     assert meta["l2_normalized"] and meta["dtype"] == "float32" and meta["templates"] == ["a photo of a {}."]
-    assert meta["encoder"]["name"] == "minilm" and len(written) == 3
+    assert meta["encoder"]["name"] == "minilm" and meta["files"] == {"data": "coco.npy"} and len(written) == 3
+    # a second export in another format has its own meta; the detic one still describes coco.npy
+    export(selection, output, "yolo-world", tmp_path)
+    assert json.loads((tmp_path / "coco.detic.meta.json").read_text())["format"] == "detic"
+    names_only = json.loads((tmp_path / "coco.yolo-world.meta.json").read_text())
+    assert names_only["format"] == "yolo-world" and "dim" not in names_only and "dtype" not in names_only
 
 
 @pytest.mark.parametrize("fmt,suffix", [("torch", ".pt"), ("csv", ".csv"), ("parquet", ".parquet")])
@@ -123,6 +128,19 @@ def test_other_exports_load_back(output, tmp_path, fmt, suffix):
         np.testing.assert_array_equal(np.stack(table.column("embedding").to_numpy(zero_copy_only=False)),
                                       selection.embeddings)
         assert json.loads(table.schema.metadata[b"scaledet"])["l2_normalized"]
+
+
+def test_yolo_world_exports_the_names_that_were_embedded(output, tmp_path):
+    """Objects365's official list has typos (``moniter/tv``); the build embeds corrected names, and the
+    YOLO-World class texts must be those."""
+    if "o365" not in output.datasets:
+        pytest.skip("the build has no o365")
+    selection = select_from_build(output, ["o365"])
+    export(selection, output, "yolo-world", tmp_path)
+    texts = {synonyms[0] for synonyms in read_vocabulary_file(tmp_path / "o365.json")}
+    assert "moniter/tv" not in texts and any("monitor" in t for t in texts)
+    prompts = set(output.labels.column("prompt").to_pylist())
+    assert all(f"a photo of a {t}." in prompts for t in texts)
 
 
 def test_yolo_world_json_and_custom_vocabulary(output, tmp_path):

@@ -213,29 +213,31 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
         first = int(np.flatnonzero(unknown)[0])
         raise ScaledetError(f"{path}: annotation #{first} refers to image id {int(raw_images[first])}, which is not "
                             "in 'images'")
-    positions = order[found]
-    del raw_images, found, box_image
-    box_order = np.argsort(positions, kind="stable")
+    # int32 positions and orders (images < 2**31) keep the peak of a 25M-box file near 1 GiB over the baseline
+    positions = order[found].astype(np.int32)
+    del raw_images, found, box_image, unknown
+    box_order = np.argsort(positions, kind="stable").astype(np.int32)
     boxes = np.frombuffer(xywh, dtype=np.float32).reshape(-1, 4)[box_order] if len(xywh) else np.zeros((0, 4), np.float32)
     del xywh
     positions = positions[box_order]
     widths_np, heights_np = np.frombuffer(widths, dtype=np.int32), np.frombuffer(heights, dtype=np.int32)
-    box_w, box_h = widths_np[positions], heights_np[positions]
-    outside = ((boxes[:, 0] < -BOX_TOLERANCE_PX) | (boxes[:, 1] < -BOX_TOLERANCE_PX)
-               | (boxes[:, 0] + boxes[:, 2] > box_w + BOX_TOLERANCE_PX)
-               | (boxes[:, 1] + boxes[:, 3] > box_h + BOX_TOLERANCE_PX))
-    if np.any(outside):
-        _report_outside_box(path, int(box_order[np.flatnonzero(outside)[0]]), widths_np, heights_np, ids)
-    xyxy = np.empty_like(boxes)
-    xyxy[:, 0] = np.maximum(boxes[:, 0], 0)
-    xyxy[:, 1] = np.maximum(boxes[:, 1], 0)
-    xyxy[:, 2] = np.minimum(boxes[:, 0] + boxes[:, 2], box_w)
-    xyxy[:, 3] = np.minimum(boxes[:, 1] + boxes[:, 3], box_h)
-    del boxes, box_w, box_h
+    for axis, sizes in ((0, widths_np), (1, heights_np)):  # one coordinate at a time, then xywh → xyxy in place
+        limit = sizes[positions]
+        outside = (boxes[:, axis] < -BOX_TOLERANCE_PX) | (boxes[:, axis] + boxes[:, axis + 2] > limit + BOX_TOLERANCE_PX)
+        if np.any(outside):
+            _report_outside_box(path, int(box_order[np.flatnonzero(outside)[0]]), widths_np, heights_np, ids)
+        boxes[:, axis + 2] += boxes[:, axis]
+        np.minimum(boxes[:, axis + 2], limit, out=boxes[:, axis + 2])
+        np.maximum(boxes[:, axis], 0, out=boxes[:, axis])
+        del limit, outside
+    xyxy = boxes
     crowd_np = np.frombuffer(crowd, dtype=np.uint8)[box_order] if len(crowd) else np.zeros(0, np.uint8)
+    del crowd
     labels_np = np.frombuffer(labels, dtype=np.int32)[box_order] if len(labels) else np.zeros(0, np.int32)
+    del labels, box_order
     count = np.bincount(positions, minlength=len(ids)).astype(np.int32)
-    ordinary = np.bincount(positions, weights=1 - crowd_np.astype(np.float64), minlength=len(ids)).astype(np.int32)
+    ordinary = (count - np.bincount(positions, weights=crowd_np, minlength=len(ids))).astype(np.int32)
+    del positions
     first_box = (np.cumsum(count, dtype=np.int64) - count).astype(np.int64)
     offsets = np.frombuffer(name_offsets, dtype=np.int64)
     names_np = np.frombuffer(bytes(names), dtype=np.uint8)
