@@ -72,6 +72,9 @@ def build(
         table.add_row(taxonomy.key, str(len(taxonomy)), taxonomy.source)
     table.add_row(Text("union", style="bold"), Text(str(len(result.labels)), style="bold"), "")
     console.print(table)
+    for taxonomy in result.taxonomies:
+        for dropped in taxonomy.extra.get("dropped_categories", []):
+            console.print(f"note: {taxonomy.key}: dropped category {dropped['id']} {dropped['name']!r}: {dropped['why']}")
     stats = result.embed_stats
     console.print(
         f"encoder {text_encoder.identity[:40]}…  texts {stats.texts}  cache hits {stats.cache_hits}  "

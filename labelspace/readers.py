@@ -29,6 +29,7 @@ FORMAT_BY_SUFFIX = {
     ".yaml": "yolo-yaml",
     ".yml": "yolo-yaml",
     ".txt": "names-txt",
+    ".names": "names-txt",  # Darknet: one class name per line
 }
 
 
@@ -105,7 +106,9 @@ def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonom
     path = Path(path)
     _require_file(path)
     categories = []
+    raw_categories = []
     for position, raw in enumerate(_iter_json_categories(path)):
+        raw_categories.append(raw)
         if not isinstance(raw, dict) or "id" not in raw or "name" not in raw:
             raise TaxonomyError(f"{path}: category #{position} needs 'id' and 'name' fields")
         raw_id, name = raw["id"], raw["name"]
@@ -130,9 +133,34 @@ def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonom
     # union's order a function of the content, not of how the file was written.
     categories.sort(key=lambda c: _numeric_first(c.local_id))
     extra: dict = {}
+    project = _roboflow_project_category(path, raw_categories)
+    if project is not None:
+        categories = [c for c in categories if c.local_id != str(project["id"])]
+        extra["dropped_categories"] = [{"id": project["id"], "name": project["name"],
+                                        "why": "Roboflow's project-level category (supercategory 'none', never annotated)"}]
     if lenient:
-        categories, extra = apply_lenient_fixes(categories)
+        categories, fixes = apply_lenient_fixes(categories)
+        extra.update(fixes)
     return Taxonomy(key, tuple(categories), str(path), sha256_of_file(path), "coco-json", extra)
+
+
+def _roboflow_project_category(path: Path, raw: list[dict]) -> dict | None:
+    """Roboflow's COCO exports list the project itself as a category (``supercategory: "none"``, usually id 0)
+    that is the supercategory of every real class and is never annotated: it is not a class."""
+    candidates = [c for c in raw if c.get("supercategory") == "none"]
+    if len(candidates) != 1 or len(raw) < 2:
+        return None
+    project = candidates[0]
+    others = [c for c in raw if c is not project]
+    if not all(c.get("supercategory") == project["name"] for c in others):
+        return None
+    import ijson
+
+    with open(path, "rb") as handle:  # only for files of this shape (small exports): is it ever used?
+        for category_id in ijson.items(skip_bom(handle), "annotations.item.category_id"):
+            if category_id == project["id"]:
+                return None
+    return project
 
 
 def _numeric_first(local_id: str) -> tuple[int, int | str]:
@@ -230,17 +258,26 @@ def read_yolo_yaml(key: str, path: str | Path) -> Taxonomy:
     path = Path(path)
     _require_file(path)
     document = load_yaml(path, TaxonomyError)
-    if not isinstance(document, dict) or "names" not in document:
-        raise TaxonomyError(f"{path}: no 'names' list in the YAML file")
-    names = document["names"]
+    if not isinstance(document, dict) or ("names" not in document and "nc" not in document):
+        raise TaxonomyError(f"{path}: no 'names' list (or 'nc') in the YAML file")
+    names = document.get("names")
+    count = document.get("nc")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count <= 0):
+        raise TaxonomyError(f"{path}: 'nc' must be a positive whole number, not {count!r}")
+    if names is None and count is not None:
+        names = [f"class_{i}" for i in range(count)]  # Ultralytics' names for a file with only nc
     if isinstance(names, list):
         pairs = list(enumerate(names))
     elif isinstance(names, dict):
         pairs = sorted(names.items(), key=lambda item: _numeric_first(str(item[0])))
     else:
         raise TaxonomyError(f"{path}: 'names' must be a list or a mapping, not {type(names).__name__}")
+    if count is not None and count != len(pairs):
+        raise TaxonomyError(f"{path}: 'nc' is {count} but 'names' has {len(pairs)} classes")
     categories = []
     for class_id, name in pairs:
+        if isinstance(name, (int, float)) and not isinstance(name, bool):
+            name = str(name)  # Ultralytics reads a numeric name (e.g. a year or a digit class) as text
         if not isinstance(name, str):
             raise TaxonomyError(f"{path}: class {class_id} has a non-text name {name!r}")
         categories.append(Category(local_id=str(class_id), name=name.strip()))

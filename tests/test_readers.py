@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
 from scaledet.labelspace import builtin
 from scaledet.labelspace.errors import TaxonomyError
 from scaledet.labelspace.readers import (read_coco_json, read_names_txt, read_openimages_csv,
@@ -120,7 +121,7 @@ BAD_FILES = {
     "list.json": ('[{"id": 1, "name": "a"}]', "expected a JSON object"),
     "bad.csv": ("/m/01,Cat,extra\n", "expected 2 columns"),
     "bad.yaml": ("names: [a, b\n", "malformed YAML"),
-    "nonames.yaml": ("nc: 2\n", "no 'names' list"),
+    "nonames.yaml": ("train: images/train\n", "no 'names' list (or 'nc')"),
     "empty.txt": ("\n# nothing\n", "no categories found"),
     "classes.xml": ("<x/>", "unsupported taxonomy format"),
 }
@@ -142,3 +143,53 @@ def test_unknown_dataset_key():
         builtin.load_builtin("coco2")
     with pytest.raises(TaxonomyError, match="unknown dataset key 'odinw/Atlantis'"):
         builtin.load_builtin("odinw/Atlantis")
+
+
+# --------------------------------------------------------------------------- formats as their tools write them
+ROBOFLOW = {  # the shape of Roboflow's `_annotations.coco.json`: the project is category 0, supercategory "none"
+    "info": {"description": "Exported from roboflow.com"},
+    "categories": [{"id": 0, "name": "pets", "supercategory": "none"},
+                   {"id": 1, "name": "cat", "supercategory": "pets"},
+                   {"id": 2, "name": "dog", "supercategory": "pets"}],
+    "images": [{"id": 0, "file_name": "a.jpg", "width": 10, "height": 10}],
+    "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0}],
+}
+
+
+def test_roboflow_project_category_is_dropped_and_said(tmp_path):
+    path = tmp_path / "_annotations.coco.json"
+    path.write_text(json.dumps(ROBOFLOW))
+    taxonomy = read_taxonomy_file("pets", path)
+    assert [c.name for c in taxonomy.categories] == ["cat", "dog"]
+    assert taxonomy.extra["dropped_categories"][0]["id"] == 0
+    done = run_cli("scaledet-labels", "build", "--dataset-file", f"pets={path}", "--out", str(tmp_path / "ls"), "-q")
+    assert done.returncode == 0 and "dropped category 0 'pets'" in done.stdout, done.stdout + done.stderr
+    # … but not when it is annotated: then it is a class
+    used = {**ROBOFLOW, "annotations": ROBOFLOW["annotations"] + [
+        {"id": 1, "image_id": 0, "category_id": 0, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0}]}
+    path.write_text(json.dumps(used))
+    assert [c.name for c in read_taxonomy_file("pets", path).categories] == ["pets", "cat", "dog"]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("nc: 3\n", ["class_0", "class_1", "class_2"]),               # Ultralytics names a file with only nc
+    ("names: [1998, 2005, car]\n", ["1998", "2005", "car"]),      # numeric names are text
+    ("nc: 2\nnames: {0: cat, 1: dog}\n", ["cat", "dog"]),
+])
+def test_ultralytics_data_files(tmp_path, text, expected):
+    path = tmp_path / "data.yaml"
+    path.write_text(text)
+    assert [c.name for c in read_taxonomy_file("y", path).categories] == expected
+
+
+def test_ultralytics_nc_that_disagrees_with_names(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_text("nc: 3\nnames: [cat, dog]\n")
+    with pytest.raises(TaxonomyError, match="'nc' is 3 but 'names' has 2 classes"):
+        read_taxonomy_file("y", path)
+
+
+def test_darknet_names_file(tmp_path):
+    path = tmp_path / "coco.names"
+    path.write_bytes("\ufeffperson\r\nbicycle\r\ncar\r\n".encode())
+    assert [c.name for c in read_taxonomy_file("d", path).categories] == ["person", "bicycle", "car"]
