@@ -31,7 +31,7 @@ def build(
     hierarchy: List[str] = typer.Option([], "--hierarchy", help="NAME=PATH of an OpenImages hierarchy JSON for a --dataset-file CSV."),
     encoder: str = typer.Option("minilm", "--encoder", help="Text encoder: minilm (offline, default) or clip."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local open_clip checkpoint for --encoder clip."),
-    clip_arch: str = typer.Option("ViT-B-32", "--clip-arch", help="open_clip architecture of --clip-weights."),
+    clip_arch: str = typer.Option("ViT-B-32-quickgelu", "--clip-arch", help="open_clip architecture of --clip-weights: ViT-B-32-quickgelu for OpenAI's and Detic's weights (also OpenAI's TorchScript .pt), ViT-B-32 for LAION / open_clip-trained ones."),
     template: List[str] = typer.Option([], "--template", help="Prompt template(s) with one {} (default 'a photo of a {}.'); 'ensemble' for the built-in ensemble."),
     similarity: str = typer.Option("auto", "--similarity", help="dense, topk, or auto (dense up to 20k labels)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Neighbours per label for --similarity topk (default 64)."),

@@ -11,7 +11,7 @@ from scaledet.labelspace.atomic import atomic_write, atomic_write_json
 from scaledet.labelspace.cache import EmbeddingCache
 from scaledet.labelspace.output_dirs import mark_output_dir
 from scaledet.labelspace.embed import embed_prompt_names
-from scaledet.labelspace.encoders import build_encoder
+from scaledet.labelspace.encoders import build_encoder, clip_arch_of
 from scaledet.labelspace.errors import ScaledetError, one_line
 from scaledet.labelspace.prompts import normalize_name, prompt_name
 from scaledet.labelspace.text_files import check_name_text
@@ -47,7 +47,8 @@ def encode_vocabulary(names: list[str], state: dict, clip_weights: str | None = 
                       display_names: list[str] | None = None, category_ids: list[int] | None = None) -> Vocabulary:
     """Embed class names with the checkpoint's encoder and templates (through the embedding cache)."""
     info = state["labelspace"]
-    encoder = build_encoder(info["encoder_name"], clip_weights=clip_weights)
+    encoder = build_encoder(info["encoder_name"], clip_weights=clip_weights,
+                            clip_arch=clip_arch_of(info["encoder_identity"]))
     if encoder.identity != info["encoder_identity"]:
         raise ScaledetError(f"the checkpoint was trained with encoder {info['encoder_identity'][:48]}…, "
                             f"this machine's {info['encoder_name']} is {encoder.identity[:48]}…")

@@ -114,7 +114,8 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
                  **({"dropped_categories": t.extra["dropped_categories"]} if "dropped_categories" in t.extra else {})}
                 for t in taxonomies
             ],
-            "encoder": {"name": encoder.name, "identity": encoder.identity, "dim": int(embeddings.shape[1])},
+            "encoder": {"name": encoder.name, "identity": encoder.identity, "dim": int(embeddings.shape[1]),
+                        **({"arch": encoder.arch} if getattr(encoder, "arch", None) else {})},
             "templates": list(template_list),
             "embeddings": {"file": EMBEDDINGS_FILE, "dtype": "float32", "l2_normalized": True,
                            "shape": list(embeddings.shape), "sha256": embeddings_digest(embeddings)},

@@ -95,12 +95,38 @@ class MiniLMEncoder:
         return l2_normalize(np.concatenate(chunks))
 
 
+#: OpenAI's CLIP weights (and Detic's, which are OpenAI's ViT-B/32) were trained with QuickGELU. open_clip's
+#: plain ``ViT-B-32`` uses GELU: the same state dict loads into either without a word, and the embeddings
+#: come out wrong. So the default is the QuickGELU architecture; LAION / open_clip-trained weights need
+#: ``--clip-arch ViT-B-32``.
+DEFAULT_CLIP_ARCH = "ViT-B-32-quickgelu"
+#: Entries of OpenAI's TorchScript state dict that are not parameters of open_clip's model.
+_OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+def is_torchscript(path: Path) -> bool:
+    """OpenAI's released files (``ViT-B-32.pt``) are TorchScript archives, not pickled state dicts."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def clip_arch_of(identity: str) -> str | None:
+    """The architecture inside a CLIP encoder identity (``clip:ARCH:sha256=…``)."""
+    parts = identity.split(":")
+    return parts[1] if len(parts) >= 3 and parts[0] == "clip" else None
+
+
 class ClipEncoder:
-    """An open_clip text tower loaded from a local weights file."""
+    """An open_clip text tower loaded from a local weights file: an open_clip / OpenAI state dict, or
+    OpenAI's own TorchScript file."""
 
     name = "clip"
 
-    def __init__(self, arch: str = "ViT-B-32", weights: str | Path | None = None,
+    def __init__(self, arch: str = DEFAULT_CLIP_ARCH, weights: str | Path | None = None,
                  random_init: bool = False, device: str | None = None) -> None:
         if weights is None and not random_init:
             raise EncoderError("encoder 'clip' needs --clip-weights PATH (a local open_clip checkpoint); nothing is downloaded")
@@ -140,10 +166,7 @@ class ClipEncoder:
             model = open_clip.create_model(self.arch, pretrained=None, device=self.device)
             if self.weights is not None:
                 try:
-                    state = torch.load(self.weights, map_location="cpu", weights_only=True)
-                    if isinstance(state, dict) and "state_dict" in state:
-                        state = state["state_dict"]
-                    state = {k.removeprefix("module."): v for k, v in state.items()}
+                    state = self._read_state(set(model.state_dict()))
                     model.load_state_dict(state, strict=True)
                 except Exception as err:  # torch raises several types for unreadable / mismatched files
                     raise EncoderError(f"{self.weights}: not an open_clip {self.arch} checkpoint ({one_line(err)})") from None
@@ -151,6 +174,20 @@ class ClipEncoder:
             self._model = model
             self._tokenizer = open_clip.get_tokenizer(self.arch)
         return self._model
+
+    def _read_state(self, model_keys: set[str]) -> dict:
+        import torch
+
+        if is_torchscript(self.weights):
+            # TorchScript, loaded by torch's own loader (no pickle). A scripted model also lists its
+            # non-persistent buffers (attention masks) and OpenAI's metadata: keep the model's own entries;
+            # a missing one still fails the strict load.
+            state = torch.jit.load(str(self.weights), map_location="cpu").state_dict()
+            return {k: v for k, v in state.items() if k in model_keys}
+        state = torch.load(self.weights, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        return {k.removeprefix("module."): v for k, v in state.items() if k not in _OPENAI_EXTRA_KEYS}
 
     def encode(self, texts: Sequence[str], batch_size: int = 128,
                progress: ProgressCallback | None = None) -> np.ndarray:
@@ -173,11 +210,12 @@ class ClipEncoder:
 ENCODERS = ("minilm", "clip")
 
 
-def build_encoder(name: str, clip_weights: str | Path | None = None, clip_arch: str = "ViT-B-32",
+def build_encoder(name: str, clip_weights: str | Path | None = None, clip_arch: str | None = None,
                   device: str | None = None) -> TextEncoder:
-    """Build an encoder from the names the CLI accepts."""
+    """Build an encoder from the names the CLI accepts. ``clip_arch`` None means the default for new builds;
+    to re-create a build's encoder, pass the architecture its identity records (:func:`clip_arch_of`)."""
     if name == "minilm":
         return MiniLMEncoder(device=device)
     if name == "clip":
-        return ClipEncoder(arch=clip_arch, weights=clip_weights, device=device)
+        return ClipEncoder(arch=clip_arch or DEFAULT_CLIP_ARCH, weights=clip_weights, device=device)
     raise EncoderError(f"--encoder {name!r}: unknown encoder (choose from {', '.join(ENCODERS)})")

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from .atomic import atomic_write
 from .cache import EmbeddingCache
 from .embed import embed_prompt_names
-from .encoders import build_encoder, l2_normalize
+from .encoders import build_encoder, clip_arch_of, l2_normalize
 from .errors import ScaledetError, one_line
 from .outputs import LabelSpaceOutput
 from .output_dirs import mark_output_dir
@@ -120,7 +120,8 @@ def select_vocabulary(output: LabelSpaceOutput, classes: list[list[str]], name: 
     """Encode a custom vocabulary with the build's encoder and templates; a class with several synonyms
     gets the normalised mean of their embeddings."""
     manifest = output.manifest
-    encoder = build_encoder(manifest["encoder"]["name"], clip_weights=clip_weights)
+    encoder = build_encoder(manifest["encoder"]["name"], clip_weights=clip_weights,
+                            clip_arch=clip_arch_of(manifest["encoder"]["identity"]))
     if encoder.identity != manifest["encoder"]["identity"]:
         raise ScaledetError(f"{output.directory} was built with {manifest['encoder']['identity'][:48]}…; "
                             f"this encoder is {encoder.identity[:48]}…")

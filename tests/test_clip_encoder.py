@@ -48,3 +48,48 @@ def test_clip_weights_file_that_is_not_a_checkpoint(tmp_path):
         ClipEncoder(arch=ARCH, weights=junk).encode(["x"])
     with pytest.raises(EncoderError, match="not found"):
         ClipEncoder(arch=ARCH, weights=tmp_path / "missing.pt")
+
+
+def test_openai_torchscript_file_loads_into_the_quickgelu_architecture(tmp_path):
+    """OpenAI distributes CLIP as TorchScript (``ViT-B-32.pt``). A RANDOMLY INITIALISED RN50-quickgelu model
+    scripted and saved the same way stands in for it: the real loading code (torch.jit.load, OpenAI's extra
+    entries dropped, strict load) runs on it; the embeddings mean nothing."""
+    torch.manual_seed(0)
+    model = open_clip.create_model("RN50-quickgelu", pretrained=None)
+    path = tmp_path / "RN50.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    encoder = ClipEncoder(arch="RN50-quickgelu", weights=path)
+    vectors = encoder.encode(["a photo of a fish."])
+    tokens = open_clip.get_tokenizer("RN50-quickgelu")(["a photo of a fish."])
+    with torch.no_grad():
+        expected = model.eval().encode_text(tokens).numpy()
+    np.testing.assert_allclose(vectors[0], expected[0] / np.linalg.norm(expected[0]), atol=1e-5)
+    assert encoder.identity.startswith("clip:RN50-quickgelu:")
+
+
+def test_gelu_and_quickgelu_give_different_embeddings_and_identities(random_clip_weights):
+    """The silent failure the default guards against: one state dict, two architectures, two answers."""
+    quick = ClipEncoder(arch="RN50-quickgelu", weights=random_clip_weights)
+    plain = ClipEncoder(arch=ARCH, weights=random_clip_weights)
+    a, b = quick.encode(["a photo of a fish."]), plain.encode(["a photo of a fish."])
+    assert not np.allclose(a, b, atol=1e-4) and quick.identity != plain.identity
+
+
+def test_the_build_records_the_architecture_and_export_reuses_it(random_clip_weights, tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "ls"
+    done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip",
+                   "--clip-weights", str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    encoder = json.loads((out / "manifest.json").read_text())["encoder"]
+    assert encoder["arch"] == "RN50-quickgelu" and encoder["identity"].startswith("clip:RN50-quickgelu:")
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("fish\nshark\n")
+    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "yolo-world", "--vocab-file", str(vocab),
+                   "--clip-weights", str(random_clip_weights), "--to", str(tmp_path / "exports"))
+    assert done.returncode == 0, done.stderr
+    embeddings = np.load(tmp_path / "exports" / "vocab.embeddings.npy")
+    assert embeddings.shape == (2, 1024) and embeddings.dtype == np.float32  # YOLO-World's embedding_path
