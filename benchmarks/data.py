@@ -153,6 +153,25 @@ def decode_speed(images: list[Path]) -> tuple[float, float]:
     return pil, len(images) / (time.perf_counter() - start)
 
 
+def loader_throughput(work: Path, batches: int = 24) -> list[tuple[int, float]]:
+    """(workers, images/s) of the training DataLoader alone (decode, flip, collate) on the 800 px JPEGs."""
+    from scaledet.detector.config import load_config
+    from scaledet.detector.data.loader import build_train_loader
+    from scaledet.detector.engine import Trainer
+
+    rows = []
+    for workers in (0, 1, 2):
+        config = load_config(work / "loader-0.yaml", [f"output_dir={work / 'loader-throughput'}"])
+        trainer = Trainer(config, show_progress=False, force=True)
+        loader = build_train_loader(trainer.datasets, trainer.sampler, 0, batches + 2, workers, pin_memory=False)
+        iterator = iter(loader)
+        next(iterator), next(iterator)  # workers started and warm
+        start = time.perf_counter()
+        images = sum(len(next(iterator)) for _ in range(batches))
+        rows.append((workers, images / (time.perf_counter() - start)))
+    return rows
+
+
 def loader_runs(work: Path, iterations: int) -> list[tuple[int, float, float]]:
     """(workers, median step seconds, share of the step waiting for data) of short training runs."""
     import statistics
@@ -236,6 +255,7 @@ def main() -> None:
     processes, pss, rss = done.stdout.split()
     per_file = file_check_seconds(work)
     loader = loader_runs(work, args.iterations)
+    throughput = loader_throughput(work)
     jpegs = sorted((work / "jpeg800" / "images").glob("*.jpg"))
     pil, turbo = decode_speed(jpegs)
 
@@ -256,6 +276,8 @@ def main() -> None:
          f"≈ {per_file * FULL_IMAGES:.0f} s for 1.74M files on this disk, once per index build"),
         ("decode 800 px JPEG, PIL", f"{len(jpegs)} img", f"{pil:.0f} img/s", "", ""),
         ("decode 800 px JPEG, decode_jpeg", f"{len(jpegs)} img", f"{turbo:.0f} img/s", "", f"{turbo / pil:.2f}× PIL"),
+        *((f"loader alone, {w} worker(s)", "800 px JPEG", f"{rate:.1f} img/s", "", "decode + flip + collate")
+          for w, rate in throughput),
         *((f"train step, {w} worker(s)", "batch 2, 800 px", f"{step:.2f} s", "",
            f"waiting for data {share * 100:.1f} % of a step (goal ≤ 5 % with workers)") for w, step, share in loader),
     ]

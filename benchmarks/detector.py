@@ -79,17 +79,7 @@ def main() -> None:
                             max_size_test=args.size)
         model = build_detector(config, union.embeddings, sizes).to(device).train()
         model.roi_heads.similarity = union.similarity()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
-
-        def step(model=model, optimizer=optimizer):
-            torch.manual_seed(1)
-            losses = model(images, targets)
-            optimizer.zero_grad()
-            sum(losses.values()).backward()
-            optimizer.step()
-
-        step()  # warm-up
-        steps[name] = step
+        steps[name] = training_step(model, images, targets)
     steps["stock"] = stock_step(args, device, union.num_labels, images, targets)
     # alternate the two so that drift in machine load falls on both alike
     step_times = {name: [] for name in steps}
@@ -147,12 +137,16 @@ def stock_step(args, device, num_labels: int, images, targets):
     model = FasterRCNN(build_backbone(ModelConfig(backbone=args.backbone)), num_classes=num_labels + 1,
                        min_size=args.size, max_size=args.size, rpn_anchor_generator=anchor_generator(args.backbone),
                        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).to(device).train()
-    stock_targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+    return training_step(model, images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+
+
+def training_step(model, images, targets):
+    """A warmed-up closure running one SGD step of ``model`` on the fixed batch (same seed every call)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 
     def step():
         torch.manual_seed(1)
-        losses = model(images, stock_targets)
+        losses = model(images, targets)
         optimizer.zero_grad()
         sum(losses.values()).backward()
         optimizer.step()
