@@ -237,9 +237,11 @@ def read_manifest(path: Path) -> dict:
 def _read_labels(path: Path) -> pa.Table:
     try:
         labels = pq.read_table(path)
-    except (OSError, pa.ArrowException) as err:
+        labels.validate(full=True)  # every string valid UTF-8, every offset in range: a flipped byte shows here
+        names = list(labels.column_names)
+    except Exception as err:  # noqa: BLE001 - a damaged file surfaces as Arrow, OS or Unicode errors
         raise OutputError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
-    missing = [name for name in LABELS_SCHEMA.names if name not in labels.column_names]
+    missing = [name for name in LABELS_SCHEMA.names if name not in names]
     if missing:
         raise OutputError(f"{path}: no '{missing[0]}' column (not a scaledet labels file)")
     return labels
@@ -248,7 +250,8 @@ def _read_labels(path: Path) -> pa.Table:
 def _read_embeddings(path: Path, in_memory: bool) -> np.ndarray:
     try:
         embeddings = np.load(path, mmap_mode=None if in_memory else "r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - numpy parses the header with ast: a damaged one raises anything
+
         raise OutputError(f"{path}: not a readable .npy file ({one_line(err)})") from None
     if embeddings.ndim != 2 or embeddings.dtype != np.float32:
         raise OutputError(f"{path}: expected a 2-d float32 array, found {embeddings.ndim}-d {embeddings.dtype}")
