@@ -231,15 +231,15 @@ def main() -> None:
     start = time.perf_counter()
     boxes = write_o365_like(annotations, images)
     generated = time.perf_counter() - start
-    small_boxes = write_o365_like(json_file, small) if small != images else boxes
-    if small == images:
+    if small != images:
+        write_o365_like(json_file, small)
+    else:
         json_file = annotations
     print(f"generated {images:,} images / {boxes:,} boxes ({annotations.stat().st_size / 2**20:,.0f} MiB) in "
           f"{generated:.0f} s", file=sys.stderr)
     subprocess.run([str(Path(sys.executable).with_name("scaledet-labels")), "build", "--datasets", "o365", "-q",
                     "--out", str(work / "labelspace"), "--force"], check=True, env={**os.environ, **env},
                    capture_output=True)
-    scale = images / small
     json_wall, json_rss, _ = measured(JSON_PATH.format(path=str(json_file)))
     cold_wall, cold_rss, _ = measured(OPEN_INDEX.format(labelspace=str(work / "labelspace"), annotations=str(annotations)), env)
     warm_wall, warm_rss, _ = measured(OPEN_INDEX.format(labelspace=str(work / "labelspace"), annotations=str(annotations)), env)

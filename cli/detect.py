@@ -7,7 +7,6 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from .common import run_app, user_errors
 

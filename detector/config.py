@@ -24,6 +24,7 @@ from scaledet.labelspace.text_files import load_yaml
 
 from .data import DatasetSpec
 from .data.transforms import AUGMENTATIONS, InputConfig
+from .evaluation import EVALUATORS
 from .model import BACKBONES, NORMS, ModelConfig
 from .sampling import SAMPLING_MODES
 
@@ -133,9 +134,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.detections_per_img": (_positive, "> 0"),
     "datasets[].ratio": (_positive, "> 0"),
     "datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
-    "datasets[].evaluator": (lambda v: v in (None, "coco", "lvis", "oid"), "coco, lvis or oid"),
+    "datasets[].evaluator": (lambda v: v is None or v in EVALUATORS, " or ".join(EVALUATORS)),
     "eval_datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
-    "eval_datasets[].evaluator": (lambda v: v in (None, "coco", "lvis", "oid"), "coco, lvis or oid"),
+    "eval_datasets[].evaluator": (lambda v: v is None or v in EVALUATORS, " or ".join(EVALUATORS)),
 }
 
 

@@ -101,10 +101,10 @@ def _read_rows(reader: csv.DictReader, boxes_csv: Path, category_of: dict[str, i
             y1, y2 = float(row["YMin"]) * image["height"], float(row["YMax"]) * image["height"]
         except ValueError:
             raise ScaledetError(f"{boxes_csv}:{line}: non-numeric box coordinates") from None
+        group = int(row.get("IsGroupOf", "0") == "1")
         annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": category_of[mid],
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                            "iscrowd": int(row.get("IsGroupOf", "0") == "1"),
-                            "isgroupof": int(row.get("IsGroupOf", "0") == "1")})
+                            "iscrowd": group, "isgroupof": group})
 
 
 def _add_image_labels(path: Path, images: dict[str, dict], category_of: dict[str, int]) -> None:

@@ -213,7 +213,8 @@ class Trainer:
 
         try:
             table, _ = evaluate_checkpoint(self.config, checkpoint, self.device, force=True, model=self.model,
-                                           state={"iteration": done, "labelspace": self.labelspace_info()})
+                                           state={"iteration": done, "labelspace": self.labelspace_info()},
+                                           labelspace=self.labelspace)
         finally:
             self.model.roi_heads.set_vocabulary(self.labelspace.embeddings)  # back to the training union
             self.model.train()

@@ -17,7 +17,7 @@ from scaledet.labelspace.prompts import normalize_name, prompt_name
 from scaledet.labelspace.text_files import check_name_text
 
 from .checkpoint import load_checkpoint, load_weights
-from .data import InputConfig, read_image, read_image_array
+from .data import InputConfig, image_file_name, read_image, read_image_array
 from .model import ModelConfig, build_detector
 from .vocabulary import Vocabulary
 
@@ -138,7 +138,7 @@ def image_ids_from_annotations(images: list[Path], annotations: Path | None) -> 
     ground_truth = read_ground_truth(annotations)
     by_name = {}
     for image in ground_truth.document["images"]:
-        by_name[Path(image.get("file_name") or image.get("coco_url", "")).name] = image["id"]
+        by_name[Path(image_file_name(image)).name] = image["id"]
     ids = []
     for path in images:
         if path.name not in by_name:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .errors import OutputError, describe_os_error
+from .errors import OutputError, os_error_words
 
 
 def temporary_name(path: Path) -> Path:
@@ -31,7 +31,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         os.replace(tmp, path)
     except OSError as err:
-        raise OutputError(f"{path}: cannot be written ({describe_os_error(err).split(': ', 1)[-1]})") from None
+        raise OutputError(f"{path}: cannot be written ({os_error_words(err)})") from None
     finally:
         try:
             tmp.unlink(missing_ok=True)

@@ -110,8 +110,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
             "n_labels": len(labels),
             "datasets": [
                 {"key": t.key, "source": t.source, "sha256": t.sha256, "format": t.format, "count": len(t),
-                 **({"hierarchy": t.extra["hierarchy"]} if "hierarchy" in t.extra else {}),
-                 **({"dropped_categories": t.extra["dropped_categories"]} if "dropped_categories" in t.extra else {})}
+                 **{k: t.extra[k] for k in ("hierarchy", "dropped_categories") if k in t.extra}}
                 for t in taxonomies
             ],
             "encoder": {"name": encoder.name, "identity": encoder.identity, "dim": int(embeddings.shape[1]),

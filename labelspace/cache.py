@@ -48,6 +48,7 @@ class EmbeddingCache:
         self._vectors: list[np.ndarray] = []
         self.discarded: list[str] = []
         self.writable = True
+        self._swept = False  # leftovers of killed builds are removed once, before the first write
 
     # ------------------------------------------------------------------ reading
     def _load(self) -> dict[str, tuple[int, int]]:
@@ -134,7 +135,9 @@ class EmbeddingCache:
     def _add(self, keys: list[str], vectors: np.ndarray) -> None:
         index = self._load()
         self.directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.directory)
+        if not self._swept:
+            remove_stale_temporaries(self.directory)
+            self._swept = True
         existing = sorted(self.directory.glob("shard-*.npz"))
         if len(existing) + 1 > MAX_SHARDS:
             all_keys = list(index) + keys

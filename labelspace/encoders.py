@@ -160,7 +160,6 @@ class ClipEncoder:
     def _load(self):
         if self._model is None:
             import open_clip
-            import torch
 
             _ = self.dim  # validates the architecture name
             model = open_clip.create_model(self.arch, pretrained=None, device=self.device)

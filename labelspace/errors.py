@@ -56,9 +56,14 @@ _ERRNO_WORDS = {
 }
 
 
+def os_error_words(err: OSError) -> str:
+    """What went wrong in a file-system error, in words a user can act on (no path)."""
+    return _ERRNO_WORDS.get(err.errno or -1) or err.strerror or one_line(err)
+
+
 def describe_os_error(err: OSError) -> str:
-    """``PATH: what went wrong`` for an error of the file system, in words a user can act on."""
-    words = _ERRNO_WORDS.get(err.errno or -1) or err.strerror or one_line(err)
+    """``PATH: what went wrong`` for an error of the file system."""
+    words = os_error_words(err)
     path = err.filename if err.filename is not None else ""
     if err.filename2 is not None:
         path = f"{path} → {err.filename2}"

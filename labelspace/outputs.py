@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import OutputError, describe_os_error, one_line
+from .errors import OutputError, one_line, os_error_words
 from .union import Label
 
 FORMAT = "scaledet.labelspace/1"
@@ -117,7 +117,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         if retired is not None and (retired / "previous").exists() and not final.exists():
             os.replace(retired / "previous", final)
-        raise OutputError(f"{final}: cannot be replaced ({describe_os_error(err).split(': ', 1)[-1]})") from None
+        raise OutputError(f"{final}: cannot be replaced ({os_error_words(err)})") from None
     finally:
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
@@ -173,7 +173,7 @@ class LabelSpaceOutput:
         if embeddings.shape != (n, manifest["encoder"]["dim"]):
             raise OutputError(f"{directory / EMBEDDINGS_FILE}: shape {embeddings.shape}, the manifest says "
                               f"{n} × {manifest['encoder']['dim']}")
-        expected = manifest.get("embeddings", {}).get("sha256") if isinstance(manifest.get("embeddings"), dict) else None
+        expected = _embeddings_sha256(manifest)
         if with_embeddings and expected:
             from .similarity import embeddings_digest
 
@@ -234,6 +234,12 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+def _embeddings_sha256(manifest: dict) -> str | None:
+    """The embeddings checksum a manifest records (builds made before it was recorded have none)."""
+    embeddings = manifest.get("embeddings")
+    return embeddings.get("sha256") if isinstance(embeddings, dict) else None
+
+
 def _read_labels(path: Path) -> pa.Table:
     try:
         labels = pq.read_table(path)
@@ -251,7 +257,6 @@ def _read_embeddings(path: Path, in_memory: bool) -> np.ndarray:
     try:
         embeddings = np.load(path, mmap_mode=None if in_memory else "r", allow_pickle=False)
     except Exception as err:  # noqa: BLE001 - numpy parses the header with ast: a damaged one raises anything
-
         raise OutputError(f"{path}: not a readable .npy file ({one_line(err)})") from None
     if embeddings.ndim != 2 or embeddings.dtype != np.float32:
         raise OutputError(f"{path}: expected a 2-d float32 array, found {embeddings.ndim}-d {embeddings.dtype}")
@@ -267,7 +272,7 @@ def _check_similarity_belongs(path: Path, manifest: dict) -> None:
     if meta["n_labels"] != manifest["n_labels"]:
         raise OutputError(f"{path}: has {meta['n_labels']} labels, the build has {manifest['n_labels']} "
                           "(a similarity file from another build)")
-    expected = manifest.get("embeddings", {}).get("sha256") if isinstance(manifest.get("embeddings"), dict) else None
+    expected = _embeddings_sha256(manifest)
     found = meta.get("embeddings_sha256")
     if expected and found and expected != found:
         raise OutputError(f"{path}: computed from other embeddings than this build's (a similarity file "

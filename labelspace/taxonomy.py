@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import TaxonomyError
-from .text_files import control_character
+from .text_files import check_name_text
 
 #: Dataset keys become the first part of every global id (``<dataset>/<local name>``), so they are kept to
 #: characters that read well in paths, Parquet and shell arguments. ODinW suites add one level
@@ -84,10 +84,7 @@ def validate_categories(categories: tuple[Category, ...], source: str) -> None:
         if not category.name.strip():
             raise TaxonomyError(f"{source}: category id {category.local_id} has an empty name")
         for text in (category.local_id, category.name, *category.synonyms):
-            char = control_character(text)
-            if char is not None:
-                raise TaxonomyError(f"{source}: category id {category.local_id!r} has the control character "
-                                    f"{char!r} in {text!r}; names must be one line of printable text")
+            check_name_text(text, f"{source}: category id {category.local_id!r}", TaxonomyError)
         if category.local_id in seen_ids:
             raise TaxonomyError(
                 f"{source}: duplicate category id {category.local_id} "

@@ -69,9 +69,9 @@ def control_character(text: str) -> str | None:
     return None
 
 
-def check_name_text(text: str, where: str) -> None:
+def check_name_text(text: str, where: str, error: type[ScaledetError] = ScaledetError) -> None:
     """A class name or synonym must be printable on one line: it ends up in line-oriented files."""
     char = control_character(text)
     if char is not None:
-        raise ScaledetError(f"{where}: name {text!r} contains the control character {char!r}; "
+        raise error(f"{where}: name {text!r} contains the control character {char!r}; "
                             "class names must be one line of printable text")

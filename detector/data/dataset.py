@@ -7,18 +7,17 @@ is what DataLoader workers run, so it touches only mapped arrays and the image f
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.errors import ScaledetError
 
 from ..vocabulary import UnifiedLabelSpace
 from .images import read_image_uint8
 from .index import AnnotationIndex, open_index
-from .records import DatasetSpec
+from .records import DatasetSpec, read_json
 from .transforms import InputConfig, augment
 
 
@@ -50,10 +49,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
     def coco(self) -> dict:
         """The whole annotation document, read only when an evaluator needs it (evaluation sets are small)."""
         if self._coco is None:
-            try:
-                self._coco = json.loads(self.annotation_file.read_text(encoding="utf-8-sig"))
-            except (ValueError, UnicodeDecodeError) as err:
-                raise ScaledetError(f"{self.annotation_file}: malformed JSON ({one_line(err)})") from None
+            self._coco = read_json(self.annotation_file, "annotation file")
         return self._coco
 
     @property

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.errors import ScaledetError, one_line
 
 #: Boxes may poke out of their image by this many pixels (rounding in exporters) before it is an error.
 BOX_TOLERANCE_PX = 1.0
@@ -39,6 +39,18 @@ def _is_int(value) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def read_json(path: Path, what: str):
+    """A JSON document (a UTF-8 BOM allowed), with one-line errors naming the file."""
+    import json
+
+    if not path.is_file():
+        raise ScaledetError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ScaledetError(f"{path}: malformed JSON ({one_line(err)})") from None
 
 
 def check_category(category, position: int, source: Path) -> None:

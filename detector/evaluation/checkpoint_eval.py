@@ -26,15 +26,15 @@ def evaluation_dir(output_dir: str | Path, checkpoint: Path) -> Path:
 
 
 def evaluate_checkpoint(config, checkpoint: Path, device, progress: bool = False, force: bool = False,
-                        model=None, state: dict | None = None) -> tuple[dict[str, dict], Path]:
-    """(metrics per dataset plus suite rows, the folder written). ``model``/``state`` skip reloading
-    when the caller (training's ``eval_period``) already holds them."""
+                        model=None, state: dict | None = None, labelspace=None) -> tuple[dict[str, dict], Path]:
+    """(metrics per dataset plus suite rows, the folder written). ``model``/``state``/``labelspace`` skip
+    reloading when the caller (training's ``eval_period``) already holds them."""
     from ..checkpoint import check_compatible
     from ..data import CocoDetectionDataset
     from ..predict import load_model_from_checkpoint
     from ..vocabulary import UnifiedLabelSpace
 
-    labelspace = UnifiedLabelSpace(config.labelspace)
+    labelspace = labelspace or UnifiedLabelSpace(config.labelspace)
     if model is None:
         model, state = load_model_from_checkpoint(checkpoint, device)
     check_compatible(state, labelspace, checkpoint)

@@ -5,14 +5,13 @@ one-line error naming the id, not a silent AP of 0 or an evaluator's traceback.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.errors import ScaledetError
 
-from ..data import check_annotation, check_category, check_image
+from ..data.records import check_annotation, check_category, check_image, read_json
 
 
 @dataclass
@@ -27,15 +26,6 @@ class GroundTruth:
     @property
     def image_ids(self) -> set[int]:
         return {i["id"] for i in self.document["images"]}
-
-
-def read_json(path: Path, what: str):
-    if not path.is_file():
-        raise ScaledetError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ScaledetError(f"{path}: malformed JSON ({one_line(err)})") from None
 
 
 def read_ground_truth(path: str | Path) -> GroundTruth:
