@@ -112,6 +112,7 @@ def predict(
     vocab: Optional[str] = typer.Option(None, "--vocab", help="Comma-separated class names, e.g. 'fish,jellyfish,penguin'."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A built-in dataset's vocabulary, e.g. odinw/Aquarium."),
     labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="Use this build's union as the vocabulary."),
+    per_concept: bool = typer.Option(False, "--per-concept", help="With --labelspace: one detection per concept of the build's 'scaledet-labels merge', not one per dataset."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For checkpoints trained on CLIP embeddings."),
     score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0),
     fmt: str = typer.Option("json", "--format", help="json (detections.json), or coco: also results.json in the COCO results format."),
@@ -136,7 +137,14 @@ def predict(
         raise ScaledetError(f"--format {fmt!r}: choose json or coco")
     if annotations is not None and fmt != "coco":
         raise ScaledetError("--annotations goes with --format coco")
+    if per_concept and labelspace is None:
+        raise ScaledetError("--per-concept goes with --labelspace (a build with 'scaledet-labels merge' done)")
     out = check_output_dir(out, PREDICT_KIND, "--out", force)
+    concepts = None
+    if per_concept:
+        from scaledet.detector.concepts import concepts_of_build
+
+        concepts = concepts_of_build(labelspace)
     for image in images:
         if not image.is_file():
             raise ScaledetError(f"{image}: image not found")
@@ -152,6 +160,11 @@ def predict(
         check_compatible(state, space, checkpoint)
         vocabulary = space.vocabulary()
     predictions = predict_images(model, images, vocabulary, torch_device, score_threshold)
+    if concepts is not None:
+        from scaledet.detector.concepts import fold_detections
+
+        for prediction in predictions:
+            prediction["detections"] = fold_detections(prediction["detections"], concepts)
     written = write_predictions(predictions, out, image_ids)
     for prediction in predictions:
         found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in prediction["detections"][:8]) or "nothing"

@@ -81,6 +81,9 @@ def build(
         f"encoded {stats.encoded}  similarity {result.similarity_kind} ({result.similarity_rows:,} pairs)  "
         f"{time.perf_counter() - started:.1f}s"
     )
+    phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in result.seconds.items())
+    console.print(f"time: {phases}; peak memory {max(result.peak_mib.values()):,.0f} MiB, "
+                  f"raised most in phase: {result.peak_phase()}")
 
 
 @app.command()
@@ -212,6 +215,56 @@ def graph(
     for item in label_graph.granularity()[:top // 2]:
         findings.add_row(f"granularity ({item['reason']})", f"{item['label']} ⊂ {item['coarser']}", f"{item['cosine']:.2f}")
     console.print(findings)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command()
+@user_errors
+def merge(
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
+    to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/merge)."),
+    decisions: Optional[Path] = typer.Option(None, "--decisions", help="A CSV with columns a, b, decision (accept or reject), e.g. an edited review.csv."),
+    embedding_threshold: float = typer.Option(0.9, "--embedding-threshold", min=-1.0, max=1.0, help="Prompt cosine at which differently named labels may merge."),
+    no_wordnet: bool = typer.Option(False, "--no-wordnet", help="Ignore a local WordNet database (senses then come from names alone)."),
+    top: int = typer.Option(10, "--top", min=1, help="Rows per table in the summary."),
+    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
+) -> None:
+    """Merge labels of different datasets into concepts: merged.parquet, a UniDet-style unified.csv, review.csv."""
+    from scaledet.labelspace.merge import MergeSettings, merge_labels, read_decisions
+    from scaledet.labelspace.merge_io import MERGE_KIND, write_merge_outputs
+    from scaledet.labelspace.output_dirs import check_output_dir
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+
+    output = LabelSpaceOutput.load(out)
+    destination = check_output_dir(to or out / "merge", MERGE_KIND, "--to", force)
+    chosen = read_decisions(decisions, output.global_ids) if decisions else []
+    settings = MergeSettings(embedding_threshold=embedding_threshold, use_wordnet=not no_wordnet)
+    result = merge_labels(output, settings, chosen)
+    written = write_merge_outputs(result, output, destination,
+                                  {"embedding_threshold": embedding_threshold, "wordnet": result.wordnet})
+    concepts = result.concepts()
+    shared = sorted(((a, m) for a, m in concepts.items() if len(m) > 1), key=lambda item: (-len(item[1]), item[0]))
+    outcomes: dict[str, int] = {}
+    for candidate in result.candidates:
+        outcomes[candidate.outcome] = outcomes.get(candidate.outcome, 0) + 1
+    console.print(f"{len(result.global_ids)} labels → {len(concepts)} concepts ({len(shared)} span several datasets); "
+                  f"WordNet {'used' if result.wordnet else 'not found'}; decisions applied {len(chosen)}")
+    console.print("candidate pairs: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1])))
+    table = Table(title=f"largest concepts ({len(shared)} in all)")
+    table.add_column("concept")
+    table.add_column("labels", overflow="fold")
+    for anchor, members in shared[:top]:
+        table.add_row(result.concept_name(anchor), ", ".join(result.global_ids[m] for m in members))
+    console.print(table)
+    refused = [c for c in result.candidates if c.outcome in ("different senses", "coarser (a parent, not a merge)")]
+    if refused:
+        kept_apart = Table(title="kept apart (first rows; all in review.csv)")
+        for column in ("labels", "evidence", "why not"):
+            kept_apart.add_column(column, overflow="fold")
+        for candidate in refused[:top]:
+            kept_apart.add_row(f"{result.global_ids[candidate.a]} / {result.global_ids[candidate.b]}", candidate.detail,
+                               candidate.outcome)
+        console.print(kept_apart)
     console.print("wrote " + ", ".join(str(p) for p in written))
 
 

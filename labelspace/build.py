@@ -66,6 +66,32 @@ class BuildResult:
     similarity_kind: str
     similarity_rows: int
     seconds: dict[str, float] = field(default_factory=dict)
+    #: The process's peak resident memory (MiB) at the end of each phase, in phase order (``union`` also
+    #: holds what came before it: the interpreter, imports, reading the taxonomies).
+    peak_mib: dict[str, float] = field(default_factory=dict)
+
+    def peak_phase(self) -> str | None:
+        """The phase that raised the peak the most: where the memory goes."""
+        if not self.peak_mib:
+            return None
+        steps, previous = {}, 0.0
+        for phase, peak in self.peak_mib.items():
+            steps[phase], previous = peak - previous, peak
+        return max(steps, key=steps.get)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set so far (Linux ``VmHWM``; ``ru_maxrss`` elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _versions() -> dict[str, str]:
@@ -90,20 +116,28 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
     labels = build_union(taxonomies)
     kind, k = resolve_similarity_kind(similarity, len(labels), top_k)
     timings["union"] = time.perf_counter() - start
+    peaks = {"union": peak_rss_mib()}
 
     start = time.perf_counter()
     cache = EmbeddingCache(encoder.identity, encoder.dim) if use_cache else None
     embeddings, stats = embed_prompt_names([label.prompt_name for label in labels], template_list, encoder,
                                            cache=cache, batch_size=batch_size, progress=progress)
+    del cache  # its index and vectors are the size of the embeddings again: not needed from here on
     timings["embed"] = time.perf_counter() - start
+    peaks["embed"] = peak_rss_mib()
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as staging:
         pq.write_table(labels_table(labels, template_list), staging / LABELS_FILE, compression="zstd")
         np.save(staging / EMBEDDINGS_FILE, embeddings)
+        timings["write"] = time.perf_counter() - start
+        start = time.perf_counter()
         tick = similarity_progress(len(labels)) if similarity_progress else None
         rows = write_similarity_cached(staging / SIMILARITY_FILE, embeddings, kind, k, progress=tick)
+        timings["similarity"] = time.perf_counter() - start
+        peaks["similarity"] = peak_rss_mib()
+        start = time.perf_counter()
         atomic_write_json(staging / MANIFEST_FILE, {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -121,5 +155,6 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
             "similarity": {"file": SIMILARITY_FILE, "kind": kind, "k": k, "rows": rows},
             "versions": _versions(),
         })
-    timings["write"] = time.perf_counter() - start
-    return BuildResult(out_dir, labels, taxonomies, stats, kind, rows, timings)
+    timings["write"] += time.perf_counter() - start
+    peaks["write"] = peak_rss_mib()
+    return BuildResult(out_dir, labels, taxonomies, stats, kind, rows, timings, peaks)

@@ -19,7 +19,8 @@ from .taxonomy import Category, Taxonomy
 
 SCHEMA = "scaledet.taxonomy/1"
 #: Column order of one category row in the compact schema.
-FIELDS = ("id", "name", "synonyms", "synset", "frequency", "parents", "part_of", "prompt_name", "key")
+FIELDS = ("id", "name", "synonyms", "synset", "frequency", "parents", "part_of", "prompt_name", "key",
+          "supercategory")
 
 SINGLE_DATASETS = ("lvis", "coco", "o365", "oid", "oid500")
 SUITES = ("odinw", "odinw35")
@@ -50,6 +51,7 @@ def _taxonomy_from_block(key: str, block: dict[str, Any]) -> Taxonomy:
                 part_of=tuple(values["part_of"] or ()),
                 prompt_name=values["prompt_name"],
                 key=values["key"],
+                supercategory=values["supercategory"],
             )
         )
     source = block["source"]
@@ -96,7 +98,7 @@ def taxonomy_to_block(taxonomy: Taxonomy, source_file: str) -> dict[str, Any]:
     for c in taxonomy.categories:
         local_id: int | str = int(c.local_id) if c.local_id.isdigit() else c.local_id
         row = [local_id, c.name, list(c.synonyms) or None, c.synset, c.frequency,
-               list(c.parents) or None, list(c.part_of) or None, c.prompt_name, c.key]
+               list(c.parents) or None, list(c.part_of) or None, c.prompt_name, c.key, c.supercategory]
         while row and row[-1] is None:
             row.pop()
         rows.append(row)

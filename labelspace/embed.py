@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from .cache import EmbeddingCache, entry_key
-from .encoders import TextEncoder, l2_normalize
+from .encoders import TextEncoder
 from .prompts import render
 
 ProgressFactory = Callable[[int], "ProgressBar"]
@@ -69,12 +69,16 @@ def embed_prompt_names(names: list[str], templates: tuple[str, ...], encoder: Te
             vectors.update(zip(chunk_keys, encoded))
         if bar:
             bar.close()
-    dim = encoder.dim
-    # jobs are name-major, so the (names × templates × D) block is one reshape away
-    stacked = np.stack([vectors[k] for _, _, k in jobs]) if jobs else np.zeros((0, dim), np.float32)
-    per_name = stacked.reshape(len(unique_names), len(templates), dim).mean(axis=1)
-    row_of = {name: row for row, name in enumerate(unique_names)}
-    matrix = per_name[[row_of[n] for n in names]] if names else np.zeros((0, dim), np.float32)
     stats = EmbedStats(texts=len(jobs), cache_hits=len(cached), encoded=len(missing),
                        discarded_shards=len(cache.discarded) if cache is not None else 0)
-    return l2_normalize(matrix), stats
+    # One N × D matrix, filled and normalised in place: at 100k labels every extra copy is 150 MB, and
+    # stacking, averaging, reordering and normalising as separate arrays once made this the build's peak.
+    per_name = np.zeros((len(unique_names), encoder.dim), dtype=np.float32)
+    for position, (_, _, key) in enumerate(jobs):  # name-major: templates of one name are adjacent
+        per_name[position // len(templates)] += vectors[key]
+    del vectors, cached
+    per_name /= np.maximum(np.linalg.norm(per_name, axis=1, keepdims=True), 1e-12)
+    if len(unique_names) == len(names):
+        return per_name, stats  # names were unique, so unique_names is names in the same order
+    row_of = {name: row for row, name in enumerate(unique_names)}
+    return per_name[[row_of[n] for n in names]], stats

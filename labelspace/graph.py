@@ -12,8 +12,8 @@ Nodes are labels (with their ``labels.parquet`` attributes). Edges, each with a 
   node such as ``oid/Footwear``), when the label's nearest labels in that dataset are the group or its
   children, or the label is a catch-all (``o365/Other Shoes``).
 
-Hypernym queries (``expand``) follow the parent edges down, plus, with WordNet, every LVIS label whose
-synset lies below any noun sense of the term.
+Hypernym queries (``expand``) follow the parent edges down, reach the labels whose COCO ``supercategory``
+is the term, and, with WordNet, every LVIS label whose synset lies below any noun sense of the term.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class GraphSettings:
     use_wordnet: bool = True  # when a local WordNet database is found
 
 
-def _cross_dataset_neighbours(embeddings: np.ndarray, datasets: np.ndarray, k: int, block: int = 2048):
+def cross_dataset_neighbours(embeddings: np.ndarray, datasets: np.ndarray, k: int, block: int = 2048):
     """For each label, its k most similar labels of *other* datasets: (indices N × k, scores N × k)."""
     n = embeddings.shape[0]
     k = min(k, n)
@@ -79,8 +79,9 @@ class LabelGraph:
         for row in rows:
             self.graph.add_node(row["global_id"], index=row["index"], dataset=row["dataset"], name=row["name"],
                                 local_id=row["local_id"], synset=row["synset"] or "",
-                                synonyms="|".join(row["synonyms"] or []))
-        self.neighbour_idx, self.neighbour_sim = _cross_dataset_neighbours(
+                                synonyms="|".join(row["synonyms"] or []),
+                                supercategory=row.get("supercategory") or "")
+        self.neighbour_idx, self.neighbour_sim = cross_dataset_neighbours(
             self.embeddings, self.datasets, max(self.settings.similar_top_k, 5))
         self.wordnet = None
         if self.settings.use_wordnet and (directory := find_wordnet()) is not None:
@@ -251,6 +252,9 @@ class LabelGraph:
         threshold = similar_threshold if similar_threshold is not None else self.settings.cluster_threshold
         wanted = normalize_name(term)
         roots = [row["global_id"] for row in self.rows if wanted in self._names_of(row)]
+        # a COCO-style supercategory is a parent that is only a name: ``vehicle`` → coco/car, coco/bus, …
+        roots += [row["global_id"] for row in self.rows
+                  if row.get("supercategory") and normalize_name(row["supercategory"]) == wanted]
         if self.wordnet is not None:
             senses = set(self.wordnet.noun_senses(term))
             roots += [gid for gid, offset in self.synset_offset.items()

@@ -45,7 +45,10 @@ LABELS_SCHEMA = pa.schema([
     ("part_of", pa.list_(pa.string())),
     ("synset", pa.string()),
     ("frequency", pa.string()),
+    ("supercategory", pa.string()),
 ])
+#: Columns added after the first release: builds made before them load with the column all null.
+OPTIONAL_LABEL_COLUMNS = ("supercategory",)
 
 
 #: What a build directory holds; anything else in it (but scaledet outputs made from the build, such as
@@ -139,6 +142,7 @@ def labels_table(labels: list[Label], templates: tuple[str, ...]) -> pa.Table:
             "part_of": list(label.part_of),
             "synset": label.synset,
             "frequency": label.frequency,
+            "supercategory": label.supercategory,
         }
         for label in labels
     ], schema=LABELS_SCHEMA)
@@ -247,9 +251,12 @@ def _read_labels(path: Path) -> pa.Table:
         names = list(labels.column_names)
     except Exception as err:  # noqa: BLE001 - a damaged file surfaces as Arrow, OS or Unicode errors
         raise OutputError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
-    missing = [name for name in LABELS_SCHEMA.names if name not in names]
+    missing = [name for name in LABELS_SCHEMA.names if name not in names and name not in OPTIONAL_LABEL_COLUMNS]
     if missing:
         raise OutputError(f"{path}: no '{missing[0]}' column (not a scaledet labels file)")
+    for name in OPTIONAL_LABEL_COLUMNS:
+        if name not in names:
+            labels = labels.append_column(LABELS_SCHEMA.field(name), pa.nulls(labels.num_rows, pa.string()))
     return labels
 
 

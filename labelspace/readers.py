@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -127,6 +128,7 @@ def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonom
                 synset=raw.get("synset"),
                 frequency=raw.get("frequency"),
                 definition=raw.get("def"),
+                supercategory=_supercategory(raw, name),
             )
         )
     # COCO-style files are not always sorted by id (their order is arbitrary); sorting by id makes the
@@ -138,10 +140,23 @@ def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonom
         categories = [c for c in categories if c.local_id != str(project["id"])]
         extra["dropped_categories"] = [{"id": project["id"], "name": project["name"],
                                         "why": "Roboflow's project-level category (supercategory 'none', never annotated)"}]
+    if len({str(c.get("supercategory")) for c in raw_categories if c is not project}) == 1:
+        # one value shared by every class names the project (Roboflow and ODinW files: ``VOC``,
+        # ``creatures``), not a group that tells classes apart
+        categories = [replace(c, supercategory=None) for c in categories]
     if lenient:
         categories, fixes = apply_lenient_fixes(categories)
         extra.update(fixes)
     return Taxonomy(key, tuple(categories), str(path), sha256_of_file(path), "coco-json", extra)
+
+
+def _supercategory(raw: dict, name: str) -> str | None:
+    """COCO's ``supercategory`` as a parent name: kept when it is text naming a group, not Roboflow's
+    ``"none"`` placeholder and not the class itself (``Cottontail-Rabbit`` ⊂ ``Cottontail-Rabbit``)."""
+    value = raw.get("supercategory")
+    if not isinstance(value, str) or not value.strip() or value.strip().lower() in ("none", name.strip().lower()):
+        return None
+    return value.strip()
 
 
 def _roboflow_project_category(path: Path, raw: list[dict]) -> dict | None:
@@ -241,8 +256,8 @@ def read_openimages_csv(key: str, path: str | Path, hierarchy: str | Path | None
         Category(
             local_id=mid,
             name=name,
-            parents=tuple(p for p in parents.get(mid, []) if p in present),
-            part_of=tuple(p for p in part_of.get(mid, []) if p in present),
+            parents=_nearest_present(mid, parents, present),
+            part_of=_nearest_present(mid, part_of, present),
         )
         for mid, name in rows
     ]
@@ -250,6 +265,25 @@ def read_openimages_csv(key: str, path: str | Path, hierarchy: str | Path | None
         categories, fixes = apply_lenient_fixes(categories)
         extra.update(fixes)
     return Taxonomy(key, tuple(categories), str(path), sha256_of_file(path), "openimages-csv", extra)
+
+
+def _nearest_present(mid: str, links: dict[str, list[str]], present: set[str]) -> tuple[str, ...]:
+    """The closest ancestors of ``mid`` that are classes of the file, skipping the hierarchy's nodes that
+    are not: in the 500-class challenge list ``Mouse`` (the animal) sits under ``Animal``, because its
+    parent ``Mammal`` is not one of the 500."""
+    found: list[str] = []
+    seen: set[str] = set()
+    stack = list(reversed(links.get(mid, [])))
+    while stack:
+        node = stack.pop()
+        if node in seen or node == mid:
+            continue
+        seen.add(node)
+        if node in present:
+            found.append(node)
+        else:
+            stack.extend(reversed(links.get(node, [])))
+    return tuple(found)
 
 
 # --------------------------------------------------------------------------- YOLO and plain text

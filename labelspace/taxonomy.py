@@ -26,6 +26,8 @@ class Category:
     ``prompt_name`` overrides ``name`` for prompt text only (used for known typos such as Objects365
     ``Moniter/TV``), so the global id keeps matching the official annotation files.
     ``key`` overrides ``name`` in the global id only where a source repeats a display name under two ids.
+    ``supercategory`` is the group a COCO-style file puts the class in (COCO's ``vehicle``, ``animal``): a
+    parent that is a name, not a class of the dataset, so it is kept as text rather than as a ``parents`` id.
     """
 
     local_id: str
@@ -38,6 +40,7 @@ class Category:
     part_of: tuple[str, ...] = ()
     prompt_name: str | None = None
     key: str | None = None
+    supercategory: str | None = None
 
     @property
     def id_name(self) -> str:
@@ -83,7 +86,7 @@ def validate_categories(categories: tuple[Category, ...], source: str) -> None:
     for category in categories:
         if not category.name.strip():
             raise TaxonomyError(f"{source}: category id {category.local_id} has an empty name")
-        for text in (category.local_id, category.name, *category.synonyms):
+        for text in (category.local_id, category.name, *category.synonyms, *filter(None, [category.supercategory])):
             check_name_text(text, f"{source}: category id {category.local_id!r}", TaxonomyError)
         if category.local_id in seen_ids:
             raise TaxonomyError(

@@ -28,6 +28,7 @@ class Label:
     definition: str | None
     parents: tuple[str, ...]  # global ids
     part_of: tuple[str, ...]  # global ids
+    supercategory: str | None = None  # the source's group name (COCO), not a label
 
 
 def build_union(taxonomies: list[Taxonomy]) -> list[Label]:
@@ -54,6 +55,7 @@ def build_union(taxonomies: list[Taxonomy]) -> list[Label]:
                     definition=category.definition,
                     parents=tuple(global_by_local[p] for p in category.parents if p in global_by_local),
                     part_of=tuple(global_by_local[p] for p in category.part_of if p in global_by_local),
+                    supercategory=category.supercategory,
                 )
             )
     return labels

@@ -52,9 +52,22 @@ class WordNetNouns:
     def noun_senses(self, word: str) -> list[int]:
         return self.senses.get(word.strip().lower().replace(" ", "_"), [])
 
-    def _read_hypernyms(self, offset: int) -> tuple[int, ...]:
+    def _fields(self, offset: int) -> list[str]:
         self._data.seek(offset)
-        fields = self._data.readline().decode("utf-8", errors="replace").split(" | ")[0].split()
+        return self._data.readline().decode("utf-8", errors="replace").split(" | ")[0].split()
+
+    def lexicographer_file(self, offset: int) -> int:
+        """The synset's lexicographer file number (5 = noun.animal, 6 = noun.artifact, 13 = noun.food, …)."""
+        return int(self._fields(offset)[1])
+
+    def words(self, offset: int) -> tuple[str, ...]:
+        """The lemmas of a synset, lower case with spaces (``french horn``, ``horn``)."""
+        fields = self._fields(offset)
+        word_count = int(fields[3], 16)
+        return tuple(fields[4 + 2 * i].lower().replace("_", " ") for i in range(word_count))
+
+    def _read_hypernyms(self, offset: int) -> tuple[int, ...]:
+        fields = self._fields(offset)
         word_count = int(fields[3], 16)
         position = 4 + 2 * word_count
         pointer_count = int(fields[position])

@@ -39,8 +39,15 @@ def test_similarity_benchmark_prints_its_table():
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "similarity.py"), "--sizes", "300", "600",
                            "--top-k", "8", "--dense-up-to", "300"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
-    assert lines[1].split()[:2] == ["labels", "kind"]
+    step, command = done.stdout.split("\n\n")[:2]
+    lines = step.splitlines()
+    assert lines[1].split()[:2] == ["labels", "kind"] and "faiss IndexFlatIP" in lines[1]
     rows = [line.split() for line in lines[3:]]
     assert [(r[0], r[1]) for r in rows] == [("300", "dense"), ("300", "topk"), ("600", "topk")]
     assert rows[1][4].replace(",", "") == str(300 * 8)
+    assert rows[1][-1].endswith("×") and float(rows[1][-1][:-1]) > 0  # beside faiss (a dev dependency)
+    # the whole command, as a process: the largest size cold and every size warm, with where the peak rose
+    rows = [line.split() for line in command.splitlines()[3:] if line and not line.startswith("growth")]
+    assert [(r[0], r[1]) for r in rows] == [("300", "warm"), ("600", "cold"), ("600", "warm")]
+    assert all(r[7] in ("union", "embed", "write", "similarity") for r in rows)
+    assert "MiB per 10k labels" in command

@@ -71,9 +71,11 @@ def test_graph_command_writes_graphml_and_parquet(output, tmp_path):
     assert findings["clusters"] and findings["merge_candidates"][0]["confidence"] == 1.0
 
 
-def test_topk_similarity_equals_dense_on_its_entries(output, tmp_path):
+@pytest.mark.parametrize("tile", [None, 97])
+def test_topk_similarity_equals_dense_on_its_entries(output, tmp_path, tile):
+    """The top-k pass computes only the upper triangle of tiles; rows must still be exact and sorted."""
     k = 16
-    write_similarity(tmp_path / "topk.parquet", output.embeddings, "topk", k)
+    write_similarity(tmp_path / "topk.parquet", output.embeddings, "topk", k, block_rows=tile)
     topk = SimilarityMatrix.load(tmp_path / "topk.parquet")
     dense = output.similarity().dense().numpy()
     table = pq.read_table(tmp_path / "topk.parquet").to_pandas()
@@ -195,6 +197,20 @@ def test_report_is_written_with_its_figures(output, tmp_path):
     for name in ("overlap.png", "map.png"):
         with Image.open(tmp_path / "r" / name) as image:
             assert image.size[0] > 300
+
+
+def test_coco_supercategory_expands_and_old_builds_still_load(output, graph, tmp_path):
+    assert "coco/car" in graph.expand("vehicle") and "coco/bus" in graph.expand("vehicle")
+    labels = output.labels.to_pylist()
+    assert next(r for r in labels if r["global_id"] == "coco/car")["supercategory"] == "vehicle"
+    # a build made before the column existed loads, with the column empty
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(output.directory, old)
+    pq.write_table(pq.read_table(old / "labels.parquet").drop(["supercategory"]), old / "labels.parquet")
+    loaded = LabelSpaceOutput.load(old)
+    assert loaded.labels.column("supercategory").null_count == loaded.labels.num_rows
 
 
 def test_wordnet_hypernyms_of_lvis_synsets(output):

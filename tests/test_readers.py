@@ -193,3 +193,31 @@ def test_darknet_names_file(tmp_path):
     path = tmp_path / "coco.names"
     path.write_bytes("\ufeffperson\r\nbicycle\r\ncar\r\n".encode())
     assert [c.name for c in read_taxonomy_file("d", path).categories] == ["person", "bicycle", "car"]
+
+
+def test_coco_supercategory_is_kept_as_a_parent_name(tmp_path):
+    coco = {c.name: c for c in builtin.load_builtin("coco")[0].categories}
+    assert coco["car"].supercategory == "vehicle" and coco["mouse"].supercategory == "electronic"
+    assert coco["person"].supercategory is None  # 'person' ⊂ 'person' says nothing
+    path = tmp_path / "animals.json"
+    path.write_text(json.dumps({"categories": [{"id": 1, "name": "cat", "supercategory": "pet"},
+                                               {"id": 2, "name": "cow", "supercategory": "livestock"}]}))
+    assert [c.supercategory for c in read_coco_json("a", path).categories] == ["pet", "livestock"]
+    # one value shared by every class names the project (Roboflow, ODinW), not a group
+    assert all(c.supercategory is None for c in read_taxonomy_file("pets", _write(tmp_path, ROBOFLOW)).categories)
+    aquarium = builtin.load_builtin("odinw/Aquarium")[0]
+    assert all(c.supercategory is None for c in aquarium.categories)
+
+
+def _write(tmp_path: Path, document: dict) -> Path:
+    path = tmp_path / "_annotations.coco.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_openimages_parents_skip_classes_the_list_does_not_have():
+    """In the 500-class challenge list the animal Mouse's parent Mammal is absent: its parent is Animal."""
+    oid500 = {c.key or c.name: c for c in builtin.load_builtin("oid500")[0].categories}
+    names = {c.local_id: c.name for c in oid500.values()}
+    assert [names[p] for p in oid500["Mouse [/m/04rmv]"].parents] == ["Animal"]
+    assert [names[p] for p in oid500["Boy"].parents] == ["Person"]

@@ -1,0 +1,95 @@
+"""Writing and reading concept merges (docs/outputs.md, "merge/").
+
+``merged.parquet``  one row per label of the build, in label order: ``global_id``, ``dataset``, ``name``,
+                    ``concept`` (the global id of the concept's first label), ``concept_name`` and ``why``
+                    (the evidence the label joined by). Key-value metadata ``scaledet`` ties it to the
+                    build's embeddings, so a merge of another build is refused.
+``unified.csv``     the unified vocabulary in the shape of UniDet's label-space files: ``key``, then per
+                    dataset ``<dataset>_id`` and ``<dataset>_name`` (empty where a dataset has no label).
+``review.csv``      every candidate pair and its outcome, with an empty ``decision`` column: write
+                    ``accept`` or ``reject`` there and pass the file to the next ``merge --decisions``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import atomic_write, atomic_write_text
+from .errors import OutputError, one_line
+from .merge import MergeResult
+from .output_dirs import mark_output_dir
+from .outputs import LabelSpaceOutput
+
+MERGE_KIND = "concept merge"
+MERGED_FILE = "merged.parquet"
+UNIFIED_FILE = "unified.csv"
+REVIEW_FILE = "review.csv"
+MERGED_SCHEMA = pa.schema([("global_id", pa.string()), ("dataset", pa.string()), ("name", pa.string()),
+                           ("concept", pa.string()), ("concept_name", pa.string()), ("why", pa.string())])
+REVIEW_COLUMNS = ("a", "b", "evidence", "detail", "cosine", "outcome", "decision")
+
+
+def _csv_text(header: tuple[str, ...] | list[str], rows: list[list]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def unified_rows(result: MergeResult) -> tuple[list[str], list[list[str]]]:
+    """One row per concept, UniDet's shape: key, then id and name per dataset in build order."""
+    header = ["key"] + [f"{d}_{field}" for d in result.dataset_order for field in ("id", "name")]
+    rows = []
+    for anchor, members in sorted(result.concepts().items()):
+        cells = {result.datasets[m]: m for m in members}
+        row = [result.concept_name(anchor)]
+        for dataset in result.dataset_order:
+            member = cells.get(dataset)
+            row += ["", ""] if member is None else [result.local_ids[member], result.names[member]]
+        rows.append(row)
+    return header, rows
+
+
+def write_merge_outputs(result: MergeResult, output: LabelSpaceOutput, destination: Path,
+                        settings: dict) -> list[Path]:
+    destination.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(destination, MERGE_KIND, build=str(output.directory))
+    table = pa.Table.from_pylist([
+        {"global_id": gid, "dataset": result.datasets[i], "name": result.names[i],
+         "concept": result.global_ids[result.concept_of[i]], "concept_name": result.concept_name(result.concept_of[i]),
+         "why": result.why[i]}
+        for i, gid in enumerate(result.global_ids)
+    ], schema=MERGED_SCHEMA.with_metadata({b"scaledet": json.dumps({
+        "n_labels": len(result.global_ids), "embeddings_sha256": (output.manifest.get("embeddings") or {}).get("sha256"),
+        "wordnet": result.wordnet, "decisions_applied": result.decisions_applied, "settings": settings}).encode()}))
+    header, rows = unified_rows(result)
+    review = [[result.global_ids[c.a], result.global_ids[c.b], c.evidence, c.detail, f"{c.cosine:.4f}", c.outcome,
+               c.decision] for c in result.candidates]
+    return [
+        atomic_write(destination / MERGED_FILE, lambda p: pq.write_table(table, p)),
+        atomic_write_text(destination / UNIFIED_FILE, _csv_text(header, rows)),
+        atomic_write_text(destination / REVIEW_FILE, _csv_text(REVIEW_COLUMNS, review)),
+    ]
+
+
+def load_concepts(path: Path, output: LabelSpaceOutput) -> list[str]:
+    """The concept (a global id) of every label of ``output``, in label order, from a ``merged.parquet``."""
+    try:
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {}).get(b"scaledet", b"null"))
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise OutputError(f"{path}: not a readable merge file ({one_line(err)})") from None
+    if not isinstance(meta, dict) or not {"global_id", "concept"} <= set(table.column_names):
+        raise OutputError(f"{path}: not a scaledet merge file (run 'scaledet-labels merge')")
+    expected = (output.manifest.get("embeddings") or {}).get("sha256")
+    if table.num_rows != len(output.global_ids) or (expected and meta.get("embeddings_sha256") not in (None, expected)):
+        raise OutputError(f"{path}: made from another build than {output.directory}; run 'scaledet-labels merge --out {output.directory}'")
+    if table.column("global_id").to_pylist() != output.global_ids:
+        raise OutputError(f"{path}: its labels are not those of {output.directory}")
+    return table.column("concept").to_pylist()

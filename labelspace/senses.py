@@ -1,0 +1,180 @@
+"""What a label's name means, from the evidence a build holds: its terms and, with WordNet, its senses.
+
+Two labels may name one concept only if they share a *term* (a normalised name, synonym or ``/``
+alternative, singular), a WordNet synset, or a very close prompt embedding. Whether they *do* depends on
+the sense: ``oid/Mouse`` under ``Animal`` is not ``coco/mouse`` in ``electronic``. The sense evidence is:
+
+* an LVIS label's ``synset`` (definite);
+* the *context* of any other label: the parenthesised qualifier of its name (``bat (animal)``), its COCO
+  ``supercategory`` and the names of its ancestors in its dataset's hierarchy (OpenImages ``Mouse`` →
+  ``Animal``). With WordNet installed, a term's noun senses are narrowed to those with the context word
+  among the lemmas of the sense or of one of its hypernyms (``mouse.n.04`` is below ``electronic device``);
+  when no sense fits, all of them stay possible (``outdoor`` says nothing about a bench).
+
+Senses are compared by their *kind*, WordNet's lexicographer file (animal, artifact, person, …), not by
+synset: WordNet splits one everyday concept into senses a detector cannot tell apart (``broccoli`` the
+plant and the food, ``cow`` and ``beef`` the cattle, ``refrigerator`` and ``electric refrigerator``). Food
+and plant count as one kind for that reason. A mouse that is an animal and one that is an artifact differ.
+
+Without WordNet, the terms alone decide and every sense check passes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .prompts import normalize_name
+from .wordnet import WordNetNouns
+
+_QUALIFIER = re.compile(r"^(?P<base>.*?)\s*\((?P<qualifier>[^()]*)\)\s*$")
+_WORD = re.compile(r"[a-z]+")
+#: Words of a context that say nothing about a sense.
+_CONTEXT_STOPWORDS = frozenset({"and", "or", "of", "the", "a", "other", "others", "misc", "miscellaneous", "none",
+                                "thing", "things", "object", "objects", "item", "items", "stuff"})
+#: Plural-looking nouns that are not plurals of another label (used when WordNet cannot tell).
+_PLURALIA_TANTUM = frozenset({"glasses", "sunglasses", "scissors", "binoculars", "pliers", "tongs", "pants",
+                              "shorts", "jeans", "trousers", "goggles", "headphones", "earphones", "tights",
+                              "chopsticks", "dice", "species", "series", "news", "bus", "gas", "lens",
+                              "canvas", "cactus", "asparagus", "hummus", "octopus", "walrus", "hippopotamus",
+                              "citrus", "bass", "glass", "grass", "dress", "cross", "compass", "mattress"})
+
+
+def singular(term: str) -> str:
+    """The singular of a term's last word, by English spelling rules (``skis`` → ``ski``)."""
+    head, _, last = term.rpartition(" ")
+    if len(last) <= 3 or last in _PLURALIA_TANTUM or last.endswith(("ss", "us", "sis", "xis", "nis", "ris")):
+        return term
+    if last.endswith("ies") and len(last) > 4:
+        last = last[:-3] + "y"
+    elif last.endswith(("ches", "shes", "xes", "zes", "sses", "oes")):
+        last = last[:-2]
+    elif last.endswith("s"):
+        last = last[:-1]
+    return f"{head} {last}" if head else last
+
+
+def split_qualifier(name: str) -> tuple[str, str | None]:
+    """``bat (animal)`` → (``bat``, ``animal``)."""
+    match = _QUALIFIER.match(name)
+    return (match["base"].strip(), match["qualifier"].strip()) if match else (name, None)
+
+
+def label_terms(name: str, synonyms: list[str] | tuple[str, ...] = ()) -> tuple[set[str], set[str]]:
+    """The surface forms a label answers to, as (names, wider names).
+
+    Names: each normalised name and synonym without its qualifier, a ``/`` name joined (``Picture/Frame``
+    → ``picture frame``) and its first alternative (``Orange/Tangerine`` → ``orange``), and their
+    singulars. Wider names: the later alternatives (``tangerine``): a label named ``Monitor/TV`` covers TVs
+    but is more than a TV, so a ``tv`` label is finer than it, not the same."""
+    names: set[str] = set()
+    wider: set[str] = set()
+    for text in (name, *synonyms):
+        raw = text.replace("_", " ").lower()
+        base, _ = split_qualifier(normalize_name(raw.replace("/", " ")))
+        forms, later = {base}, set()
+        if "/" in raw:
+            parts = [split_qualifier(normalize_name(part))[0] for part in raw.split("/") if part.strip()]
+            forms.add(parts[0])
+            later.update(parts[1:])
+        for form in forms:
+            names.update(f for f in (form, singular(form)) if f)
+        for form in later:
+            wider.update(f for f in (form, singular(form)) if f)
+    return names, wider - names
+
+
+def is_modified_form(term: str, other: str) -> bool:
+    """``other`` is ``term`` with words added before or after: a kind of it (``side table``, ``sports
+    ball``) or a thing used with it (``table tennis racket``); either way not the same concept."""
+    if term == other or not term or not other:
+        return False
+    return other.endswith(" " + term) or other.startswith(term + " ")
+
+
+def context_words(texts: list[str]) -> set[str]:
+    words: set[str] = set()
+    for text in texts:
+        words.update(w for w in _WORD.findall(text.lower().replace("_", " ")) if w not in _CONTEXT_STOPWORDS)
+    return words
+
+
+@dataclass
+class LabelSense:
+    """The evidence about one label's meaning."""
+
+    terms: set[str]
+    context: set[str]
+    #: Possible WordNet synsets (offsets): None when WordNet has nothing to say about this label.
+    senses: frozenset[int] | None = None
+    #: The kinds of those senses (lexicographer files, food and plant as one); None with the senses.
+    kinds: frozenset[int] | None = None
+    #: True when the senses were fixed by a synset field or narrowed by the context.
+    resolved: bool = False
+    narrowed_by: set[str] = field(default_factory=set)
+
+
+#: noun.food and noun.plant: the fruit and the plant it grows on are one thing to a detector.
+_KIND_ALIASES = {13: 20}
+#: Lexicographer files of things one can draw a box around: the top concepts (``person.n.01``), animal,
+#: artifact, body, food, location, object, person, plant, substance. A detection label is one of these; its
+#: abstract senses (``american football`` the game, noun.act; LVIS's ``book.n.01``, the written work) are
+#: not what it means, and say nothing about which visible thing it is.
+PHYSICAL_KINDS = frozenset({3, 5, 6, 8, 13, 15, 17, 18, 20, 27})
+
+
+class SenseResolver:
+    """Turns (terms, context, synset) into sense sets with a local WordNet; a no-op without one."""
+
+    def __init__(self, wordnet: WordNetNouns | None) -> None:
+        self.wordnet = wordnet
+        self._hypernym_words: dict[int, set[str]] = {}
+
+    def _words_above(self, offset: int) -> set[str]:
+        """Every word of the lemmas of a synset and of all its hypernyms."""
+        if offset not in self._hypernym_words:
+            words: set[str] = set()
+            for synset in (offset, *self.wordnet.ancestors(offset)):
+                for lemma in self.wordnet.words(synset):
+                    words.update(_WORD.findall(lemma))
+            self._hypernym_words[offset] = words
+        return self._hypernym_words[offset]
+
+    def term_senses(self, term: str) -> set[int]:
+        """Noun senses of a term, trying its singular when the term itself is not a lemma."""
+        if self.wordnet is None:
+            return set()
+        senses = self.wordnet.noun_senses(term)
+        if not senses and singular(term) != term:
+            senses = self.wordnet.noun_senses(singular(term))
+        return set(senses)
+
+    def kinds(self, senses: frozenset[int]) -> frozenset[int]:
+        return frozenset(_KIND_ALIASES.get(k, k) for k in (self.wordnet.lexicographer_file(s) for s in senses))
+
+    def resolve(self, terms: set[str], context: set[str], synset: str | None) -> LabelSense:
+        sense = LabelSense(terms=terms, context=context)
+        if self.wordnet is None:
+            return sense
+        if synset and (offset := self.wordnet.offset(synset)) is not None:
+            if self.wordnet.lexicographer_file(offset) not in PHYSICAL_KINDS:
+                return sense
+            sense.senses, sense.resolved = frozenset({offset}), True
+        else:
+            candidates = set().union(*(self.term_senses(t) for t in terms)) if terms else set()
+            candidates = {s for s in candidates if self.wordnet.lexicographer_file(s) in PHYSICAL_KINDS}
+            if not candidates:
+                return sense  # WordNet knows no visible thing by this name: it has nothing to say
+            fitting = {s for s in candidates if self._words_above(s) & context} if context else set()
+            if fitting:
+                sense.narrowed_by = set().union(*(self._words_above(s) & context for s in fitting))
+                sense.senses, sense.resolved = frozenset(fitting), True
+            else:
+                sense.senses = frozenset(candidates)
+        sense.kinds = self.kinds(sense.senses)
+        return sense
+
+    def is_below(self, narrow: frozenset[int], broad: frozenset[int]) -> bool:
+        """Every sense of ``narrow`` lies strictly below some sense of ``broad`` (``handgun`` below ``gun``)."""
+        if self.wordnet is None or not narrow or not broad:
+            return False
+        return all(self.wordnet.ancestors(s) & broad for s in narrow) and not (narrow & broad)
