@@ -250,6 +250,10 @@ def merge(
     console.print(f"{len(result.global_ids)} labels → {len(concepts)} concepts ({len(shared)} span several datasets); "
                   f"WordNet {'used' if result.wordnet else 'not found'}; decisions applied {len(chosen)}")
     console.print("candidate pairs: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1])))
+    for candidate in result.candidates:
+        if candidate.decision == "accept" and candidate.outcome not in ("merged", "already one concept"):
+            console.print(f"note: accepted {result.global_ids[candidate.a]} / {result.global_ids[candidate.b]} "
+                          f"cannot merge: {candidate.outcome}")
     table = Table(title=f"largest concepts ({len(shared)} in all)")
     table.add_column("concept")
     table.add_column("labels", overflow="fold")

@@ -4,8 +4,8 @@
 
 It reads the files with scaledet's own readers, so a built-in key gives exactly the labels the user would
 get from the official file, and writes only facts in the compact schema ``scaledet.taxonomy/1``: ids,
-names, synonyms, WordNet synsets, LVIS frequency, OpenImages parents / part-of MIDs, Objects365 prompt-name
-fixes. Definition sentences and image counts are left out (give your own LVIS file to get definitions).
+names, synonyms, WordNet synsets, LVIS frequency, COCO supercategories, OpenImages parents / part-of MIDs,
+Objects365 prompt-name fixes. Definition sentences and image counts are left out (give your own LVIS file to get definitions).
 See docs/provenance.md for where the source files come from.
 """
 from __future__ import annotations

@@ -87,6 +87,7 @@ class MergeResult:
     dataset_order: list[str]
     wordnet: bool
     decisions_applied: int = 0
+    _names: dict[int, str] = field(default_factory=dict, repr=False)
 
     def concepts(self) -> dict[int, list[int]]:
         members: dict[int, list[int]] = defaultdict(list)
@@ -95,7 +96,16 @@ class MergeResult:
         return dict(members)
 
     def concept_name(self, anchor: int) -> str:
-        return split_qualifier(normalize_name(self.names[anchor]))[0] or normalize_name(self.names[anchor])
+        """The anchor's name without its sense qualifier (``mouse``); where two concepts would share it, the
+        later one (in build order) says whose it is: ``mouse (oid500/Mouse [/m/04rmv])``."""
+        if not self._names:
+            taken: set[str] = set()
+            for first in sorted(set(self.concept_of)):
+                plain = normalize_name(self.names[first])
+                name = split_qualifier(plain)[0] or plain
+                self._names[first] = name if name not in taken else f"{name} ({self.global_ids[first]})"
+                taken.add(name)
+        return self._names[anchor]
 
 
 @dataclass
@@ -263,18 +273,18 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
         if decision == "reject":
             rejected[i].add(j)
             rejected[j].add(i)
-        candidate = candidates.get((i, j)) or Candidate(i, j, "decision", "", float(output.embeddings[i] @ output.embeddings[j]))
+        candidate = candidates.get((i, j)) or Candidate(i, j, "decision", "named in the decisions file",
+                                                        float(output.embeddings[i] @ output.embeddings[j]))
         candidate.decision = decision
         if decision == "accept":
             candidate.evidence, candidate.detail = "decision", "accepted in the decisions file"
+        else:
+            candidate.outcome = "rejected in the decisions file"
         candidates[(i, j)] = candidate
 
     for candidate in candidates.values():
-        if candidate.evidence == "decision":
-            continue
-        candidate.outcome = _refusal(candidate, senses, resolver, groups, ids, rows)
-        if candidate.decision == "reject":
-            candidate.outcome = "rejected in the decisions file"
+        if candidate.evidence != "decision" and not candidate.outcome:
+            candidate.outcome = _refusal(candidate, senses, resolver, groups, ids, rows)
 
     dataset_rank_of = {key: rank for rank, key in enumerate(output.datasets)}
     dataset_rank = [dataset_rank_of.get(d, len(dataset_rank_of)) for d in datasets]

@@ -21,7 +21,7 @@ Without WordNet, the terms alone decide and every sense check passes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .prompts import normalize_name
 from .wordnet import WordNetNouns
@@ -108,9 +108,6 @@ class LabelSense:
     senses: frozenset[int] | None = None
     #: The kinds of those senses (lexicographer files, food and plant as one); None with the senses.
     kinds: frozenset[int] | None = None
-    #: True when the senses were fixed by a synset field or narrowed by the context.
-    resolved: bool = False
-    narrowed_by: set[str] = field(default_factory=set)
 
 
 #: noun.food and noun.plant: the fruit and the plant it grows on are one thing to a detector.
@@ -158,18 +155,14 @@ class SenseResolver:
         if synset and (offset := self.wordnet.offset(synset)) is not None:
             if self.wordnet.lexicographer_file(offset) not in PHYSICAL_KINDS:
                 return sense
-            sense.senses, sense.resolved = frozenset({offset}), True
+            sense.senses = frozenset({offset})
         else:
             candidates = set().union(*(self.term_senses(t) for t in terms)) if terms else set()
             candidates = {s for s in candidates if self.wordnet.lexicographer_file(s) in PHYSICAL_KINDS}
             if not candidates:
                 return sense  # WordNet knows no visible thing by this name: it has nothing to say
             fitting = {s for s in candidates if self._words_above(s) & context} if context else set()
-            if fitting:
-                sense.narrowed_by = set().union(*(self._words_above(s) & context for s in fitting))
-                sense.senses, sense.resolved = frozenset(fitting), True
-            else:
-                sense.senses = frozenset(candidates)
+            sense.senses = frozenset(fitting or candidates)
         sense.kinds = self.kinds(sense.senses)
         return sense
 
