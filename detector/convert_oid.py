@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 
@@ -55,17 +56,10 @@ def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_
                        image_extension: str = ".jpg", image_labels_csv: Path | None = None) -> dict[str, int]:
     taxonomy = read_openimages_csv("oid", classes_csv)
     category_of = {c.local_id: i + 1 for i, c in enumerate(taxonomy.categories)}
-    if not boxes_csv.is_file():
-        raise ScaledetError(f"{boxes_csv}: file not found")
     images: dict[str, dict] = {}
     annotations = []
-    try:
-        with open(boxes_csv, newline="", encoding="utf-8-sig") as handle:
-            _read_rows(csv.DictReader(handle), boxes_csv, category_of, image_dir, image_extension, images, annotations)
-    except UnicodeDecodeError as err:
-        raise ScaledetError(f"{boxes_csv}: not UTF-8 text (byte {err.start})") from None
-    except csv.Error as err:
-        raise ScaledetError(f"{boxes_csv}: malformed CSV ({one_line(err)})") from None
+    rows = _csv_rows(boxes_csv, REQUIRED_COLUMNS, "*-annotations-bbox.csv")
+    _read_boxes(rows, boxes_csv, category_of, image_dir, image_extension, images, annotations)
     if image_labels_csv is not None:
         _add_image_labels(image_labels_csv, images, category_of)
     document = {"info": INFO, "images": list(images.values()), "annotations": annotations,
@@ -76,15 +70,31 @@ def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_
     return {"images": len(images), "annotations": len(annotations), "categories": len(category_of)}
 
 
-def _read_rows(reader: csv.DictReader, boxes_csv: Path, category_of: dict[str, int], image_dir: Path,
-               image_extension: str, images: dict[str, dict], annotations: list[dict]) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ScaledetError(f"{boxes_csv}: missing column {missing[0]} (an OpenImages *-annotations-bbox.csv)")
-    for line, row in enumerate(reader, start=2):
-        if any(row.get(c) is None for c in REQUIRED_COLUMNS):
-            raise ScaledetError(f"{boxes_csv}:{line}: short row ({len([v for v in row.values() if v is not None])} "
-                                f"of {len(reader.fieldnames)} columns)")
+def _csv_rows(path: Path, required: tuple[str, ...], kind: str) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of an OpenImages CSV. A missing file or column, a short row, bytes that are not
+    UTF-8 and malformed CSV are each one line naming the file (and the line)."""
+    if not path.is_file():
+        raise ScaledetError(f"{path}: file not found")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ScaledetError(f"{path}: missing column {missing[0]} (an OpenImages {kind})")
+            for line, row in enumerate(reader, start=2):
+                if any(row.get(c) is None for c in required):
+                    raise ScaledetError(f"{path}:{line}: short row ({len([v for v in row.values() if v is not None])} "
+                                        f"of {len(reader.fieldnames)} columns)")
+                yield line, row
+    except UnicodeDecodeError as err:
+        raise ScaledetError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except csv.Error as err:
+        raise ScaledetError(f"{path}: malformed CSV ({one_line(err)})") from None
+
+
+def _read_boxes(rows: Iterator[tuple[int, dict]], boxes_csv: Path, category_of: dict[str, int], image_dir: Path,
+                image_extension: str, images: dict[str, dict], annotations: list[dict]) -> None:
+    for line, row in rows:
         mid = row["LabelName"]
         if mid not in category_of:
             continue  # a class outside the given class list
@@ -109,25 +119,14 @@ def _read_rows(reader: csv.DictReader, boxes_csv: Path, category_of: dict[str, i
 
 def _add_image_labels(path: Path, images: dict[str, dict], category_of: dict[str, int]) -> None:
     """Verified image-level labels of the converted images: present (confidence 1) or absent (0)."""
-    if not path.is_file():
-        raise ScaledetError(f"{path}: file not found")
+    rows = _csv_rows(path, ("ImageID", "LabelName", "Confidence"), "*-imagelabels*.csv")
     for image in images.values():
         image["pos_category_ids"], image["neg_category_ids"] = [], []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in ("ImageID", "LabelName", "Confidence") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ScaledetError(f"{path}: missing column {missing[0]} (an OpenImages *-imagelabels*.csv)")
-            for line, row in enumerate(reader, start=2):
-                image = images.get(row["ImageID"])
-                if image is None or row["LabelName"] not in category_of:
-                    continue
-                if row["Confidence"] not in ("0", "1"):
-                    raise ScaledetError(f"{path}:{line}: Confidence {row['Confidence']!r}; expected 0 or 1")
-                key = "pos_category_ids" if row["Confidence"] == "1" else "neg_category_ids"
-                image[key].append(category_of[row["LabelName"]])
-    except UnicodeDecodeError as err:
-        raise ScaledetError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except csv.Error as err:
-        raise ScaledetError(f"{path}: malformed CSV ({one_line(err)})") from None
+    for line, row in rows:
+        image = images.get(row["ImageID"])
+        if image is None or row["LabelName"] not in category_of:
+            continue
+        if row["Confidence"] not in ("0", "1"):
+            raise ScaledetError(f"{path}:{line}: Confidence {row['Confidence']!r}; expected 0 or 1")
+        key = "pos_category_ids" if row["Confidence"] == "1" else "neg_category_ids"
+        image[key].append(category_of[row["LabelName"]])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
 from conftest import run_cli
@@ -79,3 +80,22 @@ def test_converted_openimages_maps_onto_the_builtin_oid_labels(tmp_path, builtin
     assert names == {"oid/Person", "oid/Car", "oid/Clothing"}
     _, target = dataset[0]
     assert [space.global_ids[i - 1] for i in target["labels"].tolist()] == ["oid/Person"]  # the group box is crowd
+
+
+@pytest.mark.parametrize("labels,expected", [
+    ("ImageID,Source,LabelName\nimg1,verification,/m/01g317\n", "missing column Confidence"),
+    ("ImageID,Source,LabelName,Confidence\nimg1,verification\n", "labels.csv:2: short row"),
+    ("ImageID,Source,LabelName,Confidence\nimg1,verification,/m/01g317,0.5\n", "labels.csv:2: Confidence '0.5'"),
+])
+def test_convert_oid_image_labels_errors_are_one_line(tmp_path, labels, expected):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (200, 100)).save(tmp_path / "images" / "img1.jpg")
+    Image.new("RGB", (64, 64)).save(tmp_path / "images" / "img2.jpg")
+    (tmp_path / "classes.csv").write_text(CLASSES)
+    (tmp_path / "boxes.csv").write_text(BOXES)
+    (tmp_path / "labels.csv").write_text(labels)
+    done = run_cli("scaledet", "convert-oid", "--boxes", str(tmp_path / "boxes.csv"), "--classes",
+                   str(tmp_path / "classes.csv"), "--images", str(tmp_path / "images"), "--out", str(tmp_path / "o.json"),
+                   "--image-labels", str(tmp_path / "labels.csv"))
+    assert done.returncode == 2 and expected in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.json").exists()
