@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from .errors import TaxonomyError, one_line
 from .taxonomy import Category, Taxonomy, apply_lenient_fixes
-from .text_files import load_yaml, read_text, skip_bom
+from .text_files import load_yaml, read_text, skip_bom, stream_json_items
 
 #: File suffix → format name; ``read_taxonomy_file`` dispatches on it.
 FORMAT_BY_SUFFIX = {
@@ -70,18 +70,12 @@ def read_taxonomy_file(key: str, path: str | Path, hierarchy: str | Path | None 
 # --------------------------------------------------------------------------- COCO-style JSON
 def _iter_json_categories(path: Path) -> Iterable[dict[str, Any]]:
     """Stream ``categories`` items from a JSON object without materialising the rest of the file."""
-    import ijson
-
     found_any = False
-    try:
-        with open(path, "rb") as handle:
-            for item in ijson.items(skip_bom(handle), "categories.item", use_float=True):
-                found_any = True
-                yield item
-        if not found_any:
-            _explain_missing_categories(path)
-    except ijson.JSONError as err:
-        raise TaxonomyError(f"{path}: malformed JSON ({one_line(err)})") from None
+    for item in stream_json_items(path, "categories.item", TaxonomyError):
+        found_any = True
+        yield item
+    if not found_any:
+        _explain_missing_categories(path)
 
 
 def _explain_missing_categories(path: Path) -> None:
@@ -169,12 +163,10 @@ def _roboflow_project_category(path: Path, raw: list[dict]) -> dict | None:
     others = [c for c in raw if c is not project]
     if not all(c.get("supercategory") == project["name"] for c in others):
         return None
-    import ijson
-
-    with open(path, "rb") as handle:  # only for files of this shape (small exports): is it ever used?
-        for category_id in ijson.items(skip_bom(handle), "annotations.item.category_id"):
-            if category_id == project["id"]:
-                return None
+    # only for files of this shape (small exports): is it ever used?
+    for category_id in stream_json_items(path, "annotations.item.category_id", TaxonomyError):
+        if category_id == project["id"]:
+            return None
     return project
 
 

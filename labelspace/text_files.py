@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 import yaml
 
@@ -31,6 +31,19 @@ def skip_bom(handle: BinaryIO) -> BinaryIO:
     if handle.read(3) != UTF8_BOM:
         handle.seek(0)
     return handle
+
+
+def stream_json_items(path: Path, prefix: str, error: type[ScaledetError] = ScaledetError,
+                      problem: str = "malformed JSON") -> Iterator[Any]:
+    """The items at ``prefix`` (ijson's notation: ``categories.item``) of a JSON file, streamed so that a
+    1 GB annotation file is never in memory, after a BOM; a JSON error is one ``error`` line."""
+    import ijson
+
+    try:
+        with open(path, "rb") as handle:
+            yield from ijson.items(skip_bom(handle), prefix, use_float=True)
+    except ijson.JSONError as err:
+        raise error(f"{path}: {problem} ({one_line(err)})") from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -41,7 +41,7 @@ import numpy as np
 from scaledet.labelspace.cache_dir import cache_root
 from scaledet.labelspace.errors import ScaledetError, one_line
 from scaledet.labelspace.readers import sha256_of_file
-from scaledet.labelspace.text_files import skip_bom
+from scaledet.labelspace.text_files import stream_json_items
 
 from .records import BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, image_file_name
 
@@ -141,13 +141,7 @@ def _say(text: str) -> None:
 
 
 def _items(path: Path, prefix: str):
-    import ijson
-
-    try:
-        with open(path, "rb") as handle:
-            yield from ijson.items(skip_bom(handle), prefix, use_float=True)
-    except ijson.JSONError as err:
-        raise ScaledetError(f"{path}: malformed or truncated JSON ({one_line(err)})") from None
+    return stream_json_items(path, prefix, ScaledetError, "malformed or truncated JSON")
 
 
 def _map_categories(path: Path, spec: DatasetSpec, labelspace) -> list[dict]:
