@@ -46,10 +46,18 @@ class GraphSettings:
     use_wordnet: bool = True  # when a local WordNet database is found
 
 
+#: Score-matrix entries one block of ``cross_dataset_neighbours`` may hold (64 MB of float32; the partition
+#: indices take twice that): 2048 rows up to 8k labels, 160 rows at 100k.
+NEIGHBOUR_BLOCK_ENTRIES = 16_000_000
+
+
 def cross_dataset_neighbours(embeddings: np.ndarray, datasets: np.ndarray, k: int, block: int = 2048):
-    """For each label, its k most similar labels of *other* datasets: (indices N × k, scores N × k)."""
+    """For each label, its k most similar labels of *other* datasets: (indices N × k, scores N × k).
+
+    Blocks of rows shrink as N grows, so memory stays bounded by ``NEIGHBOUR_BLOCK_ENTRIES`` whatever N."""
     n = embeddings.shape[0]
     k = min(k, n)
+    block = max(1, min(block, NEIGHBOUR_BLOCK_ENTRIES // max(n, 1)))
     all_idx = np.zeros((n, k), dtype=np.int64)
     all_sim = np.full((n, k), -np.inf, dtype=np.float32)
     codes = np.unique(datasets, return_inverse=True)[1]
