@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tables import table
+
 REPO = Path(__file__).resolve().parents[1]
 FULL_IMAGES = 1_742_292
 BOXES_PER_IMAGE = 25_423_713 / FULL_IMAGES
@@ -206,13 +208,6 @@ def loader_runs(work: Path, iterations: int) -> list[tuple[int, float, float]]:
         wait = statistics.median(line["data_seconds"] for line in lines)
         rows.append((workers, step, wait / step))
     return rows
-
-
-def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    return "\n".join([*lines, *("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)])
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from tables import table
+
 
 def timed(fn, repeats: int, sync) -> float:
     times = []
@@ -118,10 +120,7 @@ def main() -> None:
 
     print(f"detector benchmark: {args.backbone} FPN, {args.batch} × {args.size}px images, {device}, "
           f"union {union.num_labels} labels, median of {args.steps}")
-    header = ("what", "time", "rate", "note")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    for row in [header, tuple("-" * w for w in widths)] + rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print(table(rows, ("what", "time", "rate", "note")))
     print("\nwhere ScaleDet's step spends more than the stock one (profiler, self time of one step, top 6):")
     for name, milliseconds in extra:
         print(f"  {milliseconds:+8.1f} ms  {name}")

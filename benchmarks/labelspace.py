@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tables import table
+
 
 def timed_command(args: list[str], env: dict) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of a child process."""
@@ -73,9 +75,7 @@ def main() -> None:
         ("scaledet-labels build, warm", f"{cmd_warm:.2f} s", f"peak RSS ≤ {rss_warm:.0f} MiB", "goal ≤ 2 s"),
     ]
     print(f"labelspace build benchmark: {' '.join(args.datasets)} → {n} unique prompt texts")
-    widths = [max(len(r[i]) for r in rows + [("what", "time", "rate", "note")]) for i in range(4)]
-    for row in [("what", "time", "rate", "note"), tuple("-" * w for w in widths)] + rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print(table(rows, ("what", "time", "rate", "note")))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from scaledet.labelspace.export import embedded_name
+from tables import table
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCES = REPO.parent / "shared" / "references"
 DATASETS = ["coco", "o365", "oid500", "lvis"]
@@ -59,14 +62,14 @@ def _keys(text: str) -> set[str]:
     return {lower, singular(lower), lower.replace(" ", ""), singular(lower).replace(" ", "")}
 
 
-def o365_lookup(labels: list[dict]) -> dict[str, set[str]]:
+def o365_lookup(labels: list[dict], template: str) -> dict[str, set[str]]:
     """Matching key → o365 global ids, from the v2 name, the build's prompt name and, for a v2 name with
     ``/``, each alternative (UniDet's ``bowl`` is v2's ``Bowl/Basin``). A UniDet name with a ``/`` that v2
     lacks (``bread/bun``) matches nothing rather than a guess."""
     lookup: dict[str, set[str]] = defaultdict(set)
     for row in labels:
         if row["dataset"] == "o365":
-            prompt = row["prompt"].removeprefix("a photo of a ").removesuffix(".")
+            prompt = embedded_name(row["prompt"], template)
             texts = [row["name"], prompt, *row["name"].split("/"), *prompt.split(" or ")]
             for text in texts:
                 for key in _keys(text):
@@ -74,10 +77,10 @@ def o365_lookup(labels: list[dict]) -> dict[str, set[str]]:
     return lookup
 
 
-def unidet_pairs(path: Path, labels: list[dict]) -> tuple[set[frozenset], set[str], list[str]]:
+def unidet_pairs(path: Path, labels: list[dict], template: str) -> tuple[set[frozenset], set[str], list[str]]:
     by_local = {(row["dataset"], row["local_id"]): row["global_id"] for row in labels}
     by_name = {(row["dataset"], row["name"]): row["global_id"] for row in labels}
-    o365 = o365_lookup(labels)
+    o365 = o365_lookup(labels, template)
     pairs, universe, unmatched = set(), set(), []
     rows = list(csv.DictReader(path.open(encoding="utf-8")))
     claims = defaultdict(list)  # an o365 label two UniDet rows both match (``orange``, ``tangerine``)
@@ -162,7 +165,8 @@ def main() -> None:
     why = {row["global_id"]: row["why"] for row in merged}
 
     rows = []
-    reference, universe, unmatched = unidet_pairs(unidet, labels)
+    template = json.loads((build / "manifest.json").read_text())["templates"][0]
+    reference, universe, unmatched = unidet_pairs(unidet, labels, template)
     predicted = merged_pairs(merged, {"coco", "o365", "oid500"}, universe)
     rows.append(score("UniDet manual (COCO + O365 + OID)", reference, predicted, why))
     reference, universe = synset_pairs(synsets, labels)
@@ -173,11 +177,8 @@ def main() -> None:
     print(f"\nUniDet rows left out because a name matches no label of the build ({len(unmatched)}):")
     for entry in unmatched:
         print(f"  {entry}")
-    header = ("reference", "pairs", "merged", "agree", "precision", "recall")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     print(f"\nconcept merges of {build} (goal: precision and recall ≥ 0.98)")
-    for row in [header, tuple("-" * w for w in widths)] + rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    print(table(rows, ("reference", "pairs", "merged", "agree", "precision", "recall")))
 
 
 if __name__ == "__main__":

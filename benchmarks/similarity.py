@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tables import table
+
 SIMILARITY_CHILD = """
 import json, sys, time
 import numpy as np
@@ -154,13 +156,6 @@ def warm_cache(root: Path, fresh: Path) -> Path:
     return fresh
 
 
-def print_table(title: str, header: tuple, rows: list[tuple]) -> None:
-    print(title)
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths)] + rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -172,9 +167,9 @@ def main() -> None:
     embeddings = word_embeddings(words, work)
 
     rows = step_rows(embeddings, args.sizes, args.top_k, args.dense_up_to, work)
-    print_table(f"the similarity step: MiniLM embeddings of real words, top-k = {args.top_k}, one process per row",
-                ("labels", "kind", "time", "pairs", "file", "peak RSS", "faiss IndexFlatIP (time / peak)",
-                 "speed vs faiss"), rows)
+    print(f"the similarity step: MiniLM embeddings of real words, top-k = {args.top_k}, one process per row")
+    print(table(rows, ("labels", "kind", "time", "pairs", "file", "peak RSS", "faiss IndexFlatIP (time / peak)",
+                       "speed vs faiss")))
 
     from scaledet.labelspace.cache_dir import cache_root
 
@@ -187,9 +182,9 @@ def main() -> None:
         command_rows.append(command_row(words_file, n, args.top_k, warm_cache(cache_root(), work / f"cache-warm-{n}"),
                                         "warm cache", work))
     print()
-    print_table("the whole command: scaledet-labels build --dataset-file words=WORDS.txt --similarity topk, as a process "
-                "(goal ≤ 2 GiB at 100k)", ("labels", "cache", "wall", "peak RSS", "peak raised most in", "encode",
-                                          "similarity"), command_rows)
+    print("the whole command: scaledet-labels build --dataset-file words=WORDS.txt --similarity topk, as a process "
+          "(goal ≤ 2 GiB at 100k)")
+    print(table(command_rows, ("labels", "cache", "wall", "peak RSS", "peak raised most in", "encode", "similarity")))
     warm = [(int(r[0].replace(",", "")), float(r[3].split()[0].replace(",", ""))) for r in command_rows if r[1] == "warm cache"]
     if len(warm) >= 2 and warm[-1][0] > warm[0][0]:
         slope = (warm[-1][1] - warm[0][1]) / (warm[-1][0] - warm[0][0]) * 10_000

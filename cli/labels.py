@@ -241,7 +241,7 @@ def merge(
     settings = MergeSettings(embedding_threshold=embedding_threshold, use_wordnet=not no_wordnet)
     result = merge_labels(output, settings, chosen)
     written = write_merge_outputs(result, output, destination,
-                                  {"embedding_threshold": embedding_threshold, "wordnet": result.wordnet})
+                                  {"embedding_threshold": embedding_threshold})
     concepts = result.concepts()
     shared = sorted(((a, m) for a, m in concepts.items() if len(m) > 1), key=lambda item: (-len(item[1]), item[0]))
     outcomes: dict[str, int] = {}

@@ -24,11 +24,7 @@ def concepts_of_build(build: Path) -> dict[str, tuple[str, str]]:
     if not path.is_file():
         raise ScaledetError(f"{build}: no concept merges ({path} is missing); run 'scaledet-labels merge --out {build}' first")
     output = LabelSpaceOutput.load(build, with_embeddings=False)
-    concepts = load_concepts(path, output)
-    import pyarrow.parquet as pq
-
-    names = pq.read_table(path, columns=["concept_name"]).column("concept_name").to_pylist()
-    return {gid: (concept, name) for gid, concept, name in zip(output.global_ids, concepts, names)}
+    return dict(zip(output.global_ids, load_concepts(path, output)))
 
 
 def fold_detections(detections: list[dict], concepts: dict[str, tuple[str, str]], iou: float = 0.5) -> list[dict]:

@@ -26,16 +26,16 @@ import numpy as np
 
 from .outputs import LabelSpaceOutput
 from .prompts import normalize_name
+from .senses import split_qualifier
 from .wordnet import WordNetNouns, find_wordnet
 
 EDGE_KINDS = ("parent", "synonym", "similar", "granularity")
 CATCH_ALL = re.compile(r"^(other|others|misc|miscellaneous)\b", re.IGNORECASE)
-_SENSE = re.compile(r"\s*\(.*\)\s*$")
 
 
 def base_name(name: str) -> str:
     """The name without a parenthesised sense: ``bow (weapon)`` → ``bow``."""
-    return _SENSE.sub("", normalize_name(name)).strip()
+    return split_qualifier(normalize_name(name))[0]
 
 
 @dataclass

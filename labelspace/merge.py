@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScaledetError
+from .export import embedded_name
 from .graph import CATCH_ALL, cross_dataset_neighbours
 from .outputs import LabelSpaceOutput
 from .prompts import normalize_name
@@ -259,9 +260,10 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
     if settings.use_wordnet and (directory := find_wordnet()) is not None:
         wordnet = WordNetNouns(directory)
     resolver = SenseResolver(wordnet)
-    prompt_names = _prompt_names(rows, output.manifest["templates"][0])
-    terms = [label_terms(row["name"], [*(row["synonyms"] or []), *filter(None, [encoded])])
-             for row, encoded in zip(rows, prompt_names)]
+    # the name each label was encoded with, too: Objects365's ``Bakset`` was encoded as ``basket``
+    template = output.manifest["templates"][0]
+    terms = [label_terms(row["name"], [*(row["synonyms"] or []), embedded_name(row["prompt"], template)])
+             for row in rows]
     senses = [resolver.resolve(names, context_words(context), row["synset"])
               for row, (names, _), context in zip(rows, terms, _contexts(rows))]
     groups = {parent for row in rows for parent in (row["parent"] or [])}
@@ -290,7 +292,8 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
     dataset_rank = [dataset_rank_of.get(d, len(dataset_rank_of)) for d in datasets]
     components = _Components(datasets, [s.kinds for s in senses])
     joined_by: dict[int, Candidate] = {}
-    for candidate in sorted(candidates.values(), key=lambda c: c.sort_key(dataset_rank)):
+    ordered = sorted(candidates.values(), key=lambda c: c.sort_key(dataset_rank))
+    for candidate in ordered:
         if candidate.outcome:
             continue
         conflict = components.conflict(candidate.a, candidate.b, rejected)
@@ -313,17 +316,9 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
             other = edge.b if edge.a == index else edge.a
             why.append(f"{edge.detail} with {ids[other]}")
     return MergeResult(ids, datasets, [row["local_id"] for row in rows], [row["name"] for row in rows], concept_of, why,
-                       sorted(candidates.values(), key=lambda c: c.sort_key(dataset_rank)),
+                       ordered,
                        list(output.datasets), wordnet is not None,
                        decisions_applied=len(decisions))
-
-
-def _prompt_names(rows: list[dict], template: str) -> list[str | None]:
-    """The name each label was encoded with (Objects365's ``Bakset`` was encoded as ``basket``), recovered
-    from its prompt and the build's first template."""
-    head, _, tail = template.partition("{}")
-    return [row["prompt"][len(head):len(row["prompt"]) - len(tail)]
-            if row["prompt"].startswith(head) and row["prompt"].endswith(tail) else None for row in rows]
 
 
 def _refusal(candidate: Candidate, senses: list[LabelSense], resolver: SenseResolver, groups: set[str],

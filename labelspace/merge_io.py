@@ -66,7 +66,7 @@ def write_merge_outputs(result: MergeResult, output: LabelSpaceOutput, destinati
          "why": result.why[i]}
         for i, gid in enumerate(result.global_ids)
     ], schema=MERGED_SCHEMA.with_metadata({b"scaledet": json.dumps({
-        "n_labels": len(result.global_ids), "embeddings_sha256": (output.manifest.get("embeddings") or {}).get("sha256"),
+        "n_labels": len(result.global_ids), "embeddings_sha256": output.embeddings_sha256,
         "wordnet": result.wordnet, "decisions_applied": result.decisions_applied, "settings": settings}).encode()}))
     header, rows = unified_rows(result)
     review = [[result.global_ids[c.a], result.global_ids[c.b], c.evidence, c.detail, f"{c.cosine:.4f}", c.outcome,
@@ -78,18 +78,18 @@ def write_merge_outputs(result: MergeResult, output: LabelSpaceOutput, destinati
     ]
 
 
-def load_concepts(path: Path, output: LabelSpaceOutput) -> list[str]:
-    """The concept (a global id) of every label of ``output``, in label order, from a ``merged.parquet``."""
+def load_concepts(path: Path, output: LabelSpaceOutput) -> list[tuple[str, str]]:
+    """(concept, concept name) of every label of ``output``, in label order, from a ``merged.parquet``."""
     try:
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {}).get(b"scaledet", b"null"))
     except (OSError, ValueError, pa.ArrowException) as err:
         raise OutputError(f"{path}: not a readable merge file ({one_line(err)})") from None
-    if not isinstance(meta, dict) or not {"global_id", "concept"} <= set(table.column_names):
+    if not isinstance(meta, dict) or not {"global_id", "concept", "concept_name"} <= set(table.column_names):
         raise OutputError(f"{path}: not a scaledet merge file (run 'scaledet-labels merge')")
-    expected = (output.manifest.get("embeddings") or {}).get("sha256")
+    expected = output.embeddings_sha256
     if table.num_rows != len(output.global_ids) or (expected and meta.get("embeddings_sha256") not in (None, expected)):
         raise OutputError(f"{path}: made from another build than {output.directory}; run 'scaledet-labels merge --out {output.directory}'")
     if table.column("global_id").to_pylist() != output.global_ids:
         raise OutputError(f"{path}: its labels are not those of {output.directory}")
-    return table.column("concept").to_pylist()
+    return list(zip(table.column("concept").to_pylist(), table.column("concept_name").to_pylist()))

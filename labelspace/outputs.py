@@ -196,6 +196,11 @@ class LabelSpaceOutput:
         return [d["key"] for d in self.manifest["datasets"]]
 
     @property
+    def embeddings_sha256(self) -> str | None:
+        """The checksum of ``embeddings.npy`` the manifest records (None for builds made before it was)."""
+        return _embeddings_sha256(self.manifest)
+
+    @property
     def encoder_identity(self) -> str:
         return self.manifest["encoder"]["identity"]
 

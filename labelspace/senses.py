@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from .prompts import normalize_name
 from .wordnet import WordNetNouns
 
-_QUALIFIER = re.compile(r"^(?P<base>.*?)\s*\((?P<qualifier>[^()]*)\)\s*$")
+#: A parenthesised sense at the end of a name: ``bow (weapon)``, LVIS ``bat_(animal)`` once normalised.
+_QUALIFIER = re.compile(r"\s*\((?P<qualifier>.*)\)\s*$")
 _WORD = re.compile(r"[a-z]+")
 #: Words of a context that say nothing about a sense.
 _CONTEXT_STOPWORDS = frozenset({"and", "or", "of", "the", "a", "other", "others", "misc", "miscellaneous", "none",
@@ -54,9 +55,9 @@ def singular(term: str) -> str:
 
 
 def split_qualifier(name: str) -> tuple[str, str | None]:
-    """``bat (animal)`` → (``bat``, ``animal``)."""
-    match = _QUALIFIER.match(name)
-    return (match["base"].strip(), match["qualifier"].strip()) if match else (name, None)
+    """``bat (animal)`` → (``bat``, ``animal``); a name without one → (name, None)."""
+    match = _QUALIFIER.search(name)
+    return (name[:match.start()].strip(), match["qualifier"].strip()) if match else (name, None)
 
 
 def label_terms(name: str, synonyms: list[str] | tuple[str, ...] = ()) -> tuple[set[str], set[str]]:

@@ -95,12 +95,10 @@ def topk_blocks(embeddings: np.ndarray, k: int, block_rows: int = TOPK_TILE) -> 
                 _merge_topk(best_scores, best_index, a0, tile, b0, k)
                 if b0 != a0:
                     _merge_topk(best_scores, best_index, b0, tile.T, a0, k)
-            order = best_scores[a0:a1].argsort(dim=1, descending=True, stable=True)
-            top = best_index[a0:a1].gather(1, order).to(torch.int32)
-            top_scores = best_scores[a0:a1].gather(1, order)
+            # every row met its own block's diagonal tile, so ``_merge_topk`` left it sorted best first
             rows = np.repeat(np.arange(a0, a1, dtype=np.int32), k)
-            yield pa.record_batch([pa.array(rows), pa.array(top.numpy().ravel()),
-                                   pa.array(top_scores.numpy().ravel())], schema=SCHEMA)
+            yield pa.record_batch([pa.array(rows), pa.array(best_index[a0:a1].to(torch.int32).numpy().ravel()),
+                                   pa.array(best_scores[a0:a1].numpy().ravel())], schema=SCHEMA)
 
 
 def _merge_topk(best_scores, best_index, row_offset: int, tile, column_offset: int, k: int) -> None:
