@@ -68,7 +68,7 @@ def evaluate(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: OUTPUT_DIR/model_final.pth."),
     results: Optional[Path] = typer.Option(None, "--results", help="Detections of any detector (COCO results format); needs --annotations."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth for --results (COCO-format JSON)."),
-    evaluator: str = typer.Option("coco", "--evaluator", help="For --results: coco, lvis (federated) or oid (challenge metric)."),
+    evaluator: str = typer.Option("coco", "--evaluator", help="For --results: coco, lvis (federated), oid (the OpenImages challenge metric), or oid-expanded (detections also copied to parent classes; not the challenge's protocol)."),
     as_json: bool = typer.Option(False, "--json", help="For --results: print one JSON object of the metrics."),
     force: bool = typer.Option(False, "--force", help="Evaluate a checkpoint again, replacing its evaluation folder."),
     device: str = typer.Option("auto", "--device"),
@@ -87,11 +87,11 @@ def evaluate(
             raise ScaledetError("--results and --annotations go together, without --config")
         from scaledet.detector.evaluation import evaluate_files
 
-        metrics = evaluate_files(results, annotations, evaluator)
+        metrics, protocol = evaluate_files(results, annotations, evaluator)
         if as_json:
-            typer.echo(json.dumps(metrics))
+            typer.echo(json.dumps({"protocol": protocol, **metrics}))
         else:
-            _print_metrics(f"{evaluator} evaluation of {results}", {annotations.stem: metrics})
+            _print_metrics(f"{evaluator} evaluation of {results} (protocol: {protocol})", {annotations.stem: metrics})
         return
     if config is None:
         raise ScaledetError("give --config (evaluate a checkpoint) or --results with --annotations")

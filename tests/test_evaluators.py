@@ -96,7 +96,7 @@ TINY_OID = {
         {"id": 2, "image_id": 1, "category_id": 3, "bbox": [50, 50, 50, 50], "isgroupof": 1, "iscrowd": 1}],
 }
 TINY_OID_RESULTS = [
-    _det(1, 2, [0, 0, 50, 50], 0.9),     # dog TP; expanded: animal TP
+    _det(1, 2, [0, 0, 50, 50], 0.9),     # dog TP (oid-expanded: also an animal TP)
     _det(1, 3, [55, 55, 20, 20], 0.8),   # inside the group-of cat box: the group's one TP
     _det(1, 3, [60, 60, 20, 20], 0.6),   # also inside: ignored, not a false positive
     _det(1, 4, [0, 0, 10, 10], 0.7),     # car verified absent on image 1: FP (car has no boxes: no AP)
@@ -109,9 +109,21 @@ def test_openimages_challenge_rules_by_hand():
     evaluator = OpenImagesEvaluator(parents=OID_PARENTS)
     ground_truth = GroundTruth(Path("tiny.json"), TINY_OID)
     per_class = evaluator.per_class_ap(ground_truth, TINY_OID_RESULTS)
-    # dog: FP 0.95 then TP 0.9 → 0.5; cat: the group-of TP → 1; animal (by expansion): 2 boxes, 2 TPs → 1
+    # dog: FP 0.95 then TP 0.9 → 0.5; cat: the group-of TP → 1; animal: 2 boxes by expansion of the ground
+    # truth, but no detection of animal itself (detections are not expanded) → 0
+    assert per_class == {1: pytest.approx(0.0), 2: pytest.approx(0.5), 3: pytest.approx(1.0), 4: None}
+    assert evaluator.evaluate(ground_truth, TINY_OID_RESULTS)["AP50"] == pytest.approx(50.0, abs=0.01)
+
+
+def test_openimages_expanded_detections_is_a_named_option():
+    from scaledet.detector.evaluation import OpenImagesExpandedEvaluator, build_evaluator
+
+    evaluator = OpenImagesExpandedEvaluator(parents=OID_PARENTS)
+    per_class = evaluator.per_class_ap(GroundTruth(Path("tiny.json"), TINY_OID), TINY_OID_RESULTS)
+    # animal: dog 0.9 TP on the dog box, cat 0.8 / 0.6 inside the group-of cat box → 2 of 2 → 1
     assert per_class == {1: pytest.approx(1.0), 2: pytest.approx(0.5), 3: pytest.approx(1.0), 4: None}
-    assert evaluator.evaluate(ground_truth, TINY_OID_RESULTS)["AP50"] == pytest.approx(250 / 3, abs=0.01)
+    assert build_evaluator("oid").protocol == "openimages-challenge"
+    assert "not the challenge" in build_evaluator("oid-expanded").protocol
 
 
 def test_openimages_hierarchy_must_know_every_class():
@@ -130,7 +142,8 @@ def test_openimages_bundled_hierarchy_expands_real_classes():
     document = {"categories": [{"id": 1, "name": "Dog", "mid": "/m/0bt9lr"}, {"id": 2, "name": "Animal", "mid": "/m/0jbk"}],
                 "images": [{"id": 1, "width": 10, "height": 10, "file_name": "x.jpg"}],
                 "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}]}
-    per_class = OpenImagesEvaluator().per_class_ap(GroundTruth(Path("d.json"), document), [_det(1, 1, [0, 0, 5, 5], 1.0)])
+    results = [_det(1, 1, [0, 0, 5, 5], 1.0), _det(1, 2, [0, 0, 5, 5], 0.5)]
+    per_class = OpenImagesEvaluator().per_class_ap(GroundTruth(Path("d.json"), document), results)
     assert per_class == {1: pytest.approx(1.0), 2: pytest.approx(1.0)}
 
 
@@ -149,7 +162,8 @@ def test_eval_results_of_any_detector(tmp_path):
                    "--evaluator", "lvis", "--json")
     assert done.returncode == 0, done.stderr
     metrics = json.loads(done.stdout)
-    assert set(metrics) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"}
+    assert set(metrics) == {"protocol", "AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf"}
+    assert metrics["protocol"] == "lvis-federated"
     assert metrics["APf"] == pytest.approx(50.0, abs=0.01)
     done = run_cli("scaledet", "eval", "--results", str(results), "--annotations", str(annotations), "--evaluator", "coco")
     assert done.returncode == 0 and "66.7" in done.stdout, done.stdout + done.stderr

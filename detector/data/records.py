@@ -25,7 +25,7 @@ class DatasetSpec:
     images: str
     labelspace_key: str | None = None
     ratio: float = 1.0
-    evaluator: str | None = None  # coco | lvis | oid; default from the labelspace key
+    evaluator: str | None = None  # coco | lvis | oid | oid-expanded; default from the labelspace key
     check_images: bool = True  # check once, when the index is built, that every image file exists
 
     @property

@@ -15,9 +15,10 @@ from scaledet.labelspace.errors import ScaledetError
 from .coco import CocoEvaluator
 from .ground_truth import GroundTruth, check_results, read_ground_truth, read_json
 from .lvis import LvisEvaluator
-from .oid import OpenImagesEvaluator
+from .oid import OpenImagesEvaluator, OpenImagesExpandedEvaluator
 
-EVALUATORS = {"coco": CocoEvaluator, "lvis": LvisEvaluator, "oid": OpenImagesEvaluator}
+EVALUATORS = {"coco": CocoEvaluator, "lvis": LvisEvaluator, "oid": OpenImagesEvaluator,
+              "oid-expanded": OpenImagesExpandedEvaluator}
 #: Suites whose members are reported together (key prefix → row name).
 SUITES = ("odinw", "odinw35")
 
@@ -25,6 +26,8 @@ SUITES = ("odinw", "odinw35")
 class Evaluator(Protocol):
     name: str
     metric_names: tuple[str, ...]
+    #: What the numbers mean, named in every output, since users compare numbers across protocols.
+    protocol: str
 
     def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]: ...
 
@@ -58,15 +61,17 @@ def suite_summaries(table: dict[str, dict]) -> dict[str, dict]:
     return rows
 
 
-def evaluate_files(results_path, annotations_path, evaluator_name: str) -> dict[str, float]:
-    """``scaledet eval --results R.json --annotations A.json``: any detector's results, no model."""
+def evaluate_files(results_path, annotations_path, evaluator_name: str) -> tuple[dict[str, float], str]:
+    """``scaledet eval --results R.json --annotations A.json``: any detector's results, no model.
+    Returns the metrics and the evaluator's protocol."""
     from pathlib import Path
 
     evaluator = build_evaluator(evaluator_name)
     ground_truth = read_ground_truth(Path(annotations_path))
     results = check_results(read_json(Path(results_path), "results file"), ground_truth, str(results_path))
-    return evaluator.evaluate(ground_truth, results)
+    return evaluator.evaluate(ground_truth, results), evaluator.protocol
 
 
 __all__ = ["EVALUATORS", "Evaluator", "GroundTruth", "build_evaluator", "default_evaluator_name", "evaluate_files",
-           "read_ground_truth", "suite_summaries", "CocoEvaluator", "LvisEvaluator", "OpenImagesEvaluator"]
+           "read_ground_truth", "suite_summaries", "CocoEvaluator", "LvisEvaluator", "OpenImagesEvaluator",
+           "OpenImagesExpandedEvaluator"]

@@ -47,6 +47,7 @@ def evaluate_checkpoint(config, checkpoint: Path, device, progress: bool = False
     table: dict[str, dict] = {}
     by_key: dict[str, dict] = {}
     evaluators: dict[str, str] = {}
+    protocols: dict[str, str] = {}
     folder.mkdir(parents=True, exist_ok=True)
     mark_output_dir(folder, EVAL_KIND, checkpoint=str(checkpoint))
     for dataset in datasets:
@@ -54,7 +55,9 @@ def evaluate_checkpoint(config, checkpoint: Path, device, progress: bool = False
         atomic_write_json(folder / f"{dataset.spec.name}.results.json", results)
         table[dataset.spec.name] = metrics
         by_key[dataset.spec.key] = metrics
-        evaluators[dataset.spec.name] = evaluator_of(dataset).name
+        evaluator = evaluator_of(dataset)
+        evaluators[dataset.spec.name] = evaluator.name
+        protocols[dataset.spec.name] = evaluator.protocol
     table.update(suite_summaries(by_key))
     atomic_write_json(folder / "metrics.json", {
         "checkpoint": str(checkpoint),
@@ -62,6 +65,7 @@ def evaluate_checkpoint(config, checkpoint: Path, device, progress: bool = False
         "labelspace": {k: state["labelspace"].get(k) for k in ("directory", "encoder_identity", "dim",
                                                               "global_ids_sha256")},
         "evaluators": evaluators,
+        "protocols": protocols,
         "metrics": table,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })

@@ -34,6 +34,7 @@ class CocoEvaluator:
 
     name = "coco"
     metric_names = METRIC_NAMES
+    protocol = "coco"
 
     def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
         from pycocotools.cocoeval import COCOeval

@@ -29,6 +29,7 @@ _LIBRARY_NAMES = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APs": "AP_s
 class LvisEvaluator:
     name = "lvis"
     metric_names = METRIC_NAMES
+    protocol = "lvis-federated"
 
     def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
         from faster_coco_eval import COCO, COCOeval_faster

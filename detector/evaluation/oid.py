@@ -1,26 +1,38 @@
-"""The OpenImages detection challenge metric: the number OpenImages results are published with.
+"""The OpenImages detection challenge metric, computed as the official evaluator computes it.
 
-Rules (the challenge's evaluation protocol):
+The official path is the TensorFlow Object Detection API's ``oid_hierarchical_labels_expansion`` on the
+ground-truth CSVs, then ``OpenImagesDetectionChallengeEvaluator`` (``object_detection_evaluation.py``,
+``per_image_evaluation.py``, ``metrics.py``). Its rules, all reproduced here:
 
-* **IoU 0.5 only**; AP per class is the area under the precision/recall curve with precision made
-  monotonically decreasing; the mean is over classes with at least one ground-truth box.
-* **Hierarchy**: every ground-truth box also counts for all ancestors of its class, and so does every
-  detection (``expand_detections``, as multi-dataset detectors that predict leaf classes are evaluated).
-  A verified-present image label is expanded to its ancestors, a verified-absent one to its descendants.
-  The hierarchy is the one the label space bundles (``oid``: ``bbox_labels_600_hierarchy.json``).
-* **Verified labels only**: a class is evaluated on an image only if the image carries a verified label
-  for it (present or absent; a box implies present). Detections of other classes there are ignored.
-* **Group-of boxes**: a detection that matches no ordinary box but lies inside a group-of box
-  (intersection over the detection's area ≥ 0.5) is not a false positive; each group-of box with at least
-  one such detection counts once as a true positive, at the highest score among them. A group-of box with
-  none is one missed object.
+* **Ground truth is expanded, detections are not.** Every ground-truth box is copied to each ancestor of its
+  class, once for every place that ancestor holds in the hierarchy tree (the expansion script lists an
+  ancestor once per occurrence, so a class reachable through two copies of ``Kitchen utensil`` gives two
+  ``Kitchen utensil`` boxes). A verified-present image label is expanded to its ancestors, a
+  verified-absent one to its descendants. A detector must output parent classes itself;
+  ``OpenImagesExpandedEvaluator`` (``oid-expanded``) copies detections up too, which is *not* the
+  challenge's protocol and is named so in every output.
+* **Verified classes only.** On each image only classes with a box or a verified image label (present or
+  absent) are evaluated; detections of other classes there are dropped, and so are detections on images
+  the ground truth does not have.
+* **Per image and class**: detections with no area are dropped, the rest sorted by score (at most 10,000
+  kept). Stage 1 matches each detection, best score first, to the ordinary box of highest IoU; IoU ≥ 0.5 on a
+  box not yet taken is a true positive, anything else stays a false positive. Stage 2 gives every detection
+  that is not a true positive (duplicates included) its chance against the group-of boxes: intersection over
+  the detection's area ≥ 0.5 with the group-of box it overlaps most makes it no longer count. Each group-of
+  box with such detections is one true positive at the highest of their scores (when that score is > 0);
+  a group-of box without any is one missed object.
+* **AP** per class is VOC's area under the precision/recall curve with precision made monotonically
+  decreasing; the mean is over classes with at least one ground-truth box (a class with boxes but no
+  detections scores 0). Only the order of detections of exactly equal score may differ from the official
+  tool (its sort is not stable), so ties can move AP slightly.
 
 Ground truth is ``convert-oid`` output: categories with ``mid``, annotations with ``isgroupof``, images
 with ``pos_category_ids`` / ``neg_category_ids`` (the verified image-level labels).
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from functools import lru_cache
 
 import numpy as np
 
@@ -30,6 +42,10 @@ from .ground_truth import GroundTruth
 
 METRIC_NAMES = ("AP50",)
 IOU_THRESHOLD = 0.5
+#: The official evaluator keeps at most this many detections per class and image (NMS at IoU 1.0 is off).
+MAX_DETECTIONS_PER_CLASS_AND_IMAGE = 10_000
+CHALLENGE_PROTOCOL = "openimages-challenge"
+EXPANDED_PROTOCOL = "openimages-challenge+expanded-detections (not the challenge's protocol)"
 
 
 def bundled_oid_parents() -> dict[str, list[str]]:
@@ -40,13 +56,42 @@ def bundled_oid_parents() -> dict[str, list[str]]:
     return {c.local_id: list(c.parents) for c in taxonomy.categories}
 
 
+def ancestor_multiplicity(parents: dict[str, list[str]]) -> dict[str, Counter]:
+    """MID → Counter of ancestor MID → how many ground-truth copies the official expansion makes.
+
+    The expansion walks the hierarchy *tree*, in which a class with two parents appears twice with its whole
+    subtree; each occurrence of an ancestor adds one copy. The number of occurrences of a node is its number
+    of paths to the root, so that is the multiplicity (checked against the official enumeration on all 601
+    classes of ``bbox_labels_600_hierarchy.json``)."""
+
+    @lru_cache(maxsize=None)
+    def occurrences(mid: str) -> int:
+        above = parents.get(mid, [])
+        return 1 if not above else sum(occurrences(p) for p in above)
+
+    result: dict[str, Counter] = {}
+    for mid in parents:
+        seen: set[str] = set()
+        stack = list(parents[mid])
+        while stack:
+            parent = stack.pop()
+            if parent not in seen:
+                seen.add(parent)
+                stack.extend(parents.get(parent, []))
+        result[mid] = Counter({ancestor: occurrences(ancestor) for ancestor in seen})
+    return result
+
+
 class OpenImagesEvaluator:
+    """The challenge metric, as the official evaluator computes it (see the module docstring)."""
+
     name = "oid"
     metric_names = METRIC_NAMES
+    protocol = CHALLENGE_PROTOCOL
+    expand_detections = False
 
-    def __init__(self, parents: dict[str, list[str]] | None = None, expand_detections: bool = True) -> None:
+    def __init__(self, parents: dict[str, list[str]] | None = None) -> None:
         self.parents = parents
-        self.expand_detections = expand_detections
 
     def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
         per_class = self.per_class_ap(ground_truth, results)
@@ -54,8 +99,9 @@ class OpenImagesEvaluator:
         return {"AP50": round(100 * float(np.mean(values)), 3) if values else 0.0}
 
     # ------------------------------------------------------------------ hierarchy
-    def _relatives(self, ground_truth: GroundTruth) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
-        """Ancestors and descendants of every category, as category ids of this file."""
+    def _relatives(self, ground_truth: GroundTruth) -> tuple[dict[int, Counter], dict[int, set[int]]]:
+        """Ancestors (with the official copy counts) and descendants of every category, as ids of this file.
+        Hierarchy nodes that are not categories of the file are climbed through."""
         parents = self.parents if self.parents is not None else bundled_oid_parents()
         id_of_mid = {}
         for category in ground_truth.document["categories"]:
@@ -67,15 +113,10 @@ class OpenImagesEvaluator:
                 raise ScaledetError(f"{ground_truth.path}: category {category['id']} ({mid} {category['name']!r}) is not "
                                     "in the OpenImages hierarchy")
             id_of_mid[mid] = category["id"]
-        ancestors: dict[int, set[int]] = {}
-        for mid, category_id in id_of_mid.items():
-            found, stack = set(), list(parents.get(mid, []))
-            while stack:
-                parent = stack.pop()
-                if parent in id_of_mid and id_of_mid[parent] not in found:
-                    found.add(id_of_mid[parent])
-                stack.extend(parents.get(parent, []))
-            ancestors[category_id] = found
+        multiplicity = ancestor_multiplicity(parents)
+        ancestors: dict[int, Counter] = {
+            category_id: Counter({id_of_mid[a]: n for a, n in multiplicity[mid].items() if a in id_of_mid})
+            for mid, category_id in id_of_mid.items()}
         descendants: dict[int, set[int]] = defaultdict(set)
         for child, above in ancestors.items():
             for ancestor in above:
@@ -89,8 +130,9 @@ class OpenImagesEvaluator:
         verified: dict[int, set[int]] = defaultdict(set)
         for annotation in ground_truth.document["annotations"]:
             group = bool(annotation.get("isgroupof", annotation.get("iscrowd", 0)))
-            for category in {annotation["category_id"], *ancestors[annotation["category_id"]]}:
-                boxes[(annotation["image_id"], category)].append((annotation["bbox"], group))
+            own = annotation["category_id"]
+            for category, copies in (Counter({own: 1}) + ancestors[own]).items():
+                boxes[(annotation["image_id"], category)].extend([(annotation["bbox"], group)] * copies)
                 verified[annotation["image_id"]].add(category)
         for image in ground_truth.document["images"]:
             for category in image.get("pos_category_ids", []):
@@ -101,9 +143,9 @@ class OpenImagesEvaluator:
         for result in results:
             categories = {result["category_id"]}
             if self.expand_detections:
-                categories |= ancestors.get(result["category_id"], set())
+                categories |= set(ancestors.get(result["category_id"], ()))
             for category in categories:
-                if category in verified[result["image_id"]]:
+                if category in verified.get(result["image_id"], ()):
                     detections[(result["image_id"], category)].append((result["bbox"], float(result["score"])))
         scores: dict[int, list[float]] = defaultdict(list)
         hits: dict[int, list[bool]] = defaultdict(list)
@@ -117,6 +159,16 @@ class OpenImagesEvaluator:
         return {c["id"]: (average_precision(scores[c["id"]], hits[c["id"]], positives[c["id"]])
                           if positives[c["id"]] else None)
                 for c in ground_truth.document["categories"]}
+
+
+class OpenImagesExpandedEvaluator(OpenImagesEvaluator):
+    """The challenge rules with every detection also copied to the ancestors of its class: how detectors
+    that predict only leaf classes are sometimes reported. Not the challenge's protocol; its numbers are
+    not comparable with published OpenImages results."""
+
+    name = "oid-expanded"
+    protocol = EXPANDED_PROTOCOL
+    expand_detections = True
 
 
 def _xyxy(boxes: list[list[float]]) -> np.ndarray:
@@ -136,44 +188,36 @@ def _area(a: np.ndarray) -> np.ndarray:
 
 def match_image(detections: list[tuple[list[float], float]],
                 ground_truth: list[tuple[list[float], bool]]) -> tuple[list[float], list[bool]]:
-    """Scores and true/false flags of one class on one image (group-of boxes contribute one entry each)."""
-    if not detections:
+    """Scores and true/false flags of one class on one image, in the official two stages (module docstring).
+    Detections inside a group-of box leave the list; each group-of box they hit adds one true positive."""
+    det = _xyxy([box for box, _ in detections])
+    keep = (det[:, 0] < det[:, 2]) & (det[:, 1] < det[:, 3])  # the official evaluator drops boxes with no area
+    det_scores = np.asarray([score for _, score in detections], dtype=np.float64)[keep]
+    order = np.argsort(-det_scores, kind="stable")[:MAX_DETECTIONS_PER_CLASS_AND_IMAGE]
+    det, det_scores = det[keep][order], det_scores[order]
+    if not len(det):
         return [], []
-    order = np.argsort([-score for _, score in detections], kind="stable")
-    det = _xyxy([detections[i][0] for i in order])
-    det_scores = [detections[i][1] for i in order]
     ordinary = _xyxy([b for b, group in ground_truth if not group])
     grouped = _xyxy([b for b, group in ground_truth if group])
-    scores: list[float] = []
-    hits: list[bool] = []
-    unmatched = np.ones(len(det), dtype=bool)
+    true_positive = np.zeros(len(det), dtype=bool)
+    in_group = np.zeros(len(det), dtype=bool)
     if len(ordinary):
         inter = _intersection(det, ordinary)
         iou = inter / (_area(det)[:, None] + _area(ordinary)[None, :] - inter)
         taken = np.zeros(len(ordinary), dtype=bool)
-        for d in range(len(det)):
-            best = int(np.argmax(iou[d]))
-            if iou[d, best] >= IOU_THRESHOLD:
-                unmatched[d] = False
-                scores.append(det_scores[d])
-                hits.append(not taken[best])
-                taken[best] = True
+        for d, best in enumerate(np.argmax(iou, axis=1)):
+            if iou[d, best] >= IOU_THRESHOLD and not taken[best]:
+                true_positive[d] = taken[best] = True
+    group_scores = np.zeros(len(grouped))
     if len(grouped):
-        inter = _intersection(det, grouped)
-        ioa = inter / np.maximum(_area(det)[:, None], 1e-12)
-        best_in_group = np.full(len(grouped), -np.inf)
-        for d in np.flatnonzero(unmatched):
-            g = int(np.argmax(ioa[d]))
-            if ioa[d, g] >= IOU_THRESHOLD:
-                unmatched[d] = False
-                best_in_group[g] = max(best_in_group[g], det_scores[d])
-        for score in best_in_group[np.isfinite(best_in_group)]:
-            scores.append(float(score))
-            hits.append(True)
-    for d in np.flatnonzero(unmatched):
-        scores.append(det_scores[d])
-        hits.append(False)
-    return scores, hits
+        ioa = _intersection(det, grouped) / _area(det)[:, None]
+        for d, best in enumerate(np.argmax(ioa, axis=1)):
+            if not true_positive[d] and ioa[d, best] >= IOU_THRESHOLD:
+                in_group[d] = True
+                group_scores[best] = max(group_scores[best], det_scores[d])
+    hit_groups = group_scores[group_scores > 0]
+    return ([*det_scores[~in_group].tolist(), *hit_groups.tolist()],
+            [*true_positive[~in_group].tolist(), *[True] * len(hit_groups)])
 
 
 def average_precision(scores: list[float], hits: list[bool], positives: int) -> float:
