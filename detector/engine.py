@@ -115,7 +115,9 @@ class Trainer:
         self.sampler = MultiDatasetBatchSampler(
             [len(d) for d in self.datasets], [spec.ratio for spec in config.datasets], config.schedule.batch_size,
             config.sampling.mode, config.seed, self.context.rank, weights)
-        self.model = build_detector(config.model, self.labelspace.embeddings, config.input).to(self.device)
+        # a resumed run takes every weight from its checkpoint: no ImageNet file is read
+        self.model = build_detector(config.model, self.labelspace.embeddings, config.input,
+                                    load_backbone=not resume).to(self.device)
         self.num_workers = (config.num_workers if config.num_workers is not None
                             else default_num_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
         if config.model.soft_weight > 0:

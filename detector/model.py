@@ -67,7 +67,10 @@ def norm_layer(config: ModelConfig):
     return lambda channels: nn.GroupNorm(32, channels)
 
 
-def build_backbone(config: ModelConfig) -> nn.Module:
+def build_backbone(config: ModelConfig, load_weights: bool = True) -> nn.Module:
+    """The backbone ``config`` describes. ``load_weights=False`` builds the same architecture (frozen
+    BatchNorm where pretrained weights were named) without reading ``backbone_weights``: for a model whose
+    every weight comes from a checkpoint, which then needs no ImageNet file."""
     if config.backbone not in BACKBONES:
         raise ScaledetError(f"model.backbone {config.backbone!r}: choose from {', '.join(BACKBONES)}")
     trainable = config.trainable_backbone_layers if config.backbone_weights else 5
@@ -77,7 +80,7 @@ def build_backbone(config: ModelConfig) -> nn.Module:
     else:
         backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None, norm_layer=norm_layer(config),
                                        trainable_layers=trainable)
-    if config.backbone_weights:
+    if config.backbone_weights and load_weights:
         load_backbone_weights(backbone, config)
     return backbone
 
@@ -111,32 +114,57 @@ def cached_weights_file(weights) -> Path:
 
 
 def backbone_state_dict(config: ModelConfig) -> tuple[dict, str]:
-    """(state dict, where it came from) for ``model.backbone_weights``."""
+    """(state dict, where it came from) for ``model.backbone_weights``.
+
+    Every file is read with ``weights_only=True``, so a weights file can hold tensors and plain values but
+    never code: a pickle planted in torch's cache is refused in one line, not run. torchvision's own loader
+    (``weights.get_state_dict``) unpickles with ``weights_only=False`` and may download; it is never called.
+    Nothing is downloaded at run time: a missing file is a one-line error saying where to put it."""
     name = config.backbone_weights
     weights = torchvision_weights(name, config.backbone)
     if weights is None:
         path = Path(name)
         if not path.is_file():
             raise ScaledetError(f"model.backbone_weights {path}: file not found")
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True), str(path)
-        except Exception as err:  # noqa: BLE001
-            raise ScaledetError(f"model.backbone_weights {path}: not a torch checkpoint ({one_line(err)})") from None
-    import contextlib
-    import io
-
+        return _load_tensors(path, f"model.backbone_weights {path}"), str(path)
     cached = cached_weights_file(weights)
+    if not cached.is_file():
+        raise ScaledetError(f"model.backbone_weights {name}: {weights} is not in torch's cache and nothing is "
+                            f"downloaded at run time; put {cached.name} ({weights.url}) into {cached.parent}")
+    _check_hash_prefix(cached, f"model.backbone_weights {name}")
+    return _load_tensors(cached, f"model.backbone_weights {name}: {cached}"), str(cached)
+
+
+def _check_hash_prefix(path: Path, where: str) -> None:
+    """torchvision's file names end in the first hex digits of the file's sha256 (``resnet18-f37072fd.pth``),
+    as torch.hub checks them: a replaced or damaged file is refused before it is read."""
+    import hashlib
+    import re
+
+    match = re.search(r"-([a-f0-9]{6,})\.", path.name)
+    if match is None:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise ScaledetError(f"{where}: {path} does not match the sha256 its name promises ({match.group(1)}…); "
+                            "delete it and put a good copy there")
+
+
+def _load_tensors(path: Path, where: str) -> dict:
+    """A state dict read with ``weights_only=True``; anything else (code in the pickle, a damaged file) is
+    one line."""
     try:
-        # reads the cached file; downloads only where a network is reachable (never on these machines).
-        # torch.hub announces a download on stderr even with progress off: keep errors to one line.
-        with contextlib.redirect_stderr(io.StringIO()):
-            return weights.get_state_dict(progress=False, check_hash=False), str(cached)
-    except Exception as err:  # noqa: BLE001 - no network, a proxy error, a damaged cached file
-        if cached.is_file():
-            raise ScaledetError(f"model.backbone_weights {name}: {cached} is not a readable checkpoint "
-                                f"({one_line(err, 80)}); delete it and put a good copy there") from None
-        raise ScaledetError(f"model.backbone_weights {name}: {weights} is not in torch's cache and cannot be "
-                            f"downloaded here; put {cached.name} into {cached.parent}") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling refused, truncated or not a torch file
+        raise ScaledetError(f"{where}: not a plain weights file, refused ({one_line(err, 80)})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ScaledetError(f"{where}: not a state dict (a mapping of parameter names to tensors)")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def load_backbone_weights(backbone: nn.Module, config: ModelConfig) -> None:
@@ -174,12 +202,14 @@ def anchor_generator(backbone_name: str) -> AnchorGenerator:
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
 
-def build_detector(config: ModelConfig, vocabulary: torch.Tensor, input_config=None) -> GeneralizedRCNN:
+def build_detector(config: ModelConfig, vocabulary: torch.Tensor, input_config=None,
+                   load_backbone: bool = True) -> GeneralizedRCNN:
     """A Faster R-CNN FPN with ScaleDet's RoI heads; ``vocabulary`` is the ``C × D`` training label space,
-    ``input_config`` (:class:`~.data.transforms.InputConfig`) the image sizes."""
+    ``input_config`` (:class:`~.data.transforms.InputConfig`) the image sizes. ``load_backbone=False`` when
+    a checkpoint will supply every weight (predict, eval, resume)."""
     from .data.transforms import InputConfig, model_sizes
 
-    backbone = build_backbone(config)
+    backbone = build_backbone(config, load_weights=load_backbone)
     anchors = anchor_generator(config.backbone)
     rpn = RegionProposalNetwork(
         anchors, RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),

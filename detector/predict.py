@@ -36,7 +36,7 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device):
     try:
         config = ModelConfig(**{k: v for k, v in model_section.items() if k in known})
         sizes = InputConfig(**{k: v for k, v in input_section.items() if k in InputConfig.__dataclass_fields__})
-        model = build_detector(config, torch.zeros(1, dim), sizes)
+        model = build_detector(config, torch.zeros(1, dim), sizes, load_backbone=False)  # the checkpoint has them
     except (TypeError, ValueError) as err:
         raise ScaledetError(f"{path}: its model config cannot be built ({one_line(err)})") from None
     load_weights(model, state, path)

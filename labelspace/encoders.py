@@ -178,10 +178,13 @@ class ClipEncoder:
         import torch
 
         if is_torchscript(self.weights):
-            # TorchScript, loaded by torch's own loader (no pickle). A scripted model also lists its
+            # TorchScript: its tensors read by a restricted unpickler, nothing in the archive run
+            # (torch.jit.load would run its __setstate__ hooks). A scripted model also lists its
             # non-persistent buffers (attention masks) and OpenAI's metadata: keep the model's own entries;
             # a missing one still fails the strict load.
-            state = torch.jit.load(str(self.weights), map_location="cpu").state_dict()
+            from .torchscript_weights import read_torchscript_tensors
+
+            state = read_torchscript_tensors(self.weights)
             return {k: v for k, v in state.items() if k in model_keys}
         state = torch.load(self.weights, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state:

@@ -224,8 +224,11 @@ def test_evaluation_reads_images_as_they_are(shapes_world, space, tmp_path):
 
 # --------------------------------------------------------------------------- pretrained backbones by name
 def test_backbone_weights_by_name_from_torchs_cache(tmp_path, monkeypatch):
-    """A state dict saved where torchvision's weights API looks (random weights: the loading path is real,
-    the numbers are not ImageNet's)."""
+    """A state dict saved where torchvision's weights API looks. Random weights stand in for ImageNet's
+    file (the loading path is real, the numbers are not ImageNet's); since torchvision's file names carry
+    the first digits of their sha256, the stand-in's URL is renamed after its own digest."""
+    import hashlib
+
     import torchvision
     from torchvision.models import ResNet18_Weights
 
@@ -237,11 +240,17 @@ def test_backbone_weights_by_name_from_torchs_cache(tmp_path, monkeypatch):
         build_backbone(config)
     message = str(info.value)
     assert "resnet18-f37072fd.pth" in message and str(tmp_path / "torch" / "hub" / "checkpoints") in message
-    assert "\n" not in message
+    assert "nothing is downloaded" in message and "\n" not in message
+    assert not (tmp_path / "torch" / "hub" / "checkpoints").exists()  # no download was attempted
     reference = torchvision.models.resnet18()
+    staging = tmp_path / "weights.pth"
+    torch.save(reference.state_dict(), staging)
+    digest = hashlib.sha256(staging.read_bytes()).hexdigest()
+    monkeypatch.setattr(ResNet18_Weights.IMAGENET1K_V1.value, "url",
+                        f"https://download.pytorch.org/models/resnet18-{digest[:8]}.pth")
     path = cached_weights_file(ResNet18_Weights.IMAGENET1K_V1)
-    path.parent.mkdir(parents=True, exist_ok=True)  # the failed download attempt made the folder
-    torch.save(reference.state_dict(), path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(path)
     for name in ("imagenet", "ResNet18_Weights.IMAGENET1K_V1"):
         backbone = build_backbone(ModelConfig(backbone="resnet18", backbone_weights=name))
         assert torch.equal(backbone.body.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
