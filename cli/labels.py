@@ -192,7 +192,7 @@ def graph(
 
     output = LabelSpaceOutput.load(out)
     label_graph = LabelGraph(output, GraphSettings(similar_threshold, similar_top_k))
-    destination = check_output_dir(to or out / "graph", GRAPH_KIND, "--to", force)
+    destination = check_output_dir(to or out / "graph", GRAPH_KIND, "--to", force, inputs=(out,))
     written = write_graph_outputs(label_graph, destination)
     counts = {}
     for _, _, data in label_graph.graph.edges(data=True):
@@ -236,7 +236,7 @@ def merge(
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
     output = LabelSpaceOutput.load(out)
-    destination = check_output_dir(to or out / "merge", MERGE_KIND, "--to", force)
+    destination = check_output_dir(to or out / "merge", MERGE_KIND, "--to", force, inputs=(out,))
     chosen = read_decisions(decisions, output.global_ids) if decisions else []
     settings = MergeSettings(embedding_threshold=embedding_threshold, use_wordnet=not no_wordnet)
     result = merge_labels(output, settings, chosen)
@@ -294,7 +294,7 @@ def export(
 
     if name is not None:
         check_export_name(name)
-    destination = check_output_dir(to or out / "exports", EXPORT_KIND, "--to", force)
+    destination = check_output_dir(to or out / "exports", EXPORT_KIND, "--to", force, inputs=(out,))
     if fmt not in EXPORT_FORMATS:
         raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
     if sum(bool(x) for x in (datasets, vocab_file, expand)) > 1:
@@ -331,7 +331,7 @@ def report(
     from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.labelspace.report import REPORT_KIND, write_report
 
-    destination = check_output_dir(to or out / "report", REPORT_KIND, "--to", force)
+    destination = check_output_dir(to or out / "report", REPORT_KIND, "--to", force, inputs=(out,))
     path = write_report(LabelSpaceOutput.load(out), destination, threshold)
     console.print(f"wrote {path} (figures overlap.png, map.png beside it)")
 

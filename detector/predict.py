@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from scaledet.labelspace import builtin
 from scaledet.labelspace.atomic import atomic_write, atomic_write_json
 from scaledet.labelspace.cache import EmbeddingCache
-from scaledet.labelspace.output_dirs import mark_output_dir
+from scaledet.labelspace.output_dirs import mark_output_dir, record_output_files, refuse_shadowing
 from scaledet.labelspace.embed import embed_prompt_names
 from scaledet.labelspace.encoders import build_encoder, clip_arch_of
 from scaledet.labelspace.errors import ScaledetError, one_line
@@ -159,10 +159,13 @@ def coco_results(predictions: list[dict], image_ids: list[int]) -> list[dict]:
 
 
 def write_predictions(predictions: list[dict], out_dir: Path, coco_image_ids: list[int] | None = None) -> list[Path]:
+    names = drawing_names([p["image"] for p in predictions])
+    refuse_shadowing([out_dir / n for n in (*names, "detections.json", "results.json")],
+                     [Path(p["image"]) for p in predictions], "--out")
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_output_dir(out_dir, PREDICT_KIND)
     written = []
-    for prediction, name in zip(predictions, drawing_names([p["image"] for p in predictions])):
+    for prediction, name in zip(predictions, names):
         png = out_dir / name
         draw_detections(Path(prediction["image"]), prediction["detections"], png)
         prediction["drawing"] = name
@@ -170,4 +173,5 @@ def write_predictions(predictions: list[dict], out_dir: Path, coco_image_ids: li
     json_path = atomic_write_json(out_dir / "detections.json", predictions)
     if coco_image_ids is not None:
         written.append(atomic_write_json(out_dir / "results.json", coco_results(predictions, coco_image_ids)))
+    record_output_files(out_dir, [json_path, *written])
     return [json_path, *written]

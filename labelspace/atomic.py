@@ -3,7 +3,8 @@
 Every output of scaledet (builds, exports, graphs, reports, checkpoints, predictions) goes through here:
 the content is written to a temporary name in the same directory and renamed over the target, and a
 failed write removes its temporary file and leaves the previous target untouched. The temporary name
-carries the process id (``.NAME.tmp<pid>.ext``) so that a later run can remove what a killed one left
+carries the process id and a token only scaledet can make (``.NAME.tmp<pid>-<nonce>-<token>.ext``), so that
+a later run can remove what a killed one left, and nothing else
 (:func:`~.output_dirs.remove_stale_temporaries`).
 """
 from __future__ import annotations
@@ -17,7 +18,9 @@ from .errors import OutputError, os_error_words
 
 
 def temporary_name(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    from .output_dirs import temporary_file_name
+
+    return temporary_file_name(path)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:

@@ -29,12 +29,11 @@ from .embed import embed_prompt_names
 from .encoders import build_encoder, clip_arch_of, l2_normalize
 from .errors import ScaledetError, one_line
 from .outputs import LabelSpaceOutput
-from .output_dirs import mark_output_dir
+from .output_dirs import EXPORT_KIND, mark_output_dir, record_output_files
 from .prompts import normalize_name
 from .text_files import check_name_text, control_character, read_text
 
 EXPORT_FORMATS = ("detic", "torch", "csv", "parquet", "yolo-world")
-EXPORT_KIND = "labelspace export"
 
 
 def check_export_name(name: str) -> None:
@@ -193,4 +192,5 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
         lambda p: p.write_text("".join(f"{gid}\n" for gid in selection.global_ids), encoding="utf-8"))
     # one meta file per format: a second export of the same name in another format keeps the first's meta
     put(destination / f"{selection.name}.{fmt}.meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    record_output_files(destination, written)
     return written

@@ -9,14 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write
-from .output_dirs import mark_output_dir
+from .output_dirs import GRAPH_KIND, mark_output_dir, record_output_files
 from .graph import LabelGraph
 
 EDGE_SCHEMA = pa.schema([("source", pa.string()), ("target", pa.string()), ("kind", pa.string()),
                          ("weight", pa.float32()), ("reason", pa.string())])
 
-
-GRAPH_KIND = "label graph"
 
 
 def write_graph_outputs(label_graph: LabelGraph, destination: Path) -> list[Path]:
@@ -30,8 +28,10 @@ def write_graph_outputs(label_graph: LabelGraph, destination: Path) -> list[Path
         "ambiguities": label_graph.ambiguities(),
         "granularity": label_graph.granularity(),
     }
-    return [
+    written = [
         atomic_write(destination / "label_graph.graphml", lambda p: nx.write_graphml(label_graph.graph, p)),
         atomic_write(destination / "edges.parquet", lambda p: pq.write_table(pa.Table.from_pylist(edges, schema=EDGE_SCHEMA), p)),
         atomic_write(destination / "findings.json", lambda p: p.write_text(json.dumps(findings, indent=1, ensure_ascii=False))),
     ]
+    record_output_files(destination, written)
+    return written

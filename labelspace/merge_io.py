@@ -22,10 +22,9 @@ import pyarrow.parquet as pq
 from .atomic import atomic_write, atomic_write_text
 from .errors import OutputError, one_line
 from .merge import MergeResult
-from .output_dirs import mark_output_dir
+from .output_dirs import MERGE_KIND, mark_output_dir, record_output_files
 from .outputs import LabelSpaceOutput
 
-MERGE_KIND = "concept merge"
 MERGED_FILE = "merged.parquet"
 UNIFIED_FILE = "unified.csv"
 REVIEW_FILE = "review.csv"
@@ -71,11 +70,13 @@ def write_merge_outputs(result: MergeResult, output: LabelSpaceOutput, destinati
     header, rows = unified_rows(result)
     review = [[result.global_ids[c.a], result.global_ids[c.b], c.evidence, c.detail, f"{c.cosine:.4f}", c.outcome,
                c.decision] for c in result.candidates]
-    return [
+    written = [
         atomic_write(destination / MERGED_FILE, lambda p: pq.write_table(table, p)),
         atomic_write_text(destination / UNIFIED_FILE, _csv_text(header, rows)),
         atomic_write_text(destination / REVIEW_FILE, _csv_text(REVIEW_COLUMNS, review)),
     ]
+    record_output_files(destination, written)
+    return written
 
 
 def load_concepts(path: Path, output: LabelSpaceOutput) -> list[tuple[str, str]]:

@@ -5,22 +5,108 @@ own kind of output (a labelspace build is recognised by its ``manifest.json``, e
 small marker file it writes, ``.scaledet-output.json``). Anything else is refused with one line unless the
 user passes ``--force``. A symlink is followed, so the link a user made keeps pointing at the new output.
 
-Temporary names carry the writing process's id (``.NAME.tmp<pid>.ext``, ``.NAME.building-<pid>-…``), so
-the next run can tell leftovers of a killed process from the work of one still running, and remove them.
+What may be deleted is decided by ownership, never by a marker alone or a name pattern: a marker lists
+every file its command wrote, with its sha256 (:func:`record_output_files`), and a command removes only
+files so listed (:func:`owned_output_files`). Temporary names carry the writing process's id and a token
+that only scaledet can make (an HMAC under a key kept in the cache directory, :func:`temporary_token`):
+the next run removes leftovers of killed processes, and a user's file named like one is never touched.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import OutputError
 
 MARKER_FILE = ".scaledet-output.json"
 BUILD_KIND = "labelspace build"
-_PID_IN_NAME = re.compile(r"(?:\.tmp|\.building-|\.old-)(\d+)")
+GRAPH_KIND = "label graph"
+MERGE_KIND = "concept merge"
+EXPORT_KIND = "labelspace export"
+REPORT_KIND = "labelspace report"
+#: Outputs made from a build that may live inside it (``graph/``, ``merge/``, ``exports/``, ``report/``): a
+#: rebuild replaces them when every file in them is one their marker lists.
+BUILD_DERIVED_KINDS = (GRAPH_KIND, MERGE_KIND, EXPORT_KIND, REPORT_KIND)
+#: ``.NAME.tmp<pid>-<nonce>-<token>SUFFIX`` (a file) and ``.NAME.<building|old>-<pid>-<nonce>-<token>`` (a folder)
+_TEMPORARY_FILE = re.compile(r"^\.(?P<stem>.*)\.tmp(?P<pid>\d+)-(?P<nonce>[0-9a-f]{8})-(?P<token>[0-9a-f]{20})(?P<suffix>.*)$")
+_TEMPORARY_DIR = re.compile(r"^\.(?P<stem>.*)\.(?P<role>building|old)-(?P<pid>\d+)-(?P<nonce>[0-9a-f]{8})-(?P<token>[0-9a-f]{20})$")
+KEY_FILE = ".temporary-names.key"
+
+
+@lru_cache(maxsize=1)
+def _temporary_key() -> bytes:
+    """The key temporary names are signed with: 32 random bytes in the cache directory, made on first use
+    (readable by the user only). Without a writable cache, a key for this process alone: its temporaries
+    are then never swept by a later run, which errs on the side of keeping files."""
+    from .cache_dir import cache_root
+
+    path = cache_root() / KEY_FILE
+    try:
+        key = path.read_bytes()
+        if len(key) == 32:
+            return key
+    except OSError:
+        pass
+    key = secrets.token_bytes(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(key)
+    except FileExistsError:  # another process made it first
+        try:
+            existing = path.read_bytes()
+            return existing if len(existing) == 32 else key
+        except OSError:
+            return key
+    except OSError:
+        return key
+    return key
+
+
+def temporary_token(role: str, pid: int, nonce: str, name: str) -> str:
+    """The part of a temporary name that proves scaledet made it (for ``name``, by process ``pid``)."""
+    message = f"{role}:{pid}:{nonce}:{name}".encode("utf-8", "surrogateescape")
+    return hmac.new(_temporary_key(), message, hashlib.sha256).hexdigest()[:20]
+
+
+def temporary_file_name(path: Path) -> Path:
+    """``.STEM.tmp<pid>-<nonce>-<token>SUFFIX`` beside ``path`` (the suffix kept for writers that look at it)."""
+    pid, nonce = os.getpid(), secrets.token_hex(4)
+    token = temporary_token("tmp", pid, nonce, path.name)
+    return path.with_name(f".{path.stem}.tmp{pid}-{nonce}-{token}{path.suffix}")
+
+
+def make_temporary_dir(final: Path, role: str = "building") -> Path:
+    """A new folder ``.NAME.<role>-<pid>-<nonce>-<token>`` beside ``final``, readable like any output."""
+    pid, nonce = os.getpid(), secrets.token_hex(4)
+    folder = final.with_name(f".{final.name}.{role}-{pid}-{nonce}-{temporary_token(role, pid, nonce, final.name)}")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.mkdir(folder, 0o777 & ~umask)
+    return folder
+
+
+def _temporary_owner(name: str) -> int | None:
+    """The pid of the scaledet process that made temporary ``name``, or None when the name is not one of
+    ours (wrong shape, or a token that does not verify)."""
+    match = _TEMPORARY_FILE.match(name)
+    if match is not None:
+        role, original = "tmp", match["stem"] + match["suffix"]
+    else:
+        match = _TEMPORARY_DIR.match(name)
+        if match is None:
+            return None
+        role, original = match["role"], match["stem"]
+    expected = temporary_token(role, int(match["pid"]), match["nonce"], original)
+    return int(match["pid"]) if hmac.compare_digest(expected, match["token"]) else None
 
 
 def output_kind(directory: Path) -> str | None:
@@ -49,14 +135,21 @@ def _is_empty(directory: Path) -> bool:
         return next(entries, None) is None
 
 
-def check_output_dir(path: str | Path, kind: str, flag: str, force: bool = False) -> Path:
-    """Refuse to write into ``path`` unless it is missing, empty, of ``kind``, or ``force`` is given.
+def check_output_dir(path: str | Path, kind: str, flag: str, force: bool = False,
+                     inputs: tuple[Path, ...] = ()) -> Path:
+    """Refuse to write into ``path`` unless it is missing, empty, of ``kind``, or ``force`` is given; and
+    refuse, whatever the flags, when ``path`` is one of the ``inputs`` directories (an export into the build
+    itself could replace the build's ``manifest.json``).
 
     Returns the path to write to: the target of a symlink, so that replacing the output never replaces
     the user's link."""
     path = Path(path)
     if path.is_symlink():
         path = path.resolve()
+    for source in inputs:
+        if path.resolve() == Path(source).resolve():
+            raise OutputError(f"{flag} {path}: is the input {source} itself; outputs never go among their inputs' "
+                              "files, even with --force; name another directory")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {path}: exists and is not a directory")
     if path.is_dir() and not force and not _is_empty(path):
@@ -69,8 +162,8 @@ def check_output_dir(path: str | Path, kind: str, flag: str, force: bool = False
 
 
 def check_replaceable(path: Path, flag: str) -> None:
-    """A directory that is replaced as a whole (by rename) must not be ``/``, a mount point, or the
-    current directory or one above it."""
+    """A directory that is replaced as a whole (by rename) must not be ``/``, a mount point, the current
+    directory, the home directory, or one above either, whatever flags are given."""
     resolved = path.resolve()
     if resolved == Path(resolved.anchor):
         raise OutputError(f"{flag} {path}: the root directory cannot be an output; name a new directory")
@@ -79,13 +172,71 @@ def check_replaceable(path: Path, flag: str) -> None:
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
         raise OutputError(f"{flag} {path}: is the current directory or above it; name a new directory")
+    home = Path.home().resolve()
+    if resolved == home or resolved in home.parents:
+        raise OutputError(f"{flag} {path}: is your home directory or above it, which is never replaced, even "
+                          "with --force; name a new directory")
 
 
 def mark_output_dir(directory: Path, kind: str, **details) -> None:
-    """Write the marker that lets the next run recognise ``directory`` as its own output."""
+    """Claim ``directory`` for an output of ``kind`` (before writing into it), keeping the files an
+    earlier run of the same kind recorded there."""
     from .atomic import atomic_write_json
 
-    atomic_write_json(directory / MARKER_FILE, {"kind": kind, **details})
+    previous = _read_marker(directory)
+    files = previous.get("files", {}) if previous.get("kind") == kind else {}
+    atomic_write_json(directory / MARKER_FILE, {"kind": kind, **details, "files": files})
+
+
+def _read_marker(directory: Path) -> dict:
+    try:
+        document = json.loads((directory / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_output_files(directory: Path, paths: list[Path]) -> None:
+    """Add ``paths`` (files just written into ``directory``) with their sha256 to its marker, written last:
+    the record of what this output owns, and what a reader checks the files against."""
+    from .atomic import atomic_write_json
+
+    marker = _read_marker(directory)
+    files = dict(marker.get("files") or {})
+    for path in paths:
+        files[Path(path).name] = file_sha256(Path(path))
+    atomic_write_json(directory / MARKER_FILE, {**marker, "files": files})
+
+
+def owned_output_files(directory: Path, kinds: tuple[str, ...]) -> list[Path] | None:
+    """Every entry of ``directory`` when all of them belong to an output of one of ``kinds`` (its marker,
+    and files its marker lists); None as soon as one entry is not so listed."""
+    marker = _read_marker(directory)
+    if marker.get("kind") not in kinds or not isinstance(marker.get("files"), dict):
+        return None
+    entries = []
+    for entry in directory.iterdir():
+        if entry.name == MARKER_FILE or (entry.name in marker["files"] and entry.is_file() and not entry.is_symlink()):
+            entries.append(entry)
+        elif _temporary_owner(entry.name) is None:
+            return None
+    return entries
+
+
+def refuse_shadowing(outputs: list[Path], inputs: list[Path], flag: str) -> None:
+    """No output file may replace an input file (``predict --out`` in the image folder, say)."""
+    sources = {Path(p).resolve() for p in inputs}
+    for output in outputs:
+        if Path(output).resolve() in sources:
+            raise OutputError(f"{flag}: {output} would replace the input file of that name; name another directory")
 
 
 def pid_alive(pid: int) -> bool:
@@ -101,8 +252,9 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(directory: Path, prefix: str = ".") -> list[Path]:
-    """Remove temporary files and staging folders in ``directory`` left by processes that no longer run
-    (a kill -9 during a write). Those of running processes are left alone."""
+    """Remove temporary files and staging folders in ``directory`` left by scaledet processes that no
+    longer run (a kill -9 during a write). Only names whose token verifies are touched; those of running
+    processes are left alone."""
     removed: list[Path] = []
     try:
         entries = list(Path(directory).iterdir())
@@ -111,8 +263,8 @@ def remove_stale_temporaries(directory: Path, prefix: str = ".") -> list[Path]:
     for entry in entries:
         if not entry.name.startswith(prefix):
             continue
-        match = _PID_IN_NAME.search(entry.name)
-        if match is None or pid_alive(int(match.group(1))):
+        owner = _temporary_owner(entry.name)
+        if owner is None or pid_alive(owner):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():

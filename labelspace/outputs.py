@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,19 +51,25 @@ OPTIONAL_LABEL_COLUMNS = ("supercategory",)
 
 
 #: What a build directory holds; anything else in it (but scaledet outputs made from the build, such as
-#: ``graph/``, ``exports/``, ``report/``) is the user's and stops a rebuild from replacing the directory.
+#: ``graph/``, ``exports/``, ``report/``, holding only files their markers list) is the user's and stops a
+#: rebuild from replacing the directory.
 BUILD_FILES = (LABELS_FILE, EMBEDDINGS_FILE, SIMILARITY_FILE, MANIFEST_FILE)
 
 
 def foreign_entries(directory: Path) -> list[Path]:
-    """Entries of a build directory that neither the build nor a scaledet command made from it wrote."""
-    from .output_dirs import MARKER_FILE, output_kind
+    """Entries of a build directory that a rebuild may not remove: anything but the build's own files,
+    scaledet temporaries, and outputs made from the build (graph, merge, exports, report) whose every file
+    their marker lists. A file a user put into ``graph/`` makes ``graph/`` foreign; so does a run or a
+    prediction folder placed inside the build."""
+    from .output_dirs import BUILD_DERIVED_KINDS, _temporary_owner, owned_output_files
 
     foreign = []
     for entry in sorted(directory.iterdir()):
-        if entry.name in BUILD_FILES or entry.name == MARKER_FILE:
+        if entry.name in BUILD_FILES and entry.is_file() and not entry.is_symlink():
             continue
-        if entry.is_dir() and not entry.is_symlink() and output_kind(entry) is not None:
+        if _temporary_owner(entry.name) is not None:
+            continue
+        if entry.is_dir() and not entry.is_symlink() and owned_output_files(entry, BUILD_DERIVED_KINDS) is not None:
             continue
         foreign.append(entry)
     return foreign
@@ -80,8 +85,9 @@ def check_build_out(out: Path, force: bool = False) -> Path:
     if final.is_dir() and not force:
         foreign = foreign_entries(final)
         if foreign:
-            raise OutputError(f"--out {out}: the earlier build holds {foreign[0].name!r}, which the build did not "
-                              "write; move it away or add --force to replace the whole directory")
+            raise OutputError(f"--out {out}: the earlier build holds {foreign[0].name!r}, which neither the build "
+                              "nor a command made from it wrote; move it away or add --force to replace the whole "
+                              "directory")
     return final
 
 
@@ -89,9 +95,10 @@ def check_build_out(out: Path, force: bool = False) -> Path:
 def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``final`` only if the block completes.
 
-    Staging and retired folders are siblings named ``.NAME.building-<pid>-…`` and ``.NAME.old-<pid>-…``;
-    those of killed runs are removed here, before a new one is made."""
-    from .output_dirs import remove_stale_temporaries
+    Staging and retired folders are siblings named ``.NAME.building-<pid>-<nonce>-<token>`` and
+    ``.NAME.old-…`` (:func:`~.output_dirs.make_temporary_dir`); those of killed runs are removed here, before a
+    new one is made."""
+    from .output_dirs import make_temporary_dir, remove_stale_temporaries
 
     final = Path(final)
     if final.is_symlink():
@@ -100,11 +107,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     if final.exists() and not final.is_dir():
         raise OutputError(f"{final}: exists and is not a directory")
     remove_stale_temporaries(final.parent, prefix=f".{final.name}.")
-    pid = os.getpid()
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-{pid}-", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary directory
+    staging = make_temporary_dir(final, "building")
     try:
         yield staging
     except BaseException:
@@ -113,7 +116,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     retired = None
     try:
         if final.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{pid}-", dir=final.parent))
+            retired = make_temporary_dir(final, "old")
             os.replace(final, retired / "previous")
         os.replace(staging, final)
     except OSError as err:

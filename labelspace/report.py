@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write, atomic_write_text
-from .output_dirs import mark_output_dir
+from .output_dirs import REPORT_KIND, mark_output_dir, record_output_files
 from .graph import LabelGraph
 from .outputs import LabelSpaceOutput
 
@@ -105,7 +105,6 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}td,th{border:
 th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd}h2{margin-top:1.6em}.note{color:#555;font-size:13px}"""
 
 
-REPORT_KIND = "labelspace report"
 
 
 def write_report(output: LabelSpaceOutput, destination: Path, threshold: float = 0.8, top: int = 25) -> Path:
@@ -118,8 +117,8 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
     annotate = [c["members"][0] for c in clusters[:12]]
     map_png = plot_map(output, annotate)
     pngs = {"overlap.png": overlap_png, "map.png": map_png}
-    for name, data in pngs.items():
-        atomic_write(destination / name, lambda tmp, data=data: tmp.write_bytes(data))
+    written = [atomic_write(destination / name, lambda tmp, data=data: tmp.write_bytes(data))
+               for name, data in pngs.items()]
     manifest = output.manifest
     embed = {name: base64.b64encode(data).decode() for name, data in pngs.items()}
     ambiguities = graph.ambiguities()
@@ -151,4 +150,6 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
         f"<img alt='PCA map' src='data:image/png;base64,{embed['map.png']}'>",
     ]
     document = f"<!doctype html><html><head><meta charset=utf-8><title>scaledet label space</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
-    return atomic_write_text(destination / "report.html", document)
+    written.append(atomic_write_text(destination / "report.html", document))
+    record_output_files(destination, written)
+    return written[-1]

@@ -28,6 +28,17 @@ def _dead_pid() -> int:
     return process.pid
 
 
+def _stale(directory: Path, role: str, name: str, suffix: str = "") -> Path:
+    """The temporary a killed scaledet process leaves: its (dead) pid and a token that verifies."""
+    from scaledet.labelspace.output_dirs import temporary_token
+
+    dead, nonce = _dead_pid(), "0123abcd"
+    token = temporary_token(role, dead, nonce, name + suffix)
+    if role == "tmp":
+        return directory / f".{name}.tmp{dead}-{nonce}-{token}{suffix}"
+    return directory / f".{name}.{role}-{dead}-{nonce}-{token}"
+
+
 BUILD = ("scaledet-labels", "build", "--datasets", "odinw/PascalVOC", "-q")
 
 
@@ -77,13 +88,26 @@ def test_build_out_that_cannot_be_replaced(tmp_path, where):
 
 def test_a_killed_build_leaves_nothing_the_next_build_keeps(tmp_path):
     out = tmp_path / "labelspace"
-    dead = _dead_pid()
-    leftover = tmp_path / f".labelspace.building-{dead}-abc"
+    leftover = _stale(tmp_path, "building", "labelspace")
     leftover.mkdir()
     (leftover / "labels.parquet").write_bytes(b"half")
     assert run_cli(*BUILD, "--out", str(out)).returncode == 0
     assert not leftover.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labelspace"]
+
+
+def test_files_named_like_temporaries_are_never_swept(tmp_path):
+    """Only names with a token scaledet made are temporaries: a user's look-alikes stay, files and folders."""
+    out = tmp_path / "labelspace"
+    dead = _dead_pid()
+    lookalikes = [tmp_path / f".labelspace.building-{dead}-abc", tmp_path / f".labelspace.old-{dead}-0123abcd-{'0' * 20}",
+                  tmp_path / f".labelspace.tmp{dead}.json"]
+    lookalikes[0].mkdir()
+    (lookalikes[0] / "thesis.tex").write_text("mine")
+    for path in lookalikes[1:]:
+        path.write_text("mine")
+    assert run_cli(*BUILD, "--out", str(out)).returncode == 0
+    assert all(p.exists() for p in lookalikes)
 
 
 def test_train_never_touches_an_earlier_run_without_resume(shapes_world, tmp_path):
@@ -107,11 +131,13 @@ def test_train_refuses_foreign_output_dir_and_cleans_its_own_leftovers(shapes_wo
     fresh = tmp_path / "fresh"
     config = write_train_config(shapes_world, fresh, schedule={"iterations": 1})
     assert run_cli("scaledet", "train", "--config", str(config), "-q").returncode == 0
-    stale = fresh / f".checkpoint.tmp{_dead_pid()}.pth"  # what a kill -9 during a checkpoint save leaves
+    stale = _stale(fresh, "tmp", "checkpoint", ".pth")  # what a kill -9 during a checkpoint save leaves
     stale.write_bytes(b"half a checkpoint")
+    mine = fresh / f".checkpoint.tmp{_dead_pid()}.pth"  # a user's file of the old, guessable shape
+    mine.write_bytes(b"mine")
     done = run_cli("scaledet", "train", "--config", str(config), "-q", "--resume", "schedule.iterations=2")
     assert done.returncode == 0, done.stderr
-    assert not stale.exists()
+    assert not stale.exists() and mine.read_bytes() == b"mine"
 
 
 def test_export_name_cannot_escape_or_overwrite(builtin_union, tmp_path):
@@ -174,3 +200,62 @@ def test_killed_cold_build_resumes_from_the_cache(tmp_path):
     assert done.returncode == 0, done.stderr
     hits = int(done.stdout.split("cache hits")[1].split()[0])
     assert hits >= 512, done.stdout  # at least the first chunk came from the cache
+
+
+def test_a_rebuild_removes_only_what_scaledet_listed_as_its_own(shapes_world, tmp_path):
+    """A marker is not ownership: a user file inside graph/, or a prediction folder placed inside the build,
+    stops the rebuild; graph/ holding only the files its marker lists is replaced with the build."""
+    out = tmp_path / "labelspace"
+    assert run_cli(*BUILD, "--out", str(out)).returncode == 0
+    assert run_cli("scaledet-labels", "graph", "--out", str(out)).returncode == 0
+    assert run_cli(*BUILD, "--out", str(out)).returncode == 0, "graph/ holds only its own files"
+    assert run_cli("scaledet-labels", "graph", "--out", str(out)).returncode == 0
+    (out / "graph" / "my-notes.md").write_text("mine")
+    before = _tree(out)
+    _one_line_error(run_cli(*BUILD, "--out", str(out)), "'graph'")
+    assert _tree(out) == before
+    (out / "graph" / "my-notes.md").unlink()
+    predictions = out / "predictions"
+    predictions.mkdir()
+    (predictions / ".scaledet-output.json").write_text('{"kind": "predictions", "files": {}}')
+    (predictions / "detections.json").write_text("[]")
+    _one_line_error(run_cli(*BUILD, "--out", str(out)), "'predictions'")
+    assert (predictions / "detections.json").read_text() == "[]"
+
+
+def test_an_output_never_replaces_its_input(builtin_union, tmp_path):
+    out = builtin_union.out_dir
+    before = _tree(out)
+    for command in (["export", "--format", "yolo-world", "--datasets", "coco", "--name", "manifest"],
+                    ["graph"], ["merge"], ["report"]):
+        _one_line_error(run_cli("scaledet-labels", *command, "--out", str(out), "--to", str(out), "--force"),
+                        "is the input")
+    assert _tree(out) == before
+
+
+def test_force_never_replaces_the_home_directory(tmp_path):
+    home = tmp_path / "home"
+    (home / "work").mkdir(parents=True)
+    (home / "thesis.tex").write_text("mine")
+    for target in (home, tmp_path):
+        done = run_cli(*BUILD, "--out", str(target), "--force", env={"HOME": str(home)}, cwd=Path("/"))
+        _one_line_error(done, "home directory")
+    assert (home / "thesis.tex").read_text() == "mine"
+
+
+def test_predict_never_replaces_an_input_image(shapes_world, tmp_path):
+    import shutil
+
+    from scaledet.detector.predict import write_predictions
+    from scaledet.labelspace.errors import OutputError
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    source = next((shapes_world / "shapesa" / "val" / "images").iterdir())
+    first, second = folder / "x.png", folder / "x.detections.png"  # x.png's drawing would be x.detections.png
+    shutil.copy(source, first)
+    shutil.copy(source, second)
+    before = second.read_bytes()
+    with pytest.raises(OutputError, match="would replace the input file"):
+        write_predictions([{"image": str(first), "detections": []}, {"image": str(second), "detections": []}], folder)
+    assert second.read_bytes() == before

@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from array import array
 from dataclasses import dataclass
@@ -275,7 +274,9 @@ def _check_images_exist(spec: DatasetSpec, names: np.ndarray, offsets: np.ndarra
 
 
 def _write_atomically(directory: Path, columns: dict[str, np.ndarray], meta: dict) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.building-{os.getpid()}-", dir=directory.parent))
+    from scaledet.labelspace.output_dirs import make_temporary_dir
+
+    staging = make_temporary_dir(directory, "building")
     try:
         for name, values in columns.items():
             np.save(staging / f"{name}.npy", np.ascontiguousarray(values, dtype=COLUMNS[name][0]))
