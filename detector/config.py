@@ -62,6 +62,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     num_workers: int | None = None  # DataLoader workers per process; None: the spare cores (at most 8)
+    #: the concepts label states use (hard_loss_scope federated): "auto" = LABELSPACE/merge/merged.parquet
+    #: when it exists, a merged.parquet path, or null for none (every label its own concept)
+    merge: str | None = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -122,7 +125,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.temperature": (_positive, "> 0"),
     "model.prior_prob": (_fraction_open, "in (0, 1)"),
     "model.soft_weight": (_non_negative, "≥ 0"),
-    "model.hard_loss_scope": (_one_of("union", "dataset"), "union or dataset"),
+    "model.hard_loss_scope": (_one_of("union", "dataset", "federated"), "union, dataset or federated"),
     "model.rpn_batch_size_per_image": (_positive, "> 0"),
     "model.roi_batch_size_per_image": (_positive, "> 0"),
     "model.rpn_pre_nms_top_n_train": (_positive, "> 0"),

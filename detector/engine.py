@@ -109,6 +109,15 @@ class Trainer:
         self.labelspace = UnifiedLabelSpace(config.labelspace)
         self.datasets = [CocoDetectionDataset(spec, self.labelspace, train=True, input_config=config.input)
                          for spec in config.datasets]
+        self.label_states = None  # the merge behind the federated hard loss's label states, as recorded
+        if config.model.hard_loss_scope == "federated":
+            from scaledet.labelspace.label_states import relations_for_build
+
+            relations = relations_for_build(self.labelspace.output, config.merge)
+            for dataset in self.datasets:
+                dataset.use_label_states(relations)
+            self.label_states = {"merge_file": relations.merge_file, "merge_sha256": relations.merge_sha256,
+                                 "protocols": {d.spec.name: d.index.protocol for d in self.datasets}}
         weights = None
         if config.sampling.repeat_factor_threshold:
             weights = [repeat_factors(d.image_labels(), config.sampling.repeat_factor_threshold) for d in self.datasets]
@@ -144,6 +153,12 @@ class Trainer:
                                 f"(its last_checkpoint names {path})")
         state = load_checkpoint(path)
         check_compatible(state, self.labelspace, path, same_labels=True)
+        recorded = (state.get("label_states") or {}).get("merge_sha256")
+        if self.label_states is not None and recorded != self.label_states["merge_sha256"]:
+            raise ScaledetError(f"--resume: {path} was trained with the label states of merge "
+                                f"{(state.get('label_states') or {}).get('merge_file') or 'none'} ({str(recorded)[:12]}), "
+                                f"this config gives {self.label_states['merge_file'] or 'none'} "
+                                f"({str(self.label_states['merge_sha256'])[:12]}); resuming would change the loss")
         load_weights(self.model, state, path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -162,6 +177,7 @@ class Trainer:
             "iteration": iteration,
             "config": self.config.to_dict(),
             "labelspace": self.labelspace_info(),
+            "label_states": self.label_states,
         }
 
     def labelspace_info(self) -> dict:

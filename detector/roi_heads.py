@@ -5,7 +5,11 @@ The glue to torchvision lives here and only here: proposal matching and sampling
 (``head.py``, ``losses.py``), written against plain tensors so they could move to another framework.
 
 Targets carry, besides torchvision's ``boxes`` and ``labels`` (``union index + 1``), a ``label_mask``:
-a ``C`` bool vector of the labels the image's dataset annotates, used when the hard loss is masked.
+a ``C`` bool vector of the labels the image's dataset annotates, used when the hard loss is masked
+(``dataset`` scope); and with the ``federated`` scope ``label_states``, the image's ``C`` int8 states
+(``labelspace/label_states.py``): the hard loss then uses, on every region, the columns the image vouches
+for (its negatives and its own exhaustively boxed positives), and on each foreground region also its
+assigned label's column; unknown labels are never trained as negatives.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from torchvision.ops import boxes as box_ops
 from .head import ScaleDetBoxPredictor
 from .losses import box_regression_loss, hard_label_loss, soft_label_loss
 
-HARD_LOSS_SCOPES = ("union", "dataset")
+HARD_LOSS_SCOPES = ("union", "dataset", "federated")
 
 
 class ScaleDetRoIHeads(RoIHeads):
@@ -57,6 +61,8 @@ class ScaleDetRoIHeads(RoIHeads):
             per_image = [torch.cat([t["label_mask"].new_ones(1), t["label_mask"]])[None].expand(len(p), -1)
                          for t, p in zip(targets, proposals)]
             label_mask = torch.cat(per_image)
+        elif self.hard_loss_scope == "federated":
+            label_mask = federated_label_mask(targets, labels)
         losses = {
             "loss_hard": hard_label_loss(logits, labels_all, label_mask),
             "loss_box_reg": box_regression_loss(deltas, torch.cat(regression_targets), labels_all),
@@ -89,3 +95,19 @@ class ScaleDetRoIHeads(RoIHeads):
             keep = box_ops.batched_nms(kept_boxes, kept_scores, label, self.nms_thresh)[: self.detections_per_img]
             results.append({"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]})
         return results
+
+
+def federated_label_mask(targets: list[dict], labels: list[torch.Tensor]) -> torch.Tensor:
+    """``R × (C+1)`` bool: per image, the background column, the columns its label states vouch for on
+    every region (:func:`~scaledet.labelspace.label_states.hard_loss_columns`), and each region's own
+    assigned column."""
+    from scaledet.labelspace.label_states import hard_loss_columns
+
+    masks = []
+    for target, region_labels in zip(targets, labels):
+        device = region_labels.device
+        vouched = hard_loss_columns(target["label_states"].to(device), target["label_mask"].to(device))
+        mask = torch.cat([vouched.new_ones(1), vouched])[None].repeat(len(region_labels), 1)
+        mask[torch.arange(len(region_labels), device=mask.device), region_labels] = True
+        masks.append(mask)
+    return torch.cat(masks)

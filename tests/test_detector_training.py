@@ -82,6 +82,7 @@ def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_pat
     record = json.loads((folder / "metrics.json").read_text())
     assert record["iteration"] == 3 and record["checkpoint"].endswith("model_final.pth")
     assert record["labelspace"]["global_ids_sha256"] and record["evaluators"] == {"shapesa": "coco"}
+    assert record["protocols"] == {"shapesa": "coco"}
     table = record["metrics"]
     assert set(table["shapesa"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert all(v is None or 0.0 <= v <= 100.0 for v in table["shapesa"].values())
@@ -89,7 +90,8 @@ def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_pat
     rescored = run_cli("scaledet", "eval", "--results", str(folder / "shapesa.results.json"), "--annotations",
                        str(shapes_world / "shapesa" / "val" / "annotations.json"), "--json")
     assert rescored.returncode == 0, rescored.stderr
-    assert json.loads(rescored.stdout) == pytest.approx(table["shapesa"])
+    printed = json.loads(rescored.stdout)
+    assert printed.pop("protocol") == "coco" and printed == pytest.approx(table["shapesa"])
     again = run_cli("scaledet", "eval", "--config", str(config), "--quiet")
     assert again.returncode == 2 and "evaluated already" in again.stderr
     evaluated = run_cli("scaledet", "eval", "--config", str(config), "--quiet", "--force")

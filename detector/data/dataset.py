@@ -43,6 +43,20 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         if len(self.images) == 0:
             raise ScaledetError(f"{self.annotation_file}: no images with boxes")
         self._coco: dict | None = None
+        self.coverage = None  # set by use_label_states: per-image label states in the targets
+
+    def use_label_states(self, relations) -> None:
+        """Add each image's label states (``label_states`` in the target) for the federated hard loss,
+        from this dataset's coverage table in ``relations`` (:class:`~scaledet.labelspace.label_states.LabelRelations`)."""
+        self.coverage = relations.coverage(self.spec.key, self.index.protocol)
+
+    def label_states(self, image: int) -> np.ndarray:
+        """The int8 state of every union label on index image ``image`` (``labelspace/label_states.py``)."""
+        lists = self.index.image_lists(image)
+        annotated = np.asarray(self.index.labels[self._box_slice(image)], dtype=np.int64)
+        return self.coverage.states(annotated, negatives=lists["neg_category_ids"],
+                                    not_exhaustive=lists["not_exhaustive_category_ids"],
+                                    verified_present=lists["pos_category_ids"])
 
     # ------------------------------------------------------------------ what evaluation needs
     @property
@@ -92,6 +106,8 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
             tensor, boxes, labels = augment(tensor, boxes, labels, self.input, generator)
         target = {"boxes": boxes, "labels": labels + 1,  # torchvision: 0 is background
                   "label_mask": self.label_mask, "image_id": torch.tensor(int(self.index.image_ids[image]))}
+        if self.coverage is not None:
+            target["label_states"] = torch.from_numpy(self.label_states(image))
         return tensor, target
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:

@@ -7,8 +7,12 @@ the first open streams the file with ijson (never the whole JSON in memory) into
     images     image_ids int64, widths / heights int32, first_box int64, box_count / ordinary_count int32,
                name_offsets int64 (N + 1) into names.bin (UTF-8 file names)
     boxes      boxes float32 (M × 4, xyxy pixels, sorted by image), labels int32 (union index), crowd uint8
+    lists      list_offsets int64 (N + 1) into list_labels int32 (union index) / list_kinds uint8: each image's
+               explicit label lists (LVIS ``neg_category_ids`` / ``not_exhaustive_category_ids``, OpenImages
+               ``pos_category_ids`` / ``neg_category_ids``), read by the label states (``label_states.py``)
     meta.json  the source file (path, size, mtime, sha256 of its content), the dataset key, the labelspace's
-               label ids digest, the categories in file order with their union index, counts
+               label ids digest, the categories in file order with their union index, counts, the file's
+               annotation protocol (exhaustive, federated or verified)
 
 Every later open, in any process, maps those files (``np.load(mmap_mode="r")``): the cost is the mapping,
 not the dataset's size, and the operating system shares the pages among processes.
@@ -39,17 +43,21 @@ import numpy as np
 
 from scaledet.labelspace.cache_dir import cache_root
 from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.label_states import protocol_of_file
 from scaledet.labelspace.readers import sha256_of_file
 from scaledet.labelspace.text_files import stream_json_items
 
-from .records import BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, image_file_name
+from .records import BOX_TOLERANCE_PX, DatasetSpec, is_int, check_annotation, check_category, check_image, image_file_name
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 COLUMNS = {  # name → (dtype, columns per row or 0 for a vector)
     "image_ids": (np.int64, 0), "widths": (np.int32, 0), "heights": (np.int32, 0), "first_box": (np.int64, 0),
     "box_count": (np.int32, 0), "ordinary_count": (np.int32, 0), "name_offsets": (np.int64, 0),
     "boxes": (np.float32, 4), "labels": (np.int32, 0), "crowd": (np.uint8, 0), "names": (np.uint8, 0),
+    "list_offsets": (np.int64, 0), "list_labels": (np.int32, 0), "list_kinds": (np.uint8, 0),
 }
+#: The per-image label lists an annotation file may carry, and their code in ``list_kinds``.
+IMAGE_LISTS = {"neg_category_ids": 1, "not_exhaustive_category_ids": 2, "pos_category_ids": 3}
 
 
 class IndexDamaged(Exception):
@@ -74,6 +82,17 @@ class AnnotationIndex:
     def num_images(self) -> int:
         return int(self.meta["images"])
 
+    def image_lists(self, image: int) -> dict[str, np.ndarray]:
+        """The image's explicit label lists as union indices, keyed as in the annotation file."""
+        start, stop = self.columns["list_offsets"][image], self.columns["list_offsets"][image + 1]
+        labels = np.asarray(self.columns["list_labels"][start:stop], dtype=np.int64)
+        kinds = np.asarray(self.columns["list_kinds"][start:stop])
+        return {field: labels[kinds == code] for field, code in IMAGE_LISTS.items()}
+
+    @property
+    def protocol(self) -> str:
+        return self.meta["protocol"]
+
     def file_name(self, image: int) -> str:
         start, stop = self.columns["name_offsets"][image], self.columns["name_offsets"][image + 1]
         return bytes(self.columns["names"][start:stop]).decode("utf-8")
@@ -93,7 +112,9 @@ class AnnotationIndex:
         n, m = meta.get("images"), meta.get("boxes")
         expected = {"image_ids": (n,), "widths": (n,), "heights": (n,), "first_box": (n,), "box_count": (n,),
                     "ordinary_count": (n,), "name_offsets": (n + 1,) if isinstance(n, int) else None,
-                    "boxes": (m, 4), "labels": (m,), "crowd": (m,), "names": (meta.get("name_bytes"),)}
+                    "boxes": (m, 4), "labels": (m,), "crowd": (m,), "names": (meta.get("name_bytes"),),
+                    "list_offsets": (n + 1,) if isinstance(n, int) else None,
+                    "list_labels": (meta.get("list_entries"),), "list_kinds": (meta.get("list_entries"),)}
         for name, (dtype, _) in COLUMNS.items():
             if columns[name].dtype != dtype or columns[name].shape != expected[name]:
                 raise IndexDamaged(f"{name}.npy has shape {columns[name].shape}, expected {expected[name]}")
@@ -166,6 +187,8 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
 
     image_ids, widths, heights = array("q"), array("i"), array("i")
     names, name_offsets = bytearray(), array("q", [0])
+    list_labels, list_kinds, list_offsets = array("i"), array("B"), array("q", [0])
+    list_fields: set[str] = set()
     for position, image in enumerate(_items(path, "images.item")):
         check_image(image, position, path)
         image_ids.append(image["id"])
@@ -173,6 +196,21 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
         heights.append(image["height"])
         names += image_file_name(image).encode("utf-8")
         name_offsets.append(len(names))
+        for field, code in IMAGE_LISTS.items():
+            values = image.get(field)
+            if values is None:
+                continue
+            list_fields.add(field)
+            if not isinstance(values, list):
+                raise ScaledetError(f"{path}: image {image['id']}: '{field}' is not a list of category ids")
+            for category_id in values:
+                union = union_of.get(category_id) if is_int(category_id) else None
+                if union is None:
+                    raise ScaledetError(f"{path}: image {image['id']}: '{field}' names category id "
+                                        f"{str(category_id)[:20]}, which is not in 'categories'")
+                list_labels.append(union)
+                list_kinds.append(code)
+        list_offsets.append(len(list_labels))
     if not image_ids:
         raise ScaledetError(f"{path}: no 'images' (not a COCO-format annotation file)")
     ids = np.frombuffer(image_ids, dtype=np.int64)
@@ -241,12 +279,16 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
         raise ScaledetError(f"{path}: changed while it was being indexed; run again once it is complete")
     columns = {"image_ids": ids, "widths": widths_np, "heights": heights_np, "first_box": first_box,
                "box_count": count, "ordinary_count": ordinary, "name_offsets": offsets, "boxes": xyxy,
-               "labels": labels_np, "crowd": crowd_np, "names": names_np}
+               "labels": labels_np, "crowd": crowd_np, "names": names_np,
+               "list_offsets": np.frombuffer(list_offsets, dtype=np.int64),
+               "list_labels": np.frombuffer(list_labels, dtype=np.int32) if list_labels else np.zeros(0, np.int32),
+               "list_kinds": np.frombuffer(list_kinds, dtype=np.uint8) if list_kinds else np.zeros(0, np.uint8)}
     meta = {"version": INDEX_VERSION, "source": str(path.resolve()), "size": after.st_size,
             "mtime_ns": after.st_mtime_ns, "sha256": sha256_of_file(path), "dataset": spec.key,
             "label_ids_sha256": label_ids_digest, "image_root": str(Path(spec.images).resolve()),
             "checked_images": check_images, "images": len(ids), "boxes": int(len(labels_np)),
-            "name_bytes": int(len(names_np)), "categories": categories,
+            "name_bytes": int(len(names_np)), "categories": categories, "list_entries": len(list_labels),
+            "protocol": protocol_of_file(categories, list_fields),
             "seconds": round(time.perf_counter() - started, 3)}
     _write_atomically(directory, columns, meta)
 

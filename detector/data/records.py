@@ -33,7 +33,7 @@ class DatasetSpec:
         return self.labelspace_key or self.name
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -54,16 +54,16 @@ def read_json(path: Path, what: str):
 
 
 def check_category(category, position: int, source: Path) -> None:
-    if not isinstance(category, dict) or not _is_int(category.get("id")) or not isinstance(category.get("name"), str):
+    if not isinstance(category, dict) or not is_int(category.get("id")) or not isinstance(category.get("name"), str):
         raise ScaledetError(f"{source}: categories[{position}] needs an integer 'id' and a text 'name'")
 
 
 def check_image(image, position: int, source: Path) -> None:
     """The fields of an ``images`` record the detector uses; one line naming the record otherwise."""
-    if not isinstance(image, dict) or not _is_int(image.get("id")):
+    if not isinstance(image, dict) or not is_int(image.get("id")):
         raise ScaledetError(f"{source}: images[{position}] has no integer 'id'")
     for key in ("width", "height"):
-        if not _is_int(image.get(key)) or image[key] <= 0:
+        if not is_int(image.get(key)) or image[key] <= 0:
             raise ScaledetError(f"{source}: image {image['id']} has no positive integer '{key}' "
                                 f"(found {image.get(key)!r})")
     name = image.get("file_name", image.get("coco_url"))
@@ -73,10 +73,10 @@ def check_image(image, position: int, source: Path) -> None:
 
 def check_annotation(annotation, position: int, source: Path) -> None:
     """The fields of an ``annotations`` record the detector uses: ids and a 4-number ``bbox``."""
-    if not isinstance(annotation, dict) or not _is_int(annotation.get("id")):
+    if not isinstance(annotation, dict) or not is_int(annotation.get("id")):
         raise ScaledetError(f"{source}: annotations[{position}] has no integer 'id'")
     for key in ("image_id", "category_id"):
-        if not _is_int(annotation.get(key)):
+        if not is_int(annotation.get(key)):
             raise ScaledetError(f"{source}: annotation {annotation['id']} has no integer '{key}'")
     bbox = annotation.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
