@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(markup=False, highlight=False)
 
 DEFAULT_OUT = Path("runs/labelspace")
-MULTI_VALUE_OPTIONS = ("--datasets", "--dataset-file", "--hierarchy", "--template")
+MULTI_VALUE_OPTIONS = ("--datasets", "--dataset-file", "--hierarchy", "--template", "--annotations", "--images")
 
 
 @app.command()
@@ -334,6 +334,51 @@ def report(
     destination = check_output_dir(to or out / "report", REPORT_KIND, "--to", force, inputs=(out,))
     path = write_report(LabelSpaceOutput.load(out), destination, threshold)
     console.print(f"wrote {path} (figures overlap.png, map.png beside it)")
+
+
+@app.command()
+@user_errors
+def unify(
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="The build whose labels and merge the training set uses."),
+    annotations: List[str] = typer.Option(..., "--annotations", help="KEY=PATH, KEY a dataset of the build: a COCO/LVIS JSON, a convert-oid JSON, or a YOLO dataset folder (data.yaml + labels/)."),
+    images: List[str] = typer.Option([], "--images", help="KEY=DIR: the source's image folder; images are linked under TO/images/KEY/ (not copied)."),
+    to: Path = typer.Option(..., "--to", help="Output folder: unified.json (--format coco) or data.yaml + labels/ (--format yolo)."),
+    space: str = typer.Option("union", "--space", help="union (one category per label) or concepts (one per concept of the build's merge)."),
+    fmt: str = typer.Option("coco", "--format", help="coco (COCO/LVIS JSON) or yolo (an Ultralytics dataset)."),
+    explicit_negatives: bool = typer.Option(False, "--explicit-negatives", help="Write every image's full negative and not-exhaustive lists (large at Objects365 scale)."),
+    merge: Optional[str] = typer.Option("auto", "--merge", help="The merged.parquet whose concepts the states use: auto (OUT/merge/ when present), a path, or none."),
+    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """One training set from several annotation files, in one label space, with per-image label states in
+    LVIS's fields (neg_category_ids, not_exhaustive_category_ids): for any detector."""
+    import sys
+
+    from scaledet.labelspace.build import parse_assignment
+    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.output_dirs import UNIFY_KIND, check_output_dir, mark_output_dir, record_output_files
+    from scaledet.labelspace.unify import FORMATS, SPACES, unify as run_unify
+
+    if space not in SPACES:
+        raise ScaledetError(f"--space {space!r}: choose union or concepts")
+    if fmt not in FORMATS:
+        raise ScaledetError(f"--format {fmt!r}: choose coco or yolo")
+    sources = [(key, Path(path)) for key, path in (parse_assignment(a, "--annotations") for a in annotations)]
+    image_dirs = {key: Path(path) for key, path in (parse_assignment(i, "--images") for i in images)}
+    destination = check_output_dir(to, UNIFY_KIND, "--to", force, inputs=(out, *(p for _, p in sources)))
+    destination.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(destination, UNIFY_KIND, build=str(out))
+    report = run_unify(out, sources, image_dirs, destination, space, fmt, explicit_negatives,
+                       None if merge == "none" else merge,
+                       say=(lambda text: None) if quiet or not sys.stderr.isatty() else (lambda text: print(text, file=sys.stderr)))
+    record_output_files(destination, report.written)
+    console.print(f"{report.images} images ({report.shared_images} annotated by two sources, combined), "
+                  f"{report.boxes} boxes ({report.duplicates} duplicates kept once); "
+                  f"state conflicts: {report.conflicts} → {', '.join(str(p) for p in report.written)}", soft_wrap=True)
+    if fmt == "yolo" and report.partial_classes:
+        console.print(f"{len(report.partial_classes)} classes are only partly annotated (YOLO's loss will treat "
+                      f"their missing boxes as background): {', '.join(report.partial_classes[:10])}"
+                      f"{', …' if len(report.partial_classes) > 10 else ''} (all in partial_classes.txt)", soft_wrap=True)
 
 
 def main() -> None:

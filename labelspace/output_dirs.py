@@ -31,6 +31,7 @@ GRAPH_KIND = "label graph"
 MERGE_KIND = "concept merge"
 EXPORT_KIND = "labelspace export"
 REPORT_KIND = "labelspace report"
+UNIFY_KIND = "unified training set"
 #: Outputs made from a build that may live inside it (``graph/``, ``merge/``, ``exports/``, ``report/``): a
 #: rebuild replaces them when every file in them is one their marker lists.
 BUILD_DERIVED_KINDS = (GRAPH_KIND, MERGE_KIND, EXPORT_KIND, REPORT_KIND)

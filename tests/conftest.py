@@ -49,6 +49,24 @@ def builtin_union(tmp_path_factory, minilm):
     return result
 
 
+LVIS_FIXTURE = REPO.parent / "shared" / "fixtures" / "lvis_v0.5_val_100.json"
+
+
+@pytest.fixture(scope="session")
+def lvis_coco_oid_build(tmp_path_factory) -> Path:
+    """A build of the LVIS API's own 100-image file (key ``lvis``, its v0.5 categories), the bundled COCO and
+    OpenImages taxonomies, and its ``merge`` (no WordNet, for the same concepts on every machine)."""
+    if not LVIS_FIXTURE.is_file():
+        pytest.skip(f"the LVIS fixture is not present at {LVIS_FIXTURE} (a checkout without ../shared)")
+    out = tmp_path_factory.mktemp("lvis-coco-oid") / "labelspace"
+    done = run_cli("scaledet-labels", "build", "--datasets", "coco", "oid", "--dataset-file", f"lvis={LVIS_FIXTURE}",
+                   "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    done = run_cli("scaledet-labels", "merge", "--out", str(out), "--no-wordnet")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run a console script as a user would, in a subprocess."""
     command, *rest = args

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import LVIS_FIXTURE as FIXTURE
 from scaledet.labelspace.label_states import NEGATIVE, PARTIAL, POSITIVE, UNKNOWN
 
-FIXTURE = REPO.parent / "shared" / "fixtures" / "lvis_v0.5_val_100.json"
 COCO_FILE = {
     "info": {"description": "two images written field by field for scaledet's label-state tests"},
     "licenses": [],
@@ -34,16 +33,8 @@ COCO_FILE = {
 
 
 @pytest.fixture(scope="module")
-def merged_build(tmp_path_factory):
-    if not FIXTURE.is_file():
-        pytest.skip(f"the LVIS fixture is not present at {FIXTURE} (a checkout without ../shared)")
-    root = tmp_path_factory.mktemp("states")
-    out = root / "labelspace"
-    done = run_cli("scaledet-labels", "build", "--datasets", "coco", "oid", "--dataset-file", f"lvis={FIXTURE}",
-                   "--out", str(out), "-q")
-    assert done.returncode == 0, done.stderr
-    done = run_cli("scaledet-labels", "merge", "--out", str(out), "--no-wordnet")
-    assert done.returncode == 0, done.stderr
+def merged_build(lvis_coco_oid_build, tmp_path_factory):
+    root = lvis_coco_oid_build.parent
     (root / "coco.json").write_text(json.dumps(COCO_FILE))
     return root
 

@@ -1,0 +1,413 @@
+"""``scaledet-labels unify``: one training set from several annotation files, for any detector.
+
+The categories are the build's labels of the sources' datasets (``--space union``: ``coco/person`` and
+``o365/Person`` stay apart) or their concepts (``--space concepts``, from ``merge``). Each category carries
+``labels`` (its members' global ids), ``synonyms``, and LVIS's ``image_count`` and ``frequency`` (r ≤ 10
+images < c ≤ 100 < f), so the LVIS evaluator and detectron2's federated loss can use it. Annotations are
+remapped; every box also gets a box-shaped polygon, since detectron2's LVIS loader requires one.
+
+What each image says about each category (``label_states.py``) goes into LVIS's own fields:
+``neg_category_ids`` (negative), ``not_exhaustive_category_ids`` (present but not every instance boxed,
+or present with no box of that category), unknown = in neither and without boxes. By default the file is
+compact: the per-image lists are only those the sources gave, and ``scaledet.sources`` records each
+source's protocol, from which scaledet recomputes the rest; ``--explicit-negatives`` writes the full lists
+for tools that need them (at Objects365 scale they are large).
+
+An image that two sources annotate (LVIS annotates COCO's images) is one image, found by its file's base
+name: its states combine (present in any source wins over negative; each such disagreement is counted and
+listed in ``conflicts.csv``), and a box that both give for one category (IoU ≥ 0.7) is kept once.
+
+Memory stays bounded: sources are read one at a time into flat arrays (``unify_sources.py``), images and
+annotations are streamed to disk as they are made, and only images shared by sources are held until all
+sources are read. ``--format yolo`` writes an Ultralytics dataset instead (``data.yaml``, ``labels/``,
+images linked, not copied); YOLO's loss cannot express unknown, so the classes that some source annotates
+only partly are printed and written to ``partial_classes.txt``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import ScaledetError
+from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
+                           relations_for_build)
+from .unify_sources import LabelLookup, SourceData, image_key, read_source
+
+UNIFY_FORMAT = "scaledet.unified/1"
+UNIFIED_FILE = "unified.json"
+SPACES = ("union", "concepts")
+FORMATS = ("coco", "yolo")
+#: LVIS's frequency groups by the number of training images of a category
+RARE_MAX, COMMON_MAX = 10, 100
+DUPLICATE_IOU = 0.7
+CONFLICTS_LISTED = 10_000
+
+
+@dataclass
+class OutputSpace:
+    """The categories written: member union indices per category, and each union label's category (-1
+    when the label is not written)."""
+
+    names: list[str]
+    members: list[list[int]]
+    category_of: np.ndarray
+
+
+def output_space(output, relations: LabelRelations, keys: list[str], space: str, names: list[str]) -> OutputSpace:
+    """``union``: one category per label of the sources' datasets; ``concepts``: one per concept of them,
+    named by the merge's concept name."""
+    wanted = [j for j in range(len(relations.global_ids)) if relations.datasets[relations.dataset_of[j]] in keys]
+    category_of = np.full(len(relations.global_ids), -1, dtype=np.int64)
+    if space == "union":
+        for c, j in enumerate(wanted):
+            category_of[j] = c
+        return OutputSpace([relations.global_ids[j] for j in wanted], [[j] for j in wanted], category_of)
+    by_concept: dict[int, int] = {}
+    members: list[list[int]] = []
+    for j in wanted:
+        c = by_concept.setdefault(int(relations.concept[j]), len(members))
+        if c == len(members):
+            members.append([])
+        members[c].append(j)
+        category_of[j] = c
+    return OutputSpace([names[m[0]] for m in members], members, category_of)
+
+
+@dataclass
+class UnifyReport:
+    images: int = 0
+    shared_images: int = 0
+    boxes: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    partial_classes: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class _Image:
+    """One output image before it is written: boxes as categories, states per category."""
+
+    sources: list[str]
+    file_name: str
+    coco_url: str | None
+    width: int
+    height: int
+    boxes: np.ndarray
+    categories: np.ndarray
+    concepts: np.ndarray  # the build's concept of each box's label: duplicates across sources are found by it
+    crowd: np.ndarray
+    states: np.ndarray  # int8 per output category
+
+
+def category_states(states: np.ndarray, space: OutputSpace) -> np.ndarray:
+    """A category's state from its members': present (POSITIVE over PARTIAL) if any member is present,
+    else NEGATIVE if any is, else UNKNOWN."""
+    result = np.full(len(space.names), UNKNOWN, dtype=np.int8)
+    written = space.category_of >= 0
+    categories, member_states = space.category_of[written], states[written]
+    for value in (NEGATIVE, PARTIAL, POSITIVE):  # later values win
+        result[categories[member_states == value]] = value
+    return result
+
+
+def combine_states(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Two sources' states of one image: present in either wins (POSITIVE over PARTIAL), then NEGATIVE.
+    Also the number of categories one source calls present and the other negative."""
+    present_a, present_b = a >= POSITIVE, b >= POSITIVE
+    conflicts = int(np.sum((present_a & (b == NEGATIVE)) | (present_b & (a == NEGATIVE))))
+    out = np.where((a == NEGATIVE) | (b == NEGATIVE), NEGATIVE, UNKNOWN).astype(np.int8)
+    out[present_a | present_b] = PARTIAL
+    out[(a == POSITIVE) | (b == POSITIVE)] = POSITIVE
+    return out, conflicts
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[0] + box[2], others[:, 0] + others[:, 2])
+    y2 = np.minimum(box[1] + box[3], others[:, 1] + others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return inter / (box[2] * box[3] + others[:, 2] * others[:, 3] - inter)
+
+
+def merge_images(first: _Image, second: _Image) -> tuple[_Image, int, int]:
+    """One image from two sources: (the image, boxes dropped as duplicates, conflicting categories)."""
+    keep = []
+    for k in range(len(second.categories)):
+        same = first.boxes[first.concepts == second.concepts[k]]
+        keep.append(not (len(same) and np.max(_iou(second.boxes[k], same)) >= DUPLICATE_IOU))
+    keep = np.asarray(keep, dtype=bool) if keep else np.zeros(0, dtype=bool)
+    states, conflicts = combine_states(first.states, second.states)
+    merged = _Image(first.sources + second.sources, first.file_name, first.coco_url, first.width, first.height,
+                    np.concatenate([first.boxes, second.boxes[keep]]),
+                    np.concatenate([first.categories, second.categories[keep]]),
+                    np.concatenate([first.concepts, second.concepts[keep]]),
+                    np.concatenate([first.crowd, second.crowd[keep]]), states)
+    return merged, int((~keep).sum()), conflicts
+
+
+class _Writer:
+    """Where output images go: a COCO/LVIS JSON assembled from streamed parts, or a YOLO dataset."""
+
+    def __init__(self, to: Path, space: OutputSpace, fmt: str, image_dirs: dict[str, Path],
+                 explicit_negatives: bool) -> None:
+        from .output_dirs import temporary_file_name
+
+        self.to, self.space, self.fmt = to, space, fmt
+        self.image_dirs, self.explicit = image_dirs, explicit_negatives
+        self.image_count = np.zeros(len(space.names), dtype=np.int64)
+        self.next_image, self.next_box = 1, 1
+        self.parts = [temporary_file_name(to / "images.json"), temporary_file_name(to / "annotations.json")]
+        self.handles = [open(p, "w", encoding="utf-8") for p in self.parts] if fmt == "coco" else []
+        self.links: set[Path] = set()
+
+    def path_of(self, image: _Image) -> tuple[str, str | None]:
+        """(file_name, coco_url): with --images, the link under ``images/KEY/`` (one folder per source, so
+        detectron2's ``coco_url``-based path resolves with image_root ``DIR/images/``)."""
+        source = image.sources[0]
+        if source not in self.image_dirs:
+            return image.file_name, image.coco_url
+        flat = image.file_name.replace("/", "__")
+        link = self.to / "images" / source / flat
+        if link not in self.links:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            target = (self.image_dirs[source] / image.file_name).resolve()
+            if not target.is_file():
+                raise ScaledetError(f"--images {source}={self.image_dirs[source]}: image {image.file_name} not found")
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            os.symlink(target, link)
+            self.links.add(link)
+        return f"images/{source}/{flat}", f"images/{source}/{flat}"
+
+    def write(self, image: _Image) -> int:
+        file_name, coco_url = self.path_of(image)
+        boxed = np.unique(image.categories)
+        self.image_count[boxed] += 1
+        if self.fmt == "yolo":
+            self._write_yolo(image, file_name)
+        else:
+            self._write_coco(image, file_name, coco_url, boxed)
+        self.next_image += 1
+        return len(image.categories)
+
+    def _write_coco(self, image: _Image, file_name: str, coco_url: str | None, boxed: np.ndarray) -> None:
+        negatives = np.flatnonzero(image.states == NEGATIVE)
+        unboxed_present = np.setdiff1d(np.flatnonzero(image.states >= POSITIVE), boxed)
+        partial = np.union1d(np.flatnonzero(image.states == PARTIAL), unboxed_present)
+        record = {"id": self.next_image, "file_name": file_name, "width": image.width, "height": image.height,
+                  "sources": image.sources, "neg_category_ids": (negatives + 1).tolist(),
+                  "not_exhaustive_category_ids": (partial + 1).tolist()}
+        if coco_url is not None:
+            record["coco_url"] = coco_url
+        images, annotations = self.handles
+        images.write(("," if self.next_image > 1 else "") + json.dumps(record, separators=(",", ":")))
+        for box, category, crowd in zip(image.boxes.tolist(), image.categories.tolist(), image.crowd.tolist()):
+            x, y, w, h = (round(v, 2) for v in box)
+            annotations.write(("," if self.next_box > 1 else "") + json.dumps(
+                {"id": self.next_box, "image_id": self.next_image, "category_id": category + 1, "bbox": [x, y, w, h],
+                 "area": round(w * h, 2), "iscrowd": int(crowd),
+                 "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}, separators=(",", ":")))
+            self.next_box += 1
+
+    def _write_yolo(self, image: _Image, file_name: str) -> None:
+        label = self.to / "labels" / Path(file_name).relative_to("images").with_suffix(".txt")
+        label.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f"{c} {(x + w / 2) / image.width:.6f} {(y + h / 2) / image.height:.6f} {w / image.width:.6f} "
+                 f"{h / image.height:.6f}\n"
+                 for (x, y, w, h), c, crowd in zip(image.boxes.tolist(), image.categories.tolist(), image.crowd.tolist())
+                 if not crowd]
+        label.write_text("".join(lines), encoding="utf-8")
+
+    def categories(self) -> list[dict]:
+        return [{"id": c + 1, "name": name, "labels": [self.space_ids[j] for j in self.space.members[c]],
+                 "synonyms": self.space_synonyms[c], "image_count": int(self.image_count[c]),
+                 "frequency": "r" if self.image_count[c] <= RARE_MAX else "c" if self.image_count[c] <= COMMON_MAX else "f"}
+                for c, name in enumerate(self.space.names)]
+
+    def finish(self, meta: dict) -> list[Path]:
+        from .atomic import atomic_write, atomic_write_text
+
+        if self.fmt == "yolo":
+            names = "".join(f"  {c}: {json.dumps(n)}\n" for c, n in enumerate(self.space.names))
+            return [atomic_write_text(self.to / "data.yaml", f"path: {json.dumps(str(self.to.resolve()))}\n"
+                                      f"train: images\nval: images\nnames:\n{names}")]
+        for handle in self.handles:
+            handle.close()
+
+        def assemble(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as out:
+                out.write('{"info":' + json.dumps({"description": "scaledet-labels unify"}) + ',"images":[')
+                with open(self.parts[0], encoding="utf-8") as part:
+                    shutil.copyfileobj(part, out)
+                out.write('],"annotations":[')
+                with open(self.parts[1], encoding="utf-8") as part:
+                    shutil.copyfileobj(part, out)
+                out.write('],"categories":' + json.dumps(self.categories(), ensure_ascii=False))
+                out.write(',"scaledet":' + json.dumps(meta, ensure_ascii=False) + "}\n")
+
+        try:
+            return [atomic_write(self.to / UNIFIED_FILE, assemble)]
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        for handle in self.handles:
+            handle.close()
+        for part in self.parts:
+            part.unlink(missing_ok=True)
+
+
+def partial_classes(space: OutputSpace, coverages: dict[str, DatasetCoverage]) -> list[str]:
+    """Categories some source cannot vouch for on all its images: it does not annotate them exhaustively
+    (LVIS, OpenImages) or does not cover their concept at all."""
+    partial = []
+    for c, members in enumerate(space.members):
+        for coverage in coverages.values():
+            covered = any(coverage.follow[j] >= 0 for j in members)
+            if not covered or coverage.protocol != EXHAUSTIVE:
+                partial.append(space.names[c])
+                break
+    return partial
+
+
+def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Path], to: Path,
+          space_name: str = "union", fmt: str = "coco", explicit_negatives: bool = False,
+          merge: str | Path | None = "auto", say: Callable[[str], None] = lambda text: None) -> UnifyReport:
+    from .outputs import LabelSpaceOutput
+
+    output = LabelSpaceOutput.load(build, with_embeddings=False)
+    relations = relations_for_build(output, merge)
+    keys = [key for key, _ in sources]
+    for key in keys:
+        if key not in relations.datasets:
+            raise ScaledetError(f"--annotations {key}=…: {key!r} is not a dataset of {build} "
+                                f"(it has {', '.join(relations.datasets)})")
+    if len(set(keys)) != len(keys):
+        raise ScaledetError("--annotations: each dataset key once")
+    for key in image_dirs:
+        if key not in keys:
+            raise ScaledetError(f"--images {key}=…: no --annotations for {key!r}")
+    if fmt == "yolo" and set(image_dirs) != set(keys):
+        raise ScaledetError("--format yolo needs --images KEY=DIR for every source (labels sit beside linked images)")
+    if space_name == "concepts" and relations.merge_file is None:
+        raise ScaledetError(f"--space concepts: {build} has no merge/merged.parquet; run 'scaledet-labels merge' "
+                            "first or give --merge")
+    names = output.labels.column("name").to_pylist()
+    if space_name == "concepts":
+        from .merge_io import load_concepts
+
+        concept_names = [name for _, name in load_concepts(Path(relations.merge_file), output)]
+        names = concept_names
+    space = output_space(output, relations, keys, space_name, names)
+    shared = _shared_image_keys(sources)
+    writer = _Writer(to, space, fmt, image_dirs, explicit_negatives)
+    writer.space_ids = relations.global_ids
+    synonyms = output.labels.column("synonyms").to_pylist()
+    label_names = output.labels.column("name").to_pylist()
+    writer.space_synonyms = [sorted({s for j in m for s in (label_names[j], *(synonyms[j] or []))})
+                             for m in space.members]
+    report, held, coverages, conflicts = UnifyReport(), {}, {}, []
+    lookup = LabelLookup(output)
+    try:
+        for key, path in sources:
+            say(f"reading {key}: {path}")
+            data = read_source(key, path, lookup)
+            coverage = relations.coverage(key, data.protocol)
+            coverages[key] = coverage
+            for image in range(data.num_images):
+                item = _image_of(data, image, coverage, space, explicit_negatives)
+                name = data.image_key(image)
+                if hash(name) in shared:
+                    if name in held:
+                        merged, dropped, disagreements = merge_images(held[name], item)
+                        held[name] = merged
+                        report.duplicates += dropped
+                        if disagreements:
+                            report.conflicts += disagreements
+                            if len(conflicts) < CONFLICTS_LISTED:
+                                conflicts.append((name, "+".join(merged.sources), disagreements))
+                    else:
+                        held[name] = item
+                    continue
+                report.boxes += writer.write(item)
+                report.images += 1
+            del data
+        for item in held.values():
+            report.boxes += writer.write(item)
+            report.images += 1
+            report.shared_images += len(item.sources) > 1
+        meta = {"format": UNIFY_FORMAT, "build": str(Path(build).resolve()), "space": space_name,
+                "merge_file": relations.merge_file, "merge_sha256": relations.merge_sha256,
+                "explicit_negatives": explicit_negatives,
+                "sources": {key: {"path": str(path), "protocol": coverages[key].protocol} for key, path in sources},
+                "images": report.images, "boxes": report.boxes, "duplicate_boxes_dropped": report.duplicates,
+                "state_conflicts": report.conflicts}
+        report.written = writer.finish(meta)
+    except BaseException:
+        writer.discard()
+        raise
+    from .atomic import atomic_write_text
+
+    if conflicts:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([("image", "sources", "categories in conflict"), *conflicts])
+        report.written.append(atomic_write_text(to / "conflicts.csv", buffer.getvalue()))
+    report.partial_classes = partial_classes(space, coverages)
+    if fmt == "yolo":
+        report.written.append(atomic_write_text(to / "partial_classes.txt",
+                                                "".join(f"{name}\n" for name in report.partial_classes)))
+    return report
+
+
+def _image_of(data: SourceData, image: int, coverage: DatasetCoverage, space: OutputSpace,
+              explicit: bool) -> _Image:
+    start, count = int(data.first_box[image]), int(data.box_count[image])
+    labels = data.labels[start:start + count].astype(np.int64)
+    lists = {f: data.image_list(f, image).astype(np.int64) for f in data.lists}
+    if explicit:
+        states = coverage.states(labels, negatives=lists["neg_category_ids"],
+                                 not_exhaustive=lists["not_exhaustive_category_ids"],
+                                 verified_present=lists["pos_category_ids"])
+    else:  # compact: only what the source itself says, per image
+        states = np.zeros(len(space.category_of), dtype=np.int8)
+        states[lists["neg_category_ids"]] = NEGATIVE
+        states[lists["pos_category_ids"]] = PARTIAL
+        states[labels] = POSITIVE
+        states[np.intersect1d(lists["not_exhaustive_category_ids"], labels)] = PARTIAL
+    return _Image([data.key], data.file_names[image], data.coco_urls[image], int(data.widths[image]),
+                  int(data.heights[image]), data.boxes[start:start + count].copy(), space.category_of[labels],
+                  coverage.relations.concept[labels], data.crowd[start:start + count].copy(),
+                  category_states(states, space))
+
+
+def _shared_image_keys(sources: list[tuple[str, Path]]) -> set[int]:
+    """``hash()`` of the names of images that more than one source annotates, read from the image lists
+    alone. 64-bit hashes in NumPy arrays, not a dict of every name: a few bytes per image at any scale (a
+    collision only makes an image wait for the end, never merges two)."""
+    from array import array
+
+    from .text_files import stream_json_items
+
+    per_source = []
+    for key, path in sources:
+        hashes = array("q")
+        if path.is_dir():
+            hashes.extend(hash(image_key(p.name, None)) for p in (path / "labels").rglob("*.txt"))
+        else:
+            hashes.extend(hash(image_key(i.get("file_name"), i.get("coco_url")) if isinstance(i, dict) else "")
+                          for i in stream_json_items(path, "images.item", ScaledetError, "malformed or truncated JSON"))
+        per_source.append(np.unique(np.frombuffer(hashes, dtype=np.int64)) if hashes else np.zeros(0, np.int64))
+    if len(per_source) < 2:
+        return set()
+    everything = np.sort(np.concatenate(per_source))
+    return set(everything[1:][everything[1:] == everything[:-1]].tolist())

@@ -1,0 +1,259 @@
+"""Reading the annotation files ``scaledet-labels unify`` combines, into flat arrays (never one Python object
+per box, so an Objects365-sized file fits in a bounded amount of memory).
+
+A source is a dataset key of the build and one of:
+
+* a COCO-format JSON: LVIS files (``neg_category_ids`` / ``not_exhaustive_category_ids``) and the output of
+  ``scaledet convert-oid`` (``mid`` categories, ``pos_category_ids`` / ``neg_category_ids``) are recognised
+  by their fields, whatever their key;
+* an Ultralytics YOLO dataset folder: ``data.yaml`` with ``names``, label files ``labels/**/NAME.txt``
+  (``class cx cy w h``, normalised) beside ``images/**/NAME.<ext>``; image sizes come from the image headers.
+
+Every category is mapped to its union index in the build (by local id, checked by name); a class the build
+does not have, an id absent from the file's categories and a YOLO class out of range are one-line errors
+naming the file and the record.
+"""
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ScaledetError
+from .label_states import protocol_of_file
+from .text_files import load_yaml, stream_json_items
+
+LIST_FIELDS = ("neg_category_ids", "not_exhaustive_category_ids", "pos_category_ids")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class SourceData:
+    """One source, as arrays. Images in file order; boxes grouped by image (``first_box``, ``box_count``)."""
+
+    key: str
+    path: Path
+    protocol: str
+    file_names: list[str]
+    coco_urls: list[str | None]
+    widths: np.ndarray
+    heights: np.ndarray
+    first_box: np.ndarray
+    box_count: np.ndarray
+    boxes: np.ndarray          # M × 4 float32, xywh pixels
+    labels: np.ndarray         # M int32 union index
+    crowd: np.ndarray          # M uint8
+    #: field → (offsets N + 1, union indices): each image's explicit label lists, in CSR form
+    lists: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.file_names)
+
+    def image_list(self, list_field: str, image: int) -> np.ndarray:
+        offsets, values = self.lists[list_field]
+        return values[offsets[image]:offsets[image + 1]]
+
+    def image_key(self, image: int) -> str:
+        """What identifies an image across sources (:func:`image_key`)."""
+        return image_key(self.file_names[image], self.coco_urls[image])
+
+
+def image_key(file_name: str | None, coco_url: str | None) -> str:
+    """The stem of the image's file, from ``coco_url`` when there is one (LVIS v0.5 calls COCO's
+    ``000000266409.jpg`` ``COCO_val2014_000000266409.jpg`` in ``file_name`` but keeps COCO's URL), else
+    from ``file_name``: ``000000266409`` for COCO, LVIS and a YOLO label file ``000000266409.txt`` alike."""
+    return Path(coco_url.split("/")[-1] if coco_url else (file_name or "")).stem
+
+
+class LabelLookup:
+    """(dataset, local id, name) → union index of a build, as the detector maps annotation files."""
+
+    def __init__(self, output) -> None:
+        from .prompts import normalize_name
+
+        self._normalize = normalize_name
+        rows = output.labels.select(["dataset", "local_id", "name"]).to_pylist()
+        self.by_local = {(r["dataset"], r["local_id"]): i for i, r in enumerate(rows)}
+        self.by_name = {(r["dataset"], normalize_name(r["name"])): i for i, r in enumerate(rows)}
+        self.names = [r["name"] for r in rows]
+        self.directory = output.directory
+
+    def index(self, dataset: str, local_id: str, name: str, where: str) -> int:
+        found = self.by_local.get((dataset, local_id))
+        if found is not None and self._normalize(self.names[found]) == self._normalize(name):
+            return found
+        found = self.by_name.get((dataset, self._normalize(name)))
+        if found is not None:
+            return found
+        raise ScaledetError(f"{where}: class {local_id} {name!r} is not a label of dataset {dataset!r} in "
+                            f"{self.directory}")
+
+
+def read_source(key: str, path: Path, lookup: LabelLookup) -> SourceData:
+    if path.is_dir():
+        return _read_yolo(key, path, lookup)
+    if not path.is_file():
+        raise ScaledetError(f"--annotations {key}={path}: not found")
+    return _read_coco(key, path, lookup)
+
+
+def _items(path: Path, prefix: str):
+    return stream_json_items(path, prefix, ScaledetError, "malformed or truncated JSON")
+
+
+def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
+    categories, union_of = [], {}
+    for position, category in enumerate(_items(path, "categories.item")):
+        if not isinstance(category, dict) or "id" not in category or not isinstance(category.get("name"), str):
+            raise ScaledetError(f"{path}: categories[{position}] needs an 'id' and a 'name'")
+        local = str(category.get("mid") or category["id"])
+        union_of[category["id"]] = lookup.index(key, local, category["name"], str(path))
+        categories.append(category)
+    if not categories:
+        raise ScaledetError(f"{path}: no 'categories' (not a COCO-format annotation file)")
+    file_names, coco_urls, widths, heights, ids = [], [], array("i"), array("i"), array("q")
+    values = {f: array("i") for f in LIST_FIELDS}
+    offsets = {f: array("q", [0]) for f in LIST_FIELDS}
+    fields: set[str] = set()
+    for position, image in enumerate(_items(path, "images.item")):
+        if not isinstance(image, dict) or not _whole(image.get("id")):
+            raise ScaledetError(f"{path}: images[{position}] has no integer 'id'")
+        for side in ("width", "height"):
+            if not _whole(image.get(side)) or image[side] <= 0:
+                raise ScaledetError(f"{path}: image {image['id']} has no positive whole '{side}'")
+        name, url = image.get("file_name"), image.get("coco_url")
+        if not isinstance(name, str) and not isinstance(url, str):
+            raise ScaledetError(f"{path}: image {image['id']} has neither a 'file_name' nor a 'coco_url'")
+        file_names.append(name if isinstance(name, str) else url.split("/")[-1])
+        coco_urls.append(url if isinstance(url, str) else None)
+        ids.append(image["id"])
+        widths.append(image["width"])
+        heights.append(image["height"])
+        for list_field in LIST_FIELDS:
+            given = image.get(list_field)
+            if given is not None:
+                fields.add(list_field)
+                values[list_field].extend(_mapped(given, union_of, path, image["id"], list_field))
+            offsets[list_field].append(len(values[list_field]))
+    order = np.argsort(np.frombuffer(ids, dtype=np.int64), kind="stable")
+    sorted_ids = np.frombuffer(ids, dtype=np.int64)[order]
+    box_image, xywh, labels, crowd = array("i"), array("f"), array("i"), array("B")
+    for position, annotation in enumerate(_items(path, "annotations.item")):
+        if not isinstance(annotation, dict) or not _whole(annotation.get("image_id")):
+            raise ScaledetError(f"{path}: annotations[{position}] has no integer 'image_id'")
+        bbox = annotation.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_number(v) for v in bbox):
+            raise ScaledetError(f"{path}: annotations[{position}] has bbox {str(bbox)[:40]}; expected [x, y, w, h]")
+        union = union_of.get(annotation.get("category_id"))
+        if union is None:
+            raise ScaledetError(f"{path}: annotations[{position}] has category_id "
+                                f"{str(annotation.get('category_id'))[:20]}, which is not in 'categories'")
+        found = int(np.searchsorted(sorted_ids, annotation["image_id"]))
+        if found >= len(sorted_ids) or sorted_ids[found] != annotation["image_id"]:
+            raise ScaledetError(f"{path}: annotations[{position}] refers to image id {annotation['image_id']}, "
+                                "which is not in 'images'")
+        box_image.append(int(order[found]))
+        xywh.extend(bbox)
+        labels.append(union)
+        crowd.append(1 if annotation.get("iscrowd") in (1, True) or annotation.get("isgroupof") in (1, True) else 0)
+    data = _grouped(key, path, protocol_of_file(categories, fields), file_names, coco_urls, widths, heights,
+                    box_image, xywh, labels, crowd)
+    data.lists = {f: (np.frombuffer(offsets[f], dtype=np.int64),
+                      np.frombuffer(values[f], dtype=np.int32) if values[f] else np.zeros(0, np.int32))
+                  for f in LIST_FIELDS}
+    return data
+
+
+def _mapped(values, union_of: dict, path: Path, image_id, list_field: str) -> list[int]:
+    if not isinstance(values, list):
+        raise ScaledetError(f"{path}: image {image_id}: '{list_field}' is not a list of category ids")
+    out = []
+    for category_id in values:
+        union = union_of.get(category_id) if _whole(category_id) else None
+        if union is None:
+            raise ScaledetError(f"{path}: image {image_id}: '{list_field}' names category id "
+                                f"{str(category_id)[:20]}, which is not in 'categories'")
+        out.append(union)
+    return out
+
+
+def _read_yolo(key: str, folder: Path, lookup: LabelLookup) -> SourceData:
+    from PIL import Image
+
+    data_yaml = folder / "data.yaml"
+    if not data_yaml.is_file():
+        raise ScaledetError(f"--annotations {key}={folder}: a YOLO dataset folder needs a data.yaml")
+    from .readers import read_yolo_yaml
+
+    taxonomy = read_yolo_yaml(key, data_yaml)
+    union_of = [lookup.index(key, c.local_id, c.name, str(data_yaml)) for c in taxonomy.categories]
+    label_root = folder / "labels"
+    if not label_root.is_dir():
+        raise ScaledetError(f"{folder}: no labels/ folder beside data.yaml")
+    file_names, widths, heights = [], array("i"), array("i")
+    box_image, xywh, labels = array("i"), array("f"), array("i")
+    for label_file in sorted(label_root.rglob("*.txt")):
+        relative = label_file.relative_to(label_root).with_suffix("")
+        image_path = next((folder / "images" / relative.with_suffix(s) for s in IMAGE_SUFFIXES
+                           if (folder / "images" / relative.with_suffix(s)).is_file()), None)
+        if image_path is None:
+            raise ScaledetError(f"{label_file}: no image images/{relative}.* beside it")
+        try:
+            with Image.open(image_path) as image:
+                width, height = image.size
+        except (OSError, Image.DecompressionBombError) as err:
+            raise ScaledetError(f"{image_path}: not a readable image ({str(err)[:80]})") from None
+        position = len(file_names)
+        file_names.append(str(image_path.relative_to(folder / "images")))
+        widths.append(width)
+        heights.append(height)
+        for line_number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            where = f"{label_file}:{line_number}"
+            if len(parts) < 5:
+                raise ScaledetError(f"{where}: expected 'class cx cy w h', found {len(parts)} values")
+            try:
+                class_id, (cx, cy, w, h) = int(parts[0]), (float(v) for v in parts[1:5])
+            except ValueError:
+                raise ScaledetError(f"{where}: not numbers") from None
+            if not 0 <= class_id < len(union_of):
+                raise ScaledetError(f"{where}: class {class_id} out of range ({data_yaml} names {len(union_of)} classes)")
+            if not all(math.isfinite(v) for v in (cx, cy, w, h)) or w <= 0 or h <= 0:
+                raise ScaledetError(f"{where}: box {cx} {cy} {w} {h} is not a finite box of positive size")
+            box_image.append(position)
+            xywh.extend(((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height))
+            labels.append(union_of[class_id])
+    if not file_names:
+        raise ScaledetError(f"{label_root}: no label files")
+    crowd = array("B", bytes(len(labels)))
+    data = _grouped(key, folder, "exhaustive", file_names, [None] * len(file_names), widths, heights,
+                    box_image, xywh, labels, crowd)
+    data.lists = {f: (np.zeros(len(file_names) + 1, np.int64), np.zeros(0, np.int32)) for f in LIST_FIELDS}
+    return data
+
+
+def _grouped(key, path, protocol, file_names, coco_urls, widths, heights, box_image, xywh, labels, crowd) -> SourceData:
+    images = np.frombuffer(box_image, dtype=np.int32) if box_image else np.zeros(0, np.int32)
+    order = np.argsort(images, kind="stable")
+    count = np.bincount(images, minlength=len(file_names)).astype(np.int64)
+    return SourceData(
+        key, path, protocol, file_names, coco_urls,
+        np.frombuffer(widths, dtype=np.int32).copy(), np.frombuffer(heights, dtype=np.int32).copy(),
+        np.cumsum(count) - count, count,
+        (np.frombuffer(xywh, dtype=np.float32).reshape(-1, 4) if xywh else np.zeros((0, 4), np.float32))[order],
+        (np.frombuffer(labels, dtype=np.int32) if labels else np.zeros(0, np.int32))[order],
+        (np.frombuffer(crowd, dtype=np.uint8) if crowd else np.zeros(0, np.uint8))[order])
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,205 @@
+"""``scaledet-labels unify`` on real-format files: the LVIS API's own 100-image file, a COCO file written
+field by field whose images overlap it (LVIS annotates COCO's images), and a YOLO dataset folder. The
+outputs are read the way their consumers read them: the LVIS API's ``LVIS`` index, detectron2's
+``load_lvis_json`` field reads (replicated: neither installs here), faster-coco-eval's LVIS mode through
+``scaledet eval --evaluator lvis``, and Ultralytics' label layout."""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import LVIS_FIXTURE, run_cli
+
+
+def _lvis():
+    return json.loads(LVIS_FIXTURE.read_text())
+
+
+def _bed_box(lvis: dict) -> list[float]:
+    bed = next(c["id"] for c in lvis["categories"] if c["name"] == "bed")
+    return next(a["bbox"] for a in lvis["annotations"] if a["image_id"] == 66523 and a["category_id"] == bed)
+
+
+@pytest.fixture(scope="module")
+def sources(lvis_coco_oid_build, tmp_path_factory):
+    """COCO's own naming of two of the LVIS file's images, plus one image of its own:
+    000000066523 (LVIS: bed, blanket, headboard, pillow) with a person and the same bed box as LVIS;
+    000000266409 (LVIS: ski, ski_pole) with a person; 000000999999 only in COCO, with a dog."""
+    root = tmp_path_factory.mktemp("unify")
+    lvis = _lvis()
+    coco = {"images": [{"id": 66523, "file_name": "000000066523.jpg", "width": 640, "height": 480},
+                       {"id": 266409, "file_name": "000000266409.jpg", "width": 640, "height": 480},
+                       {"id": 999999, "file_name": "000000999999.jpg", "width": 320, "height": 240}],
+            "annotations": [
+                {"id": 1, "image_id": 66523, "category_id": 1, "bbox": [5.0, 5.0, 40.0, 90.0], "area": 3600.0, "iscrowd": 0},
+                {"id": 2, "image_id": 66523, "category_id": 65, "bbox": _bed_box(lvis), "area": 1.0, "iscrowd": 0},
+                {"id": 3, "image_id": 266409, "category_id": 1, "bbox": [100.0, 50.0, 80.0, 200.0], "area": 16000.0, "iscrowd": 0},
+                {"id": 4, "image_id": 999999, "category_id": 18, "bbox": [10.0, 10.0, 100.0, 80.0], "area": 8000.0, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person", "supercategory": "person"},
+                           {"id": 18, "name": "dog", "supercategory": "animal"},
+                           {"id": 65, "name": "bed", "supercategory": "furniture"}]}
+    (root / "coco.json").write_text(json.dumps(coco))
+    for folder, names in (("lvis-images", [i["file_name"] for i in lvis["images"]]),
+                          ("coco-images", [i["file_name"] for i in coco["images"]])):
+        (root / folder).mkdir()
+        for name in names:
+            (root / folder / name).write_bytes(b"stand-in: unify links images, it never decodes them")
+    return root
+
+
+def _unify(build: Path, root: Path, to: str, *extra: str):
+    return run_cli("scaledet-labels", "unify", "--out", str(build), "--annotations", f"lvis={LVIS_FIXTURE}",
+                   f"coco={root / 'coco.json'}", "--images", f"lvis={root / 'lvis-images'}",
+                   f"coco={root / 'coco-images'}", "--to", str(root / to), *extra)
+
+
+def test_unify_explicit_lvis_file(lvis_coco_oid_build, sources):
+    done = _unify(lvis_coco_oid_build, sources, "explicit", "--explicit-negatives")
+    assert done.returncode == 0, done.stderr
+    assert "2 annotated by two sources" in done.stdout and "1 duplicates kept once" in done.stdout
+    document = json.loads((sources / "explicit" / "unified.json").read_text())
+    category = {c["name"]: c for c in document["categories"]}
+    assert len(document["images"]) == 101 and document["scaledet"]["explicit_negatives"] is True
+    assert set(category) >= {"coco/person", "lvis/baby", "lvis/bed", "coco/bed"} and "oid/Cat" not in category
+    assert category["lvis/bed"]["labels"] == ["lvis/bed"] and "bed" in category["lvis/bed"]["synonyms"]
+    name_of = {c["id"]: c["name"] for c in document["categories"]}
+    image = {Path(i["file_name"]).stem.split("_")[-1]: i for i in document["images"]}
+    anns = defaultdict(list)
+    for a in document["annotations"]:
+        anns[a["image_id"]].append(name_of[a["category_id"]])
+    shared = image["000000066523"]
+    assert shared["sources"] == ["lvis", "coco"]
+    # the bed box both give is kept once (LVIS's, read first); COCO's person box is added
+    assert sorted(anns[shared["id"]]).count("lvis/bed") + sorted(anns[shared["id"]]).count("coco/bed") == 1
+    assert "coco/person" in anns[shared["id"]]
+    negatives = {name_of[c] for c in shared["neg_category_ids"]}
+    partial = {name_of[c] for c in shared["not_exhaustive_category_ids"]}
+    assert "coco/dog" in negatives and "lvis/dog" in negatives   # COCO is exhaustive: no dog, in either space
+    assert "lvis/baby" in partial and "coco/bed" in partial     # present (lvis/baby ≡ coco/person), no box of its own
+    assert "lvis/acorn" not in negatives | partial                # unknown: in neither list
+    only_lvis = image["000000087470"]
+    negatives = {name_of[c] for c in only_lvis["neg_category_ids"]}
+    assert "lvis/lizard" in negatives and "coco/dog" not in negatives  # LVIS's absence says nothing of dogs
+    assert "lvis/cow" in {name_of[c] for c in only_lvis["not_exhaustive_category_ids"]}
+
+
+def test_unified_file_loads_as_the_lvis_api_and_detectron2_read_it(lvis_coco_oid_build, sources):
+    """The LVIS API indexes ``images`` / ``annotations`` / ``categories`` by id and LVISEval groups
+    categories by ``frequency`` in r/c/f; detectron2's ``load_lvis_json`` takes the path from ``coco_url``'s
+    last two parts under ``image_root + folder``, keeps ``neg_category_ids`` / ``not_exhaustive_category_ids``,
+    maps ``category_id - 1`` to a contiguous index and asserts unique ids and non-empty polygons."""
+    path = sources / "explicit" / "unified.json"
+    if not path.exists():
+        assert _unify(lvis_coco_oid_build, sources, "explicit", "--explicit-negatives").returncode == 0
+    dataset = json.loads(path.read_text())
+    assert type(dataset) == dict  # noqa: E721 - the LVIS API's own check
+    imgs = {img["id"]: img for img in dataset["images"]}
+    anns = {ann["id"]: ann for ann in dataset["annotations"]}
+    cats = {cat["id"]: cat for cat in dataset["categories"]}
+    img_ann_map = defaultdict(list)
+    for ann in dataset["annotations"]:
+        img_ann_map[ann["image_id"]].append(ann)
+        assert ann["category_id"] in cats and ann["image_id"] in imgs and ann["area"] > 0
+    assert len(anns) == len(dataset["annotations"])
+    assert all(cat["frequency"] in ("r", "c", "f") for cat in cats.values())
+    assert sorted(cats) == list(range(1, len(cats) + 1))
+    image_root = str(sources / "explicit" / "images") + "/"
+    for img_id in sorted(imgs):
+        img = imgs[img_id]
+        split_folder, file_name = img["coco_url"].split("/")[-2:]
+        resolved = os.path.join(image_root + split_folder, file_name)
+        assert os.path.isfile(resolved), resolved
+        assert Path(resolved).resolve().parent.name in ("lvis-images", "coco-images")  # a link, not a copy
+        assert Path(sources / "explicit" / img["file_name"]).is_file()
+        for key in ("not_exhaustive_category_ids", "neg_category_ids"):
+            assert all(c in cats for c in img.get(key, []))
+        for anno in img_ann_map[img_id]:
+            assert anno["image_id"] == img_id and 0 <= anno["category_id"] - 1 < len(cats)
+            segm = anno["segmentation"]
+            assert len(segm) > 0 and all(len(poly) % 2 == 0 and len(poly) >= 6 for poly in segm)
+
+
+def test_unified_file_scores_with_the_lvis_evaluator(lvis_coco_oid_build, sources):
+    path = sources / "explicit" / "unified.json"
+    if not path.exists():
+        assert _unify(lvis_coco_oid_build, sources, "explicit", "--explicit-negatives").returncode == 0
+    document = json.loads(path.read_text())
+    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+               for a in document["annotations"]]
+    (sources / "perfect.json").write_text(json.dumps(perfect))
+    done = run_cli("scaledet", "eval", "--results", str(sources / "perfect.json"), "--annotations", str(path),
+                   "--evaluator", "lvis", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["AP50"] == pytest.approx(100.0)
+
+
+def test_unify_compact_and_concepts(lvis_coco_oid_build, sources):
+    done = _unify(lvis_coco_oid_build, sources, "concepts", "--space", "concepts")
+    assert done.returncode == 0, done.stderr
+    document = json.loads((sources / "concepts" / "unified.json").read_text())
+    assert document["scaledet"]["explicit_negatives"] is False and document["scaledet"]["space"] == "concepts"
+    assert document["scaledet"]["sources"]["lvis"]["protocol"] == "federated"
+    assert document["scaledet"]["sources"]["coco"]["protocol"] == "exhaustive"
+    person = next(c for c in document["categories"] if "coco/person" in c["labels"])
+    assert "lvis/baby" in person["labels"]
+    only_lvis = next(i for i in document["images"] if i["file_name"].endswith("000000087470.jpg"))
+    lizard = next(c["id"] for c in document["categories"] if "lvis/lizard" in c["labels"])
+    assert lizard in only_lvis["neg_category_ids"]  # the source's own list, kept in compact form
+    coco_only = next(i for i in document["images"] if i["file_name"].endswith("000000999999.jpg"))
+    assert coco_only["neg_category_ids"] == []      # compact: the exhaustive negatives are not spelled out
+
+
+def test_unify_to_yolo_and_from_yolo(lvis_coco_oid_build, sources):
+    done = _unify(lvis_coco_oid_build, sources, "yolo", "--format", "yolo")
+    assert done.returncode == 0, done.stderr
+    assert "only partly annotated" in done.stdout
+    out = sources / "yolo"
+    assert "names:" in (out / "data.yaml").read_text()
+    partial = (out / "partial_classes.txt").read_text().split("\n")
+    assert "lvis/bed" in partial and "coco/person" in partial  # LVIS is federated; COCO does not cover all
+    label = out / "labels" / "coco" / "000000999999.txt"
+    cls, cx, cy, w, h = label.read_text().split()
+    assert (float(cx), float(cy), float(w), float(h)) == pytest.approx((60 / 320, 50 / 240, 100 / 320, 80 / 240), abs=1e-6)
+    assert (out / "images" / "coco" / "000000999999.jpg").is_symlink()
+    # a YOLO dataset folder as a source: Ultralytics' layout, classes by name
+    yolo = sources / "yolo-source"
+    (yolo / "images" / "train").mkdir(parents=True)
+    (yolo / "labels" / "train").mkdir(parents=True)
+    (yolo / "data.yaml").write_text("names:\n  0: person\n  1: dog\n")
+    Image.new("RGB", (200, 100)).save(yolo / "images" / "train" / "a.jpg")
+    (yolo / "labels" / "train" / "a.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+    done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
+                   "--to", str(sources / "from-yolo"))
+    assert done.returncode == 0, done.stderr
+    document = json.loads((sources / "from-yolo" / "unified.json").read_text())
+    (annotation,) = document["annotations"]
+    assert annotation["bbox"] == [50.0, 25.0, 100.0, 50.0]
+    assert document["categories"][annotation["category_id"] - 1]["name"] == "coco/dog"
+    (yolo / "labels" / "train" / "a.txt").write_text("7 0.5 0.5 0.5 0.5\n")
+    done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
+                   "--to", str(sources / "from-yolo"))
+    assert done.returncode == 2 and "a.txt:1: class 7 out of range" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_unify_bad_inputs_are_one_line(lvis_coco_oid_build, tmp_path):
+    bad_class = {"images": [{"id": 1, "file_name": "x.jpg", "width": 10, "height": 10}], "annotations": [],
+                 "categories": [{"id": 1, "name": "spaceship"}]}
+    absent_id = {"images": [{"id": 1, "file_name": "x.jpg", "width": 10, "height": 10}],
+                 "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [0, 0, 1, 1]}],
+                 "categories": [{"id": 1, "name": "person"}]}
+    for name, document, expected in (("class", bad_class, "'spaceship' is not a label of dataset 'coco'"),
+                                     ("id", absent_id, "category_id 9, which is not in 'categories'")):
+        (tmp_path / f"{name}.json").write_text(json.dumps(document))
+        done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations",
+                       f"coco={tmp_path / f'{name}.json'}", "--to", str(tmp_path / f"out-{name}"))
+        assert done.returncode == 2 and expected in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / f"out-{name}" / "unified.json").exists()
+    done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations",
+                   f"o365={tmp_path / 'class.json'}", "--to", str(tmp_path / "out-key"))
+    assert done.returncode == 2 and "'o365' is not a dataset of" in done.stderr
