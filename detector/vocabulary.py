@@ -83,6 +83,14 @@ class UnifiedLabelSpace:
         mask[self.require_dataset(key, "dataset")] = True
         return mask
 
+    def global_index(self, global_id, where: str) -> int:
+        """The union index of ``global_id`` (``coco/person``), as a unified training set names its labels."""
+        if not hasattr(self, "_global"):
+            self._global = {g: i for i, g in enumerate(self.global_ids)}
+        if not isinstance(global_id, str) or global_id not in self._global:
+            raise ScaledetError(f"{where}: label {str(global_id)[:60]!r} is not in the labelspace build {self.directory}")
+        return self._global[global_id]
+
     def union_index(self, dataset: str, local_id: str, name: str, where: str) -> int:
         """Map an annotation file's category to its union index: by local id, checked by name; else by name."""
         index = self._local.get((dataset, local_id))

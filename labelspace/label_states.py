@@ -182,6 +182,17 @@ class DatasetCoverage:
         return states
 
 
+def combine_states(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    """Two sources' states of one image: present in either wins (POSITIVE over PARTIAL), then NEGATIVE.
+    Also the number of categories one source calls present and the other negative."""
+    present_a, present_b = a >= POSITIVE, b >= POSITIVE
+    conflicts = int(np.sum((present_a & (b == NEGATIVE)) | (present_b & (a == NEGATIVE))))
+    out = np.where((a == NEGATIVE) | (b == NEGATIVE), NEGATIVE, UNKNOWN).astype(np.int8)
+    out[present_a | present_b] = PARTIAL
+    out[(a == POSITIVE) | (b == POSITIVE)] = POSITIVE
+    return out, conflicts
+
+
 def hard_loss_columns(states, own):
     """The labels whose hard-loss column an image vouches for on every region (``federated`` scope):
     its NEGATIVE labels, and its own POSITIVE ones (exhaustively boxed: a region off their boxes is not

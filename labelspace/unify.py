@@ -38,7 +38,7 @@ import numpy as np
 
 from .errors import ScaledetError
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
-                           relations_for_build)
+                           combine_states, relations_for_build)
 from .unify_sources import LabelLookup, SourceData, image_key, read_source
 
 UNIFY_FORMAT = "scaledet.unified/1"
@@ -117,17 +117,6 @@ def category_states(states: np.ndarray, space: OutputSpace) -> np.ndarray:
     for value in (NEGATIVE, PARTIAL, POSITIVE):  # later values win
         result[categories[member_states == value]] = value
     return result
-
-
-def combine_states(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
-    """Two sources' states of one image: present in either wins (POSITIVE over PARTIAL), then NEGATIVE.
-    Also the number of categories one source calls present and the other negative."""
-    present_a, present_b = a >= POSITIVE, b >= POSITIVE
-    conflicts = int(np.sum((present_a & (b == NEGATIVE)) | (present_b & (a == NEGATIVE))))
-    out = np.where((a == NEGATIVE) | (b == NEGATIVE), NEGATIVE, UNKNOWN).astype(np.int8)
-    out[present_a | present_b] = PARTIAL
-    out[(a == POSITIVE) | (b == POSITIVE)] = POSITIVE
-    return out, conflicts
 
 
 def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:

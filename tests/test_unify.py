@@ -203,3 +203,46 @@ def test_unify_bad_inputs_are_one_line(lvis_coco_oid_build, tmp_path):
     done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations",
                    f"o365={tmp_path / 'class.json'}", "--to", str(tmp_path / "out-key"))
     assert done.returncode == 2 and "'o365' is not a dataset of" in done.stderr
+
+
+def test_train_and_eval_on_a_compact_unified_file(shapes_world, tmp_path):
+    """A unified file is a dataset of its own (``labelspace_key: unified``): its categories map by their
+    ``labels``, each image's states come from its sources' coverage, so a compact file still gives
+    shapesb's exhaustive negatives; training (federated) and evaluation run on it."""
+    from scaledet.detector.config import load_config
+    from scaledet.detector.engine import Trainer
+    from scaledet.labelspace.label_states import NEGATIVE, POSITIVE, UNKNOWN
+
+    from conftest import write_train_config
+
+    unified = tmp_path / "unified"
+    done = run_cli("scaledet-labels", "unify", "--out", str(shapes_world / "labelspace"), "--annotations",
+                   *(f"{n}={shapes_world / n / 'train' / 'annotations.json'}" for n in ("shapesa", "shapesb")),
+                   "--images", *(f"{n}={shapes_world / n / 'train' / 'images'}" for n in ("shapesa", "shapesb")),
+                   "--to", str(unified))
+    assert done.returncode == 0, done.stderr
+    entry = {"name": "all", "annotations": str(unified / "unified.json"), "images": str(unified),
+             "labelspace_key": "unified"}
+    config = load_config(write_train_config(shapes_world, tmp_path / "run", datasets=[entry],
+                                            eval_datasets=[{**entry, "evaluator": "lvis"}],
+                                            schedule={"iterations": 2, "batch_size": 2, "lr": 0.01,
+                                                      "warmup_iterations": 1, "checkpoint_every": 2, "log_every": 1}),
+                         ["model.hard_loss_scope=federated"])
+    trainer = Trainer(config, show_progress=False)
+    dataset = trainer.datasets[0]
+    ids = trainer.labelspace.global_ids
+    box, circle = ids.index("shapesb/box"), ids.index("shapesa/circle")
+    sources = dataset.index.meta["sources"]
+    for image in dataset.images:
+        image = int(image)
+        states, own = dataset.label_states(image), dataset.own_labels(image)
+        if int(dataset.index.source_bits[image]) == 1 << sources.index("shapesb") and states[box] != POSITIVE:
+            assert states[box] == NEGATIVE and states[circle] == UNKNOWN and bool(own[box]) and not bool(own[circle])
+            break
+    else:
+        pytest.fail("no shapesb image without a box")
+    trainer.train()
+    done = run_cli("scaledet", "eval", "--config", str(tmp_path / "run.yaml"), "model.hard_loss_scope=federated", "-q")
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "run" / "eval" / "model_final" / "metrics.json").read_text())
+    assert record["protocols"] == {"all": "lvis-federated"} and "AP" in record["metrics"]["all"]

@@ -34,10 +34,16 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         self.input = input_config or InputConfig()
         self.annotation_file = Path(spec.annotations)
         self.image_root = Path(spec.images)
-        labelspace.require_dataset(spec.key, f"dataset {spec.name}")
-        self.label_mask = labelspace.dataset_mask(spec.key)
+        if not spec.unified:
+            labelspace.require_dataset(spec.key, f"dataset {spec.name}")
         self.index: AnnotationIndex = open_index(spec, labelspace, labelspace_ids_digest(labelspace),
                                                  check_images=spec.check_images)
+        if spec.unified:  # its labels: every member of every category
+            self.members = {c["union"]: np.asarray(c["members"], dtype=np.int64) for c in self.categories}
+            self.label_mask = torch.zeros(labelspace.num_labels, dtype=torch.bool)
+            self.label_mask[np.concatenate(list(self.members.values()))] = True
+        else:
+            self.label_mask = labelspace.dataset_mask(spec.key)
         counts = self.index.ordinary_count if train else None
         self.images = np.flatnonzero(np.asarray(counts) > 0) if train else np.arange(self.index.num_images)
         if len(self.images) == 0:
@@ -47,16 +53,53 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
 
     def use_label_states(self, relations) -> None:
         """Add each image's label states (``label_states`` in the target) for the federated hard loss,
-        from this dataset's coverage table in ``relations`` (:class:`~scaledet.labelspace.label_states.LabelRelations`)."""
-        self.coverage = relations.coverage(self.spec.key, self.index.protocol)
+        from the coverage tables in ``relations`` (:class:`~scaledet.labelspace.label_states.LabelRelations`):
+        this dataset's, or for a unified file those of the sources each image came from."""
+        if not self.spec.unified:
+            self.coverage = [relations.coverage(self.spec.key, self.index.protocol)]
+            return
+        protocols = self.index.meta["source_protocols"]
+        for source in self.index.meta["sources"]:
+            if source not in relations.datasets or source not in protocols:
+                raise ScaledetError(f"{self.annotation_file}: source {source!r} is not a dataset of the build or has "
+                                    "no protocol in scaledet.sources (was it unified with another build?)")
+        self.coverage = [relations.coverage(source, protocols[source]) for source in self.index.meta["sources"]]
+
+    def _coverages(self, image: int) -> list:
+        if not self.spec.unified:
+            return self.coverage
+        bits = int(self.index.source_bits[image])
+        return [c for bit, c in enumerate(self.coverage) if bits >> bit & 1]
+
+    def _members(self, labels: np.ndarray) -> np.ndarray:
+        """A unified file names a concept category by its first label: every member counts."""
+        if not self.spec.unified or not len(labels):
+            return labels
+        return np.concatenate([self.members.get(int(label), np.asarray([label])) for label in labels])
 
     def label_states(self, image: int) -> np.ndarray:
-        """The int8 state of every union label on index image ``image`` (``labelspace/label_states.py``)."""
-        lists = self.index.image_lists(image)
-        annotated = np.asarray(self.index.labels[self._box_slice(image)], dtype=np.int64)
-        return self.coverage.states(annotated, negatives=lists["neg_category_ids"],
+        """The int8 state of every union label on index image ``image`` (``labelspace/label_states.py``);
+        an image of several sources combines theirs (present in any wins over negative)."""
+        from scaledet.labelspace.label_states import combine_states
+
+        lists = {k: self._members(v) for k, v in self.index.image_lists(image).items()}
+        annotated = self._members(np.asarray(self.index.labels[self._box_slice(image)], dtype=np.int64))
+        states = None
+        for coverage in self._coverages(image):
+            these = coverage.states(annotated, negatives=lists["neg_category_ids"],
                                     not_exhaustive=lists["not_exhaustive_category_ids"],
                                     verified_present=lists["pos_category_ids"])
+            states = these if states is None else combine_states(states, these)[0]
+        return states
+
+    def own_labels(self, image: int) -> torch.Tensor:
+        """The labels an image's annotations speak for: its dataset's, or in a unified file its sources'."""
+        if not self.spec.unified or self.coverage is None:
+            return self.label_mask
+        own = np.zeros(len(self.label_mask), dtype=bool)
+        for coverage in self._coverages(image):
+            own |= coverage.own
+        return torch.from_numpy(own)
 
     # ------------------------------------------------------------------ what evaluation needs
     @property
@@ -108,6 +151,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
                   "label_mask": self.label_mask, "image_id": torch.tensor(int(self.index.image_ids[image]))}
         if self.coverage is not None:
             target["label_states"] = torch.from_numpy(self.label_states(image))
+            target["label_mask"] = self.own_labels(image)
         return tensor, target
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:

@@ -47,7 +47,8 @@ from scaledet.labelspace.label_states import protocol_of_file
 from scaledet.labelspace.readers import sha256_of_file
 from scaledet.labelspace.text_files import stream_json_items
 
-from .records import BOX_TOLERANCE_PX, DatasetSpec, is_int, check_annotation, check_category, check_image, image_file_name
+from .records import (BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, image_file_name,
+                      is_int)
 
 INDEX_VERSION = 2
 COLUMNS = {  # name → (dtype, columns per row or 0 for a vector)
@@ -55,7 +56,10 @@ COLUMNS = {  # name → (dtype, columns per row or 0 for a vector)
     "box_count": (np.int32, 0), "ordinary_count": (np.int32, 0), "name_offsets": (np.int64, 0),
     "boxes": (np.float32, 4), "labels": (np.int32, 0), "crowd": (np.uint8, 0), "names": (np.uint8, 0),
     "list_offsets": (np.int64, 0), "list_labels": (np.int32, 0), "list_kinds": (np.uint8, 0),
+    "source_bits": (np.uint16, 0),
 }
+#: A unified file's images name up to this many sources (one bit each in ``source_bits``).
+MAX_UNIFIED_SOURCES = 16
 #: The per-image label lists an annotation file may carry, and their code in ``list_kinds``.
 IMAGE_LISTS = {"neg_category_ids": 1, "not_exhaustive_category_ids": 2, "pos_category_ids": 3}
 
@@ -114,7 +118,8 @@ class AnnotationIndex:
                     "ordinary_count": (n,), "name_offsets": (n + 1,) if isinstance(n, int) else None,
                     "boxes": (m, 4), "labels": (m,), "crowd": (m,), "names": (meta.get("name_bytes"),),
                     "list_offsets": (n + 1,) if isinstance(n, int) else None,
-                    "list_labels": (meta.get("list_entries"),), "list_kinds": (meta.get("list_entries"),)}
+                    "list_labels": (meta.get("list_entries"),), "list_kinds": (meta.get("list_entries"),),
+                    "source_bits": (n,)}
         for name, (dtype, _) in COLUMNS.items():
             if columns[name].dtype != dtype or columns[name].shape != expected[name]:
                 raise IndexDamaged(f"{name}.npy has shape {columns[name].shape}, expected {expected[name]}")
@@ -165,9 +170,20 @@ def _items(path: Path, prefix: str):
 
 
 def _map_categories(path: Path, spec: DatasetSpec, labelspace) -> list[dict]:
+    """Each category with its union index (and, in a unified file, the union indices of all its labels:
+    a concept category has several)."""
     categories = []
     for position, category in enumerate(_items(path, "categories.item")):
         check_category(category, position, path)
+        if spec.unified:
+            labels = category.get("labels")
+            if not isinstance(labels, list) or not labels:
+                raise ScaledetError(f"{path}: category {category['id']} has no 'labels' (labelspace_key: unified is "
+                                    "for files written by 'scaledet-labels unify')")
+            members = [labelspace.global_index(g, f"{path}: category {category['id']}") for g in labels]
+            categories.append({"id": category["id"], "name": category["name"], "mid": None, "union": members[0],
+                               "members": members})
+            continue
         local_id = str(category.get("mid") or category["id"])
         union = labelspace.union_index(spec.key, local_id, category["name"], str(path))
         categories.append({"id": category["id"], "name": category["name"], "mid": category.get("mid"), "union": union})
@@ -189,6 +205,7 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
     names, name_offsets = bytearray(), array("q", [0])
     list_labels, list_kinds, list_offsets = array("i"), array("B"), array("q", [0])
     list_fields: set[str] = set()
+    source_bits, source_names = array("H"), {}
     for position, image in enumerate(_items(path, "images.item")):
         check_image(image, position, path)
         image_ids.append(image["id"])
@@ -211,6 +228,7 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
                 list_labels.append(union)
                 list_kinds.append(code)
         list_offsets.append(len(list_labels))
+        source_bits.append(_source_bits(image, source_names, path) if spec.unified else 0)
     if not image_ids:
         raise ScaledetError(f"{path}: no 'images' (not a COCO-format annotation file)")
     ids = np.frombuffer(image_ids, dtype=np.int64)
@@ -282,15 +300,41 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
                "labels": labels_np, "crowd": crowd_np, "names": names_np,
                "list_offsets": np.frombuffer(list_offsets, dtype=np.int64),
                "list_labels": np.frombuffer(list_labels, dtype=np.int32) if list_labels else np.zeros(0, np.int32),
-               "list_kinds": np.frombuffer(list_kinds, dtype=np.uint8) if list_kinds else np.zeros(0, np.uint8)}
+               "list_kinds": np.frombuffer(list_kinds, dtype=np.uint8) if list_kinds else np.zeros(0, np.uint8),
+               "source_bits": np.frombuffer(source_bits, dtype=np.uint16)}
     meta = {"version": INDEX_VERSION, "source": str(path.resolve()), "size": after.st_size,
             "mtime_ns": after.st_mtime_ns, "sha256": sha256_of_file(path), "dataset": spec.key,
             "label_ids_sha256": label_ids_digest, "image_root": str(Path(spec.images).resolve()),
             "checked_images": check_images, "images": len(ids), "boxes": int(len(labels_np)),
             "name_bytes": int(len(names_np)), "categories": categories, "list_entries": len(list_labels),
             "protocol": protocol_of_file(categories, list_fields),
+            "sources": list(source_names), "source_protocols": _source_protocols(path) if spec.unified else {},
             "seconds": round(time.perf_counter() - started, 3)}
     _write_atomically(directory, columns, meta)
+
+
+def _source_bits(image: dict, names: dict[str, int], path: Path) -> int:
+    """The bitmask of a unified file's image ``sources`` (each new key gets the next bit)."""
+    sources = image.get("sources")
+    if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
+        raise ScaledetError(f"{path}: image {image['id']} has no 'sources' list (not a 'scaledet-labels unify' file)")
+    bits = 0
+    for source in sources:
+        if source not in names:
+            if len(names) == MAX_UNIFIED_SOURCES:
+                raise ScaledetError(f"{path}: more than {MAX_UNIFIED_SOURCES} sources")
+            names[source] = len(names)
+        bits |= 1 << names[source]
+    return bits
+
+
+def _source_protocols(path: Path) -> dict[str, str]:
+    """``scaledet.sources`` of a unified file: each source's annotation protocol."""
+    for meta in _items(path, "scaledet"):
+        sources = meta.get("sources") if isinstance(meta, dict) else None
+        if isinstance(sources, dict):
+            return {key: value.get("protocol") for key, value in sources.items() if isinstance(value, dict)}
+    raise ScaledetError(f"{path}: no 'scaledet.sources' record (not a 'scaledet-labels unify' file)")
 
 
 def _report_outside_box(path: Path, raw_position: int, widths, heights, ids) -> None:

@@ -16,6 +16,10 @@ from scaledet.labelspace.errors import ScaledetError, one_line
 BOX_TOLERANCE_PX = 1.0
 
 
+#: ``labelspace_key`` of a training set made by ``scaledet-labels unify``: categories map by their ``labels``.
+UNIFIED_KEY = "unified"
+
+
 @dataclass
 class DatasetSpec:
     """One dataset of a config: where its files are and which labelspace dataset names its labels."""
@@ -31,6 +35,11 @@ class DatasetSpec:
     @property
     def key(self) -> str:
         return self.labelspace_key or self.name
+
+    @property
+    def unified(self) -> bool:
+        """A ``scaledet-labels unify`` file: its categories name their labels by global id."""
+        return self.key == UNIFIED_KEY
 
 
 def is_int(value) -> bool:
