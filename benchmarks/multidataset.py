@@ -7,11 +7,13 @@ finer and coarser labels, partial annotation; ``detector/synthetic.py``); three 
 names or a look no upstream dataset has. Every run trains the same detector for the same number of
 iterations and is evaluated with pycocotools on every test split, each in its own vocabulary given as text.
 
-Four variants, each trained with the same seeds on the same data, answer three paired questions
+Five variants, each trained with the same seeds on the same data, answer five paired questions
 (``QUESTIONS``), on every test split (the downstream columns are zero-shot):
 1. the soft loss: 4 datasets hard + soft − 4 datasets hard only;
 2. label masks: the hard loss masked to the image's dataset − over the union (both with the soft loss);
-3. more datasets: 4 datasets − geo alone (both hard + soft).
+3. more datasets: 4 datasets − geo alone (both hard + soft);
+4. label states: the federated hard loss (per-image states from the build's ``merge``) − over the union;
+5. label states − the dataset mask (both with the soft loss).
 The 4-dataset hard + soft run is shared by all three questions. For each question and test split the
 table gives the mean per-seed difference of AP50 with its 95 % t-interval (``benchmarks/paired.py``), and
 a difference is called one only where the interval excludes zero.
@@ -51,12 +53,15 @@ RUNS = [
     Run("4 datasets, hard + soft", tuple(UPSTREAM), 1.0),
     Run("4 datasets, hard only", tuple(UPSTREAM), 0.0),
     Run("4 datasets, masked hard + soft", tuple(UPSTREAM), 1.0, "dataset"),
+    Run("4 datasets, federated hard + soft", tuple(UPSTREAM), 1.0, "federated"),
 ]
 #: (question, variant a, variant b): the per-seed difference a − b.
 QUESTIONS = [
     ("soft loss (hard + soft − hard only)", "4 datasets, hard + soft", "4 datasets, hard only"),
     ("label masks (masked − union)", "4 datasets, masked hard + soft", "4 datasets, hard + soft"),
     ("more datasets (4 − geo alone)", "4 datasets, hard + soft", "1 dataset (geo)"),
+    ("label states (federated − union)", "4 datasets, federated hard + soft", "4 datasets, hard + soft"),
+    ("label states (federated − dataset mask)", "4 datasets, federated hard + soft", "4 datasets, masked hard + soft"),
 ]
 
 
@@ -80,6 +85,15 @@ def build_spaces(work: Path, encoder) -> None:
         target = work / "spaces" / "+".join(run.datasets)
         if not target.exists():
             build_labelspace(load_taxonomies([], files(run.datasets, "train")), encoder, target)
+        if run.scope == "federated" and not (target / "merge" / "merged.parquet").exists():
+            # the concepts the label states use (the config's merge: auto), as `scaledet-labels merge` makes them
+            from scaledet.labelspace.merge import MergeSettings, merge_labels
+            from scaledet.labelspace.merge_io import write_merge_outputs
+            from scaledet.labelspace.outputs import LabelSpaceOutput
+
+            output = LabelSpaceOutput.load(target)
+            write_merge_outputs(merge_labels(output, MergeSettings(use_wordnet=False)), output, target / "merge",
+                                {"embedding_threshold": MergeSettings().embedding_threshold})
     build_labelspace(load_taxonomies([], files(UPSTREAM + DOWNSTREAM, "test")), encoder, work / "spaces" / "eval")
 
 

@@ -31,7 +31,7 @@ from .errors import ScaledetError, one_line
 from .outputs import LabelSpaceOutput
 from .output_dirs import EXPORT_KIND, mark_output_dir, record_output_files
 from .prompts import normalize_name
-from .text_files import check_name_text, control_character, read_text
+from .text_files import check_name_text, control_character, csv_cell, read_text
 
 EXPORT_FORMATS = ("detic", "torch", "csv", "parquet", "yolo-world")
 
@@ -173,7 +173,7 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
                 writer = csv.writer(handle)
                 writer.writerow(["global_id", "name", *(f"e{i}" for i in range(embeddings.shape[1]))])
                 for gid, name, vector in zip(selection.global_ids, selection.names, embeddings):
-                    writer.writerow([gid, name, *(f"{v:.7g}" for v in vector)])
+                    writer.writerow([csv_cell(gid), csv_cell(name), *(f"{v:.7g}" for v in vector)])
         put(base.with_suffix(".csv"), write_csv)
     elif fmt == "parquet":
         table = pa.table({"row": pa.array(range(len(selection.names)), pa.int32()),

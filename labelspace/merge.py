@@ -40,7 +40,7 @@ from .graph import CATCH_ALL, cross_dataset_neighbours
 from .outputs import LabelSpaceOutput
 from .prompts import normalize_name
 from .senses import LabelSense, SenseResolver, context_words, is_modified_form, label_terms, split_qualifier
-from .text_files import read_text
+from .text_files import csv_cell_value, read_text
 from .wordnet import WordNetNouns, find_wordnet
 
 EVIDENCE_RANK = {"decision": 4, "name": 3, "synset": 2, "wider name": 1, "embedding": 0}
@@ -242,10 +242,11 @@ def read_decisions(path: Path, global_ids: list[str]) -> list[tuple[str, str, st
             continue
         if decision not in DECISIONS:
             raise ScaledetError(f"{path}:{line}: decision {row['decision']!r}: write accept or reject (or leave it empty)")
-        for column in ("a", "b"):
-            if (row.get(column) or "").strip() not in known:
-                raise ScaledetError(f"{path}:{line}: {column} = {row.get(column)!r} is not a label of this build")
-        decisions.append((row["a"].strip(), row["b"].strip(), decision))
+        a, b = (csv_cell_value((row.get(column) or "").strip()) for column in ("a", "b"))
+        for column, value in (("a", a), ("b", b)):
+            if value not in known:
+                raise ScaledetError(f"{path}:{line}: {column} = {value[:80]!r} is not a label of this build")
+        decisions.append((a, b, decision))
     return decisions
 
 

@@ -23,6 +23,7 @@ from .atomic import atomic_write, atomic_write_text
 from .errors import OutputError, one_line
 from .merge import MergeResult
 from .output_dirs import MERGE_KIND, mark_output_dir, record_output_files
+from .text_files import csv_cell
 from .outputs import LabelSpaceOutput
 
 MERGED_FILE = "merged.parquet"
@@ -37,7 +38,7 @@ def _csv_text(header: tuple[str, ...] | list[str], rows: list[list]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([csv_cell(cell) for cell in row] for row in rows)  # label names may start with "="
     return buffer.getvalue()
 
 

@@ -116,7 +116,7 @@ def output_kind(directory: Path) -> str | None:
     if manifest.is_file():
         try:
             document = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             document = None
         if isinstance(document, dict) and str(document.get("format", "")).startswith("scaledet.labelspace/"):
             return BUILD_KIND
@@ -124,7 +124,7 @@ def output_kind(directory: Path) -> str | None:
     if marker.is_file():
         try:
             document = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         if isinstance(document, dict) and isinstance(document.get("kind"), str):
             return document["kind"]
@@ -192,7 +192,7 @@ def mark_output_dir(directory: Path, kind: str, **details) -> None:
 def _read_marker(directory: Path) -> dict:
     try:
         document = json.loads((directory / MARKER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return document if isinstance(document, dict) else {}
 

@@ -209,6 +209,8 @@ def read_openimages_hierarchy(path: str | Path) -> tuple[dict[str, list[str]], d
         root = json.loads(read_text(path, TaxonomyError))
     except json.JSONDecodeError as err:
         raise TaxonomyError(f"{path}: malformed JSON ({one_line(err)})") from None
+    except RecursionError:
+        raise TaxonomyError(f"{path}: JSON nested deeper than Python's reader allows") from None
     if not isinstance(root, dict) or "LabelName" not in root:
         raise TaxonomyError(f"{path}: not an OpenImages hierarchy (no 'LabelName' at the top)")
     parents: dict[str, list[str]] = {}
@@ -221,6 +223,8 @@ def read_openimages_hierarchy(path: str | Path) -> tuple[dict[str, list[str]], d
     stack = [root]
     while stack:
         node = stack.pop()
+        if not isinstance(node, dict) or not isinstance(node.get("LabelName"), str):
+            raise TaxonomyError(f"{path}: a hierarchy node without a text 'LabelName' ({str(node)[:60]})")
         name = node["LabelName"]
         for child in node.get("Subcategory", []):
             add(parents, child["LabelName"], name)
@@ -279,6 +283,11 @@ def _nearest_present(mid: str, links: dict[str, list[str]], present: set[str]) -
 
 
 # --------------------------------------------------------------------------- YOLO and plain text
+#: The most classes a file may declare without listing them (YOLO's ``nc``): 100k, the largest label
+#: spaces this project measures; a declared ``nc: 100000000`` would make 100M placeholder names.
+MAX_DECLARED_CLASSES = 100_000
+
+
 def read_yolo_yaml(key: str, path: str | Path) -> Taxonomy:
     """YOLO ``data.yaml``: ``names`` as a list (index = class id) or an ``{id: name}`` mapping."""
     path = Path(path)
@@ -289,7 +298,9 @@ def read_yolo_yaml(key: str, path: str | Path) -> Taxonomy:
     names = document.get("names")
     count = document.get("nc")
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count <= 0):
-        raise TaxonomyError(f"{path}: 'nc' must be a positive whole number, not {count!r}")
+        raise TaxonomyError(f"{path}: 'nc' must be a positive whole number, not {str(count)[:40]!r}")
+    if count is not None and count > MAX_DECLARED_CLASSES:
+        raise TaxonomyError(f"{path}: 'nc' is {count:,}, more than the limit of {MAX_DECLARED_CLASSES:,} classes")
     if names is None and count is not None:
         names = [f"class_{i}" for i in range(count)]  # Ultralytics' names for a file with only nc
     if isinstance(names, list):

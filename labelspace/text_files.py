@@ -3,7 +3,9 @@
 A CSV saved by a spreadsheet starts with a UTF-8 byte-order mark; read naively it becomes part of the
 first field (and a class is lost or renamed). A YAML mapping with a repeated key silently keeps the last
 value (and a class is lost). A newline or NUL inside a class name breaks every line-oriented file written
-from it. Each of these is handled here once, for every reader.
+from it; a bidirectional override or zero-width character makes a name that looks like another. A 1 KB YAML
+file of nested aliases expands to gigabytes. A CSV cell that starts with ``=`` runs as a formula in a
+spreadsheet. Each of these is handled here once, for every reader and writer.
 """
 from __future__ import annotations
 
@@ -46,8 +48,31 @@ def stream_json_items(path: Path, prefix: str, error: type[ScaledetError] = Scal
         raise error(f"{path}: {problem} ({one_line(err)})") from None
 
 
+#: Bounds on a YAML document: aliases (each may stand for a whole subtree, so a few nested ones expand to
+#: gigabytes) and nesting depth. Configs and data.yaml files need neither anywhere near these.
+YAML_MAX_ALIASES = 100
+YAML_MAX_DEPTH = 50
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last one silently)."""
+    """SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last one silently), more
+    than ``YAML_MAX_ALIASES`` aliases and nesting deeper than ``YAML_MAX_DEPTH``."""
+
+    def compose_node(self, parent, index):
+        depth = getattr(self, "_depth", 0) + 1
+        if depth > YAML_MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {YAML_MAX_DEPTH} levels",
+                                              self.peek_event().start_mark)
+        if self.check_event(yaml.events.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > YAML_MAX_ALIASES:
+                raise yaml.composer.ComposerError(None, None, f"more than {YAML_MAX_ALIASES} aliases (*name)",
+                                                  self.peek_event().start_mark)
+        self._depth = depth
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth - 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -82,9 +107,47 @@ def control_character(text: str) -> str | None:
     return None
 
 
+#: Characters that reorder text (bidirectional embeddings, overrides, isolates, marks): a name holding one
+#: can display as another name.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Characters that take no room: a name made of them alone looks empty, or like a name without them.
+ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+
+
 def check_name_text(text: str, where: str, error: type[ScaledetError] = ScaledetError) -> None:
-    """A class name or synonym must be printable on one line: it ends up in line-oriented files."""
+    """A class name or synonym must be printable on one line (it ends up in line-oriented files), hold no
+    bidirectional control, and not be empty once zero-width characters are removed (look-alike names)."""
     char = control_character(text)
     if char is not None:
-        raise error(f"{where}: name {text!r} contains the control character {char!r}; "
-                            "class names must be one line of printable text")
+        raise error(f"{where}: name {ascii(text)[:80]} contains the control character {char!r}; "
+                    "class names must be one line of printable text")
+    bidi = next((c for c in text if c in BIDI_CONTROLS), None)
+    if bidi is not None:
+        raise error(f"{where}: name {ascii(text)[:80]} contains the bidirectional control U+{ord(bidi):04X}, "
+                    "which makes it display as another text; remove it")
+    if not "".join(c for c in text if c not in ZERO_WIDTH).strip():
+        raise error(f"{where}: name {ascii(text)[:80]} is empty once its zero-width characters are removed")
+
+
+#: OWASP's rule for CSV injection: a cell starting with one of these is a formula in a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """A text cell safe to open in a spreadsheet: one that would start a formula gets a leading ``'``
+    (numbers are left as they are). :func:`csv_cell_value` reads it back."""
+    text = str(value)
+    if text.startswith(FORMULA_STARTS):
+        try:
+            float(text)
+            return text
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def csv_cell_value(text: str) -> str:
+    """The text a :func:`csv_cell` stands for."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_STARTS):
+        return text[1:]
+    return text

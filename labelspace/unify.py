@@ -39,6 +39,7 @@ import numpy as np
 from .errors import ScaledetError
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
                            combine_states, relations_for_build)
+from .text_files import csv_cell
 from .unify_sources import LabelLookup, SourceData, image_key, read_source
 
 UNIFY_FORMAT = "scaledet.unified/1"
@@ -349,7 +350,8 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
 
     if conflicts:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows([("image", "sources", "categories in conflict"), *conflicts])
+        rows = [(csv_cell(name), csv_cell(sources), count) for name, sources, count in conflicts]
+        csv.writer(buffer, lineterminator="\n").writerows([("image", "sources", "categories in conflict"), *rows])
         report.written.append(atomic_write_text(to / "conflicts.csv", buffer.getvalue()))
     report.partial_classes = partial_classes(space, coverages)
     if fmt == "yolo":

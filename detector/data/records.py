@@ -60,6 +60,9 @@ def read_json(path: Path, what: str):
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as err:
         raise ScaledetError(f"{path}: malformed JSON ({one_line(err)})") from None
+    except RecursionError:
+        raise ScaledetError(f"{path}: JSON nested deeper than Python's reader allows (a {what} is a few "
+                            "levels deep)") from None
 
 
 def check_category(category, position: int, source: Path) -> None:

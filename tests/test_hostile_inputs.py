@@ -1,0 +1,90 @@
+"""Hostile inputs: bombs, look-alike names, spreadsheet formulas. Each is one short line naming the file and
+the limit, in bounded time and memory, or is written so that it cannot act (docs/reliability.md)."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from conftest import run_cli
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(20)) + "names: *u\n"
+
+
+def _one_line(done, expected: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert expected in done.stderr and len(done.stderr) < 400, done.stderr
+
+
+@pytest.mark.parametrize("document, expected", [
+    (BILLION_LAUGHS, "more than 100 aliases"),
+    ("names: " + "[" * 60 + "x" + "]" * 60 + "\n", "nested deeper than 50 levels"),
+    ("nc: 100000000\n", "more than the limit of 100,000 classes"),
+])
+def test_yaml_bombs_and_declared_counts(tmp_path, document, expected):
+    (tmp_path / "data.yaml").write_text(document)
+    _one_line(run_cli("scaledet-labels", "build", "--dataset-file", f"mine={tmp_path / 'data.yaml'}", "--out",
+                      str(tmp_path / "out"), "-q"), expected)
+
+
+def test_json_nesting_bombs_are_one_line(tmp_path):
+    bomb = tmp_path / "bomb.json"
+    bomb.write_text("[" * 100_000 + "]" * 100_000)
+    fine = tmp_path / "fine.json"
+    fine.write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    _one_line(run_cli("scaledet", "eval", "--results", str(bomb), "--annotations", str(fine)), "nested deeper")
+    _one_line(run_cli("scaledet", "eval", "--results", str(fine), "--annotations", str(bomb)), "nested deeper")
+    (tmp_path / "classes.csv").write_text("/m/01g317,Person\n")
+    _one_line(run_cli("scaledet-labels", "build", "--dataset-file", f"oidmine={tmp_path / 'classes.csv'}",
+                      "--hierarchy", f"oidmine={bomb}", "--out", str(tmp_path / "out"), "-q"), "nested deeper")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("cat\u202egod", "bidirectional control U+202E"),
+    ("\u200b\u200d", "empty once its zero-width characters are removed"),
+    ("dog\u2066", "bidirectional control U+2066"),
+])
+def test_look_alike_names_are_refused(tmp_path, name, expected):
+    (tmp_path / "names.txt").write_text(f"person\n{name}\n", encoding="utf-8")
+    _one_line(run_cli("scaledet-labels", "build", "--dataset-file", f"mine={tmp_path / 'names.txt'}", "--out",
+                      str(tmp_path / "out"), "-q"), expected)
+
+
+def test_formulas_in_label_names_are_neutralised_in_every_csv(tmp_path):
+    """OWASP's rule: a cell starting with = + - @ gets a leading quote; numbers stay numbers; a decision
+    written against the neutralised cell still names the label."""
+    formula = "=HYPERLINK(\"http://x\",\"cat\")"
+    (tmp_path / "a.txt").write_text(f"{formula}\n@SUM(1)\nperson\n")
+    (tmp_path / "b.txt").write_text(f"{formula}\nperson\n")
+    out = tmp_path / "labelspace"
+    done = run_cli("scaledet-labels", "build", "--dataset-file", f"a={tmp_path / 'a.txt'}", f"b={tmp_path / 'b.txt'}",
+                   "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    assert run_cli("scaledet-labels", "merge", "--out", str(out), "--no-wordnet").returncode == 0
+    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "csv", "--name", "all")
+    assert done.returncode == 0, done.stderr
+    cells = [cell for path in (out / "merge" / "unified.csv", out / "merge" / "review.csv", out / "exports" / "all.csv")
+             for row in csv.reader(path.read_text().splitlines()) for cell in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "@")) or (c.startswith("-") and not _number(c))]
+    assert "'" + formula in cells and "'a/" + formula not in cells and "a/" + formula in cells
+    review = list(csv.DictReader((out / "merge" / "review.csv").read_text().splitlines()))
+    assert review, "the two formula labels share a name: a candidate pair"
+    decisions = tmp_path / "decisions.csv"
+    with open(decisions, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(review[0]))
+        writer.writeheader()
+        writer.writerows({**row, "decision": "reject"} for row in review)
+    done = run_cli("scaledet-labels", "merge", "--out", str(out), "--decisions", str(decisions), "--no-wordnet")
+    assert done.returncode == 0, done.stderr
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
