@@ -225,7 +225,7 @@ def merge(
     to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/merge)."),
     decisions: Optional[Path] = typer.Option(None, "--decisions", help="A CSV with columns a, b, decision (accept or reject), e.g. an edited review.csv."),
     embedding_threshold: float = typer.Option(0.9, "--embedding-threshold", min=-1.0, max=1.0, help="Prompt cosine at which differently named labels may merge."),
-    no_wordnet: bool = typer.Option(False, "--no-wordnet", help="Ignore a local WordNet database (senses then come from names alone)."),
+    no_wordnet: bool = typer.Option(False, "--no-wordnet", help="Ignore WordNet's facts (senses then come from names alone)."),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table in the summary."),
     force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
 ) -> None:

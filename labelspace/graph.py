@@ -2,8 +2,8 @@
 
 Nodes are labels (with their ``labels.parquet`` attributes). Edges, each with a ``kind``:
 
-* ``parent``: child → parent from the OpenImages hierarchy, and from LVIS WordNet synsets when a local
-  WordNet database is installed (``wordnet.py``; directed, ``reason`` says which);
+* ``parent``: child → parent from the OpenImages hierarchy, and from LVIS WordNet synsets (the bundled
+  WordNet facts, ``wordnet.py``; directed, ``reason`` says which);
 * ``synonym``: two labels of different datasets that share a name or synonym after prompt normalisation
   (``coco/person`` ↔ ``o365/Person``);
 * ``similar``: two labels whose prompt embeddings have cosine ≥ ``similar_threshold``, among each label's
@@ -27,7 +27,7 @@ import numpy as np
 from .outputs import LabelSpaceOutput
 from .prompts import normalize_name
 from .senses import split_qualifier
-from .wordnet import WordNetNouns, find_wordnet
+from .wordnet import load_wordnet
 
 EDGE_KINDS = ("parent", "synonym", "similar", "granularity")
 CATCH_ALL = re.compile(r"^(other|others|misc|miscellaneous)\b", re.IGNORECASE)
@@ -43,7 +43,7 @@ class GraphSettings:
     similar_threshold: float = 0.75
     similar_top_k: int = 5
     cluster_threshold: float = 0.9  # similar edges at least this strong join concept clusters
-    use_wordnet: bool = True  # when a local WordNet database is found
+    use_wordnet: bool = True  # hypernym edges from the bundled WordNet facts
 
 
 #: Score-matrix entries one block of ``cross_dataset_neighbours`` may hold (64 MB of float32; the partition
@@ -91,9 +91,7 @@ class LabelGraph:
                                 supercategory=row.get("supercategory") or "")
         self.neighbour_idx, self.neighbour_sim = cross_dataset_neighbours(
             self.embeddings, self.datasets, max(self.settings.similar_top_k, 5))
-        self.wordnet = None
-        if self.settings.use_wordnet and (directory := find_wordnet()) is not None:
-            self.wordnet = WordNetNouns(directory)
+        self.wordnet = load_wordnet() if self.settings.use_wordnet else None
         self._add_parent_edges()
         self._add_synonym_edges()
         self._add_similar_edges()

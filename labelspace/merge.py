@@ -41,7 +41,7 @@ from .outputs import LabelSpaceOutput
 from .prompts import normalize_name
 from .senses import LabelSense, SenseResolver, context_words, is_modified_form, label_terms, split_qualifier
 from .text_files import csv_cell_value, read_text
-from .wordnet import WordNetNouns, find_wordnet
+from .wordnet import load_wordnet
 
 EVIDENCE_RANK = {"decision": 4, "name": 3, "synset": 2, "wider name": 1, "embedding": 0}
 COARSER = "coarser (a parent, not a merge)"
@@ -257,9 +257,7 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
     ids = [row["global_id"] for row in rows]
     datasets = [row["dataset"] for row in rows]
     position = {gid: i for i, gid in enumerate(ids)}
-    wordnet = None
-    if settings.use_wordnet and (directory := find_wordnet()) is not None:
-        wordnet = WordNetNouns(directory)
+    wordnet = load_wordnet() if settings.use_wordnet else None
     resolver = SenseResolver(wordnet)
     # the name each label was encoded with, too: Objects365's ``Bakset`` was encoded as ``basket``
     template = output.manifest["templates"][0]

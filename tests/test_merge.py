@@ -13,9 +13,6 @@ from conftest import run_cli
 from scaledet.labelspace.merge import MergeSettings, merge_labels
 from scaledet.labelspace.outputs import LabelSpaceOutput
 from scaledet.labelspace.senses import is_modified_form, label_terms, singular
-from scaledet.labelspace.wordnet import find_wordnet
-
-needs_wordnet = pytest.mark.skipif(find_wordnet() is None, reason="no local WordNet database (Debian's wordnet-base)")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +56,6 @@ def test_same_names_merge_and_finer_labels_stay_parents(merged):
     assert outcomes[("o365/Side Table", "lvis/table")].startswith("coarser")
 
 
-@needs_wordnet
 def test_senses_keep_same_names_apart(merged):
     concept_of, _ = merged
     mouse = concept_of["coco/mouse"]
@@ -208,3 +204,31 @@ def test_merges_benchmark_scores_against_the_references(four_datasets, tmp_path)
     assert float(unidet[-2]) >= 0.93 and float(unidet[-1]) >= 0.93
     assert float(synsets[-2]) >= 0.95 and float(synsets[-1]) >= 0.95
     assert "missed pairs" in done.stdout and "left out because" in done.stdout
+
+
+def test_bundled_wordnet_facts_are_what_the_script_makes_of_the_database(tmp_path):
+    """data/wordnet/nouns.json.gz holds exactly what data/make_wordnet_facts.py writes from a WordNet 3.0
+    database (Debian's wordnet-base); every machine then merges with the same facts, database or not."""
+    import gzip
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import REPO
+    from scaledet.labelspace.wordnet import load_wordnet
+
+    wordnet = load_wordnet()
+    shoe = wordnet.offset("shoe.n.01")
+    assert shoe is not None and "footwear" in {w for o in wordnet.ancestors(shoe) for w in wordnet.words(o)}
+    assert wordnet.lexicographer_file(wordnet.offset("dog.n.01")) == 5  # noun.animal
+    source = Path("/usr/share/wordnet")
+    if not (source / "index.noun").is_file():
+        pytest.skip("no WordNet database at /usr/share/wordnet to regenerate the facts from (Debian's wordnet-base)")
+    done = subprocess.run([sys.executable, str(REPO / "data" / "make_wordnet_facts.py"), "--source", str(source),
+                           "--out", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert gzip.decompress((tmp_path / "nouns.json.gz").read_bytes()) == gzip.decompress(
+        (REPO / "data" / "wordnet" / "nouns.json.gz").read_bytes())
+    assert (tmp_path / "LICENSE").read_text() == (REPO / "data" / "wordnet" / "LICENSE").read_text()
+    assert json.loads(gzip.decompress((tmp_path / "nouns.json.gz").read_bytes()))["schema"] == "scaledet.wordnet-nouns/1"
