@@ -204,8 +204,8 @@ def loader_runs(work: Path, iterations: int) -> list[tuple[int, float, float]]:
         subprocess.run([str(Path(sys.executable).with_name("scaledet")), "train", "--config", str(path), "-q",
                         "--force"], check=True, capture_output=True)
         lines = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()][1:]  # skip warm-up
-        step = statistics.median(line["seconds_per_iteration"] for line in lines)
-        wait = statistics.median(line["data_seconds"] for line in lines)
+        step = statistics.median(line["time"] for line in lines if "time" in line)
+        wait = statistics.median(line["data_time"] for line in lines if "data_time" in line)
         rows.append((workers, step, wait / step))
     return rows
 

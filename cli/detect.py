@@ -35,7 +35,10 @@ def train(
     if trainer.context.is_main:
         console.print(f"trained {cfg.schedule.iterations} iterations → {final} (metrics: {Path(cfg.output_dir) / 'metrics.json'})")
         if cfg.eval_datasets:
-            _evaluate(cfg, final, trainer.device, quiet, force=force or resume)
+            from scaledet.detector.engine import log_final_evaluation
+
+            table = _evaluate(cfg, final, trainer.device, quiet, force=force or resume)
+            log_final_evaluation(cfg.output_dir, cfg.schedule.iterations, table)
 
 
 def _print_metrics(title: str, table: dict[str, dict]) -> None:

@@ -215,8 +215,9 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.schedule.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used (detectron2 logs it before stepping)
         self.scheduler.step()
-        return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
+        return {"total_loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}, "lr": lr}
 
     def _save(self, done: int, path: Path | None = None) -> Path:
         path = path or self.output_dir / numbered_checkpoint_name(done)
@@ -237,8 +238,7 @@ class Trainer:
             self.model.roi_heads.set_vocabulary(self.labelspace.embeddings)  # back to the training union
             self.model.train()
         if metrics is not None:
-            metrics.write({"iteration": done, **{f"eval/{name}/{k}": v for name, values in table.items()
-                                                 for k, v in values.items()}})
+            metrics.write({"iteration": done - 1, **evaluation_scalars(table)})
 
     def train(self, stop_after: int | None = None) -> Path:
         """Run the schedule from the current iteration; ``stop_after`` ends early (after saving a
@@ -270,11 +270,13 @@ class Trainer:
             values = self.step(iteration, batch)
             done = iteration + 1
             if metrics is not None and (done % config.schedule.log_every == 0 or done == iterations):
-                metrics.write({"iteration": done, **values, "lr": self.optimizer.param_groups[0]["lr"],
-                               "seconds_per_iteration": time.perf_counter() - start, "data_seconds": waited})
+                # detectron2's JSONWriter: the 0-based index of the step just run (model_{iteration:07d}.pth is
+                # the checkpoint after it), total_loss, time and data_time in seconds, the step's own lr
+                metrics.write({"iteration": iteration, **values, "time": time.perf_counter() - start,
+                               "data_time": waited})
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{values['loss']:.3f}", hard=f"{values['loss_hard']:.3f}")
+                bar.set_postfix(loss=f"{values['total_loss']:.3f}", hard=f"{values['loss_hard']:.3f}")
             stopping = stop_after is not None and done >= stop_after
             evaluating = (config.schedule.eval_period and done % config.schedule.eval_period == 0
                           and done < iterations and config.eval_datasets)
@@ -298,16 +300,33 @@ class Trainer:
         return final
 
 
+def evaluation_scalars(table: dict[str, dict]) -> dict:
+    """Evaluation numbers keyed as detectron2's EvalHook flattens them: ``bbox/AP`` for one dataset,
+    ``NAME/bbox/AP`` for several (suite rows such as ``odinw (mean of 13)`` included)."""
+    if len(table) == 1:
+        (values,) = table.values()
+        return {f"bbox/{k}": v for k, v in values.items()}
+    return {f"{name}/bbox/{k}": v for name, values in table.items() for k, v in values.items()}
+
+
+def log_final_evaluation(output_dir: Path, iterations: int, table: dict[str, dict]) -> None:
+    """The evaluation after training, as detectron2 records it: one more ``metrics.json`` row at the last
+    iteration, and the same scalars in TensorBoard."""
+    log = MetricsLog(Path(output_dir) / METRICS_NAME, iterations, keep_all=True)
+    log.write({"iteration": iterations - 1, **evaluation_scalars(table)})
+    log.close()
+
+
 class MetricsLog:
     """Metrics as JSON lines (``metrics.json``, detectron2's format), one object per logged iteration, and
     the same numbers as TensorBoard scalars (``OUTPUT_DIR/events.out.tfevents.*``). A resumed run drops the
     JSON lines past its checkpoint (rewritten atomically) and TensorBoard purges its later steps; a new run
     leaves an earlier file alone until its first line."""
 
-    def __init__(self, path: Path, start_iteration: int) -> None:
+    def __init__(self, path: Path, start_iteration: int, keep_all: bool = False) -> None:
         self.path = path
         self.truncate_on_first_write = start_iteration == 0
-        if start_iteration > 0 and path.is_file():
+        if start_iteration > 0 and path.is_file() and not keep_all:
             kept = []
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -315,16 +334,18 @@ class MetricsLog:
                 except ValueError:
                     continue  # a line cut short by a kill
                 if isinstance(record, dict) and isinstance(record.get("iteration"), int) \
-                        and record["iteration"] <= start_iteration:
+                        and record["iteration"] < start_iteration:
                     kept.append(line + "\n")
             atomic_write_text(path, "".join(kept))
-        self.events = _tensorboard_writer(path.parent, start_iteration)
+        self.events = _tensorboard_writer(path.parent, 0 if keep_all else start_iteration)
 
     def write(self, row: dict) -> None:
         mode = "w" if self.truncate_on_first_write else "a"
         self.truncate_on_first_write = False
         with open(self.path, mode, encoding="utf-8") as handle:
-            handle.write(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}) + "\n")
+            # 7 significant digits: compact, and exact enough for a learning rate of 1e-5 (6 decimals are not)
+            handle.write(json.dumps({k: (float(f"{v:.7g}") if isinstance(v, float) else v) for k, v in row.items()})
+                         + "\n")
         if self.events is not None:
             for key, value in row.items():
                 if key != "iteration" and isinstance(value, (int, float)):
@@ -342,4 +363,4 @@ def _tensorboard_writer(directory: Path, start_iteration: int):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(directory), purge_step=start_iteration + 1 if start_iteration else None)
+    return SummaryWriter(str(directory), purge_step=start_iteration if start_iteration else None)

@@ -40,7 +40,7 @@ def test_training_decreases_the_loss(shapes_world, tmp_path):
     trainer = Trainer(config, show_progress=False)
     trainer.datasets[0].images = trainer.datasets[0].images[:1]
     trainer.sampler.sizes = [1]
-    losses = [trainer.step(i)["loss"] for i in range(12)]
+    losses = [trainer.step(i)["total_loss"] for i in range(12)]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
 
 
@@ -59,7 +59,7 @@ def test_resume_continues_identically(shapes_world, tmp_path):
     for key in a:
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
     rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.json").read_text().splitlines()]
-    assert [r["iteration"] for r in rows] == [1, 2, 3, 4]
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3]
     assert (tmp_path / "resumed" / "last_checkpoint").read_text().strip() == "model_final.pth"
 
 
@@ -80,7 +80,7 @@ def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_pat
     assert "evaluation of" in trained.stdout and "shapesa" in trained.stdout
     folder = tmp_path / "cli" / "eval" / "model_final"
     record = json.loads((folder / "metrics.json").read_text())
-    assert record["iteration"] == 3 and record["checkpoint"].endswith("model_final.pth")
+    assert record["iteration"] == 2 and record["checkpoint"].endswith("model_final.pth")
     assert record["labelspace"]["global_ids_sha256"] and record["evaluators"] == {"shapesa": "coco"}
     assert record["protocols"] == {"shapesa": "coco"}
     table = record["metrics"]
@@ -130,7 +130,7 @@ def test_masked_hard_loss_and_mixed_sampling_train(shapes_world, tmp_path):
                                             sampling={"mode": "mixed", "repeat_factor_threshold": 0.5}))
     trainer = Trainer(config, show_progress=False)
     values = trainer.step(0)
-    assert "loss_soft" not in values and np.isfinite(values["loss"])
+    assert "loss_soft" not in values and np.isfinite(values["total_loss"])
 
 
 def test_sampler_is_a_function_of_the_iteration_and_respects_ratios():
@@ -183,16 +183,16 @@ def test_a_run_is_laid_out_like_detectron2s(shapes_world, tmp_path):
                                                                 "model_final.pth"]
     assert (run / "last_checkpoint").read_text().strip() == "model_final.pth"
     lines = [json.loads(line) for line in (run / "metrics.json").read_text().splitlines()]
-    evaluation = [line for line in lines if "eval/shapesa/AP50" in line]
-    assert [line["iteration"] for line in evaluation] == [2]
+    evaluation = [line for line in lines if "bbox/AP50" in line]
+    assert [line["iteration"] for line in evaluation] == [1]  # the step after which model_0000001.pth was saved
     record = json.loads((run / "eval" / "model_0000001" / "metrics.json").read_text())
-    assert record["iteration"] == 2 and record["metrics"]["shapesa"]["AP50"] == evaluation[0]["eval/shapesa/AP50"]
+    assert record["iteration"] == 1 and record["metrics"]["shapesa"]["AP50"] == evaluation[0]["bbox/AP50"]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run))
     events.Reload()
-    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3, 4]
-    assert [e.step for e in events.Scalars("eval/shapesa/AP50")] == [2]
+    assert [e.step for e in events.Scalars("total_loss")] == [0, 1, 2, 3]
+    assert [e.step for e in events.Scalars("bbox/AP50")] == [1]
     assert torch.equal(trainer.model.roi_heads.vocabulary, trainer.labelspace.embeddings), \
         "training must go on with the union vocabulary after an evaluation"
 
@@ -208,3 +208,33 @@ def test_demo_runs_every_step_at_toy_size(tmp_path):
     assert (tmp_path / "demo" / "train" / "model_final.pth").is_file()
     done = run_cli("scaledet", "demo", "--out", str(tmp_path), "--iterations", "1")
     assert done.returncode == 2 and "--force" in done.stderr, "a folder with other files is refused"
+
+
+def test_run_files_read_as_detectron2_tools_read_them(shapes_world, tmp_path):
+    """metrics.json line by line, as detectron2's JSONWriter writes it and the usual plotting scripts read
+    it (``[json.loads(line) for line in f]``, then ``x["total_loss"]`` / ``x["bbox/AP"]`` by ``x["iteration"]``);
+    numbered checkpoints named after the iteration of the step before them; results files in the COCO
+    results format's four fields."""
+    config = write_train_config(shapes_world, tmp_path / "run", schedule={
+        "iterations": 4, "batch_size": 2, "lr": 0.01, "warmup_iterations": 4, "checkpoint_every": 2, "log_every": 1})
+    done = run_cli("scaledet", "train", "--config", str(config), "--quiet", "model.score_thresh=0")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"
+    with open(run / "metrics.json") as f:
+        experiment_metrics = [json.loads(line) for line in f]
+    training = [x for x in experiment_metrics if "total_loss" in x]
+    assert [x["iteration"] for x in training] == [0, 1, 2, 3]
+    assert all({"total_loss", "loss_hard", "loss_box_reg", "lr", "time", "data_time"} <= set(x) for x in training)
+    # each row's lr is the rate its own step used (not the next step's, as the scheduler has stepped by then)
+    from scaledet.detector.config import load_config
+    from scaledet.detector.engine import lr_factor
+
+    cfg = load_config(config)
+    assert [x["lr"] for x in training] == pytest.approx([0.01 * lr_factor(i, cfg) for i in range(4)], rel=1e-5)
+    final = [x for x in experiment_metrics if "bbox/AP" in x]
+    assert [x["iteration"] for x in final] == [3] and {"bbox/AP50", "bbox/APs"} <= set(final[0])
+    assert (run / "model_0000001.pth").is_file()  # saved after the step logged as iteration 1
+    results = json.loads((run / "eval" / "model_final" / "shapesa.results.json").read_text())
+    assert results and all(set(r) == {"image_id", "category_id", "bbox", "score"} for r in results)
+    record_lines = (run / "eval" / "model_final" / "metrics.json").read_text().splitlines()
+    assert len(record_lines) == 1 and json.loads(record_lines[0])["iteration"] == 3

@@ -84,7 +84,7 @@ def test_federated_training_with_workers_resumes_exactly(shapes_world, tmp_path)
         assert torch.allclose(a["model"][key].float(), b["model"][key].float(), atol=1e-6), key
     assert b["label_states"]["merge_file"] == merged and len(b["label_states"]["merge_sha256"]) == 64
     rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.json").read_text().splitlines()]
-    assert [r["iteration"] for r in rows] == [1, 2, 3, 4] and all(r["loss_hard"] > 0 for r in rows)
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3] and all(r["loss_hard"] > 0 for r in rows)
     # resuming with other label states would change the loss mid-run: refused in one line
     other = load_config(write_train_config(shapes_world, tmp_path / "resumed", eval_datasets=[]),
                         ["num_workers=2", "model.hard_loss_scope=federated", "merge=null", "schedule.iterations=6"])

@@ -8,10 +8,11 @@ of each dataset. An existing folder is never overwritten silently.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scaledet.labelspace.atomic import atomic_write_json
+from scaledet.labelspace.atomic import atomic_write_json, atomic_write_text
 from scaledet.labelspace.errors import ScaledetError
 from scaledet.labelspace.output_dirs import check_output_dir, mark_output_dir
 
@@ -59,14 +60,16 @@ def evaluate_checkpoint(config, checkpoint: Path, device, progress: bool = False
         evaluators[dataset.spec.name] = evaluator.name
         protocols[dataset.spec.name] = evaluator.protocol
     table.update(suite_summaries(by_key))
-    atomic_write_json(folder / "metrics.json", {
+    iterations_done = state.get("iteration")
+    record = {  # one JSON line, as every metrics.json this project writes
         "checkpoint": str(checkpoint),
-        "iteration": state.get("iteration"),
+        "iteration": iterations_done - 1 if isinstance(iterations_done, int) else None,  # 0-based, as its name
         "labelspace": {k: state["labelspace"].get(k) for k in ("directory", "encoder_identity", "dim",
                                                               "global_ids_sha256")},
         "evaluators": evaluators,
         "protocols": protocols,
         "metrics": table,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
+    }
+    atomic_write_text(folder / "metrics.json", json.dumps(record) + "\n")
     return table, folder

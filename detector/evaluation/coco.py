@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from .ground_truth import GroundTruth
+from .ground_truth import GroundTruth, standard_results
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -43,7 +43,7 @@ class CocoEvaluator:
             return {name: 0.0 for name in METRIC_NAMES}
         with contextlib.redirect_stdout(io.StringIO()):
             gt = coco_ground_truth(ground_truth)
-            evaluator = COCOeval(gt, gt.loadRes(results), iouType="bbox")
+            evaluator = COCOeval(gt, gt.loadRes(standard_results(results)), iouType="bbox")
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()

@@ -65,3 +65,13 @@ def check_results(results, ground_truth: GroundTruth, source: str) -> list[dict]
             raise ScaledetError(f"{source}: category_id {result.get('category_id')!r} (result #{position}) is not "
                                 f"in {ground_truth.path}; are these results of another dataset?")
     return results
+
+
+RESULT_FIELDS = ("image_id", "category_id", "bbox", "score")
+
+
+def standard_results(results: list[dict]) -> list[dict]:
+    """New dicts of the COCO results format's four fields. pycocotools' ``loadRes`` adds ``area``, ``id``,
+    ``iscrowd`` and a box polygon to the dicts it is given: handing it copies keeps the caller's list (and
+    the results files written from it) in the standard form."""
+    return [{k: r[k] for k in RESULT_FIELDS if k in r} for r in results]

@@ -17,7 +17,7 @@ import io
 from scaledet.labelspace.errors import ScaledetError
 
 from .coco import percent
-from .ground_truth import GroundTruth
+from .ground_truth import GroundTruth, standard_results
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 MAX_DETECTIONS = 300
@@ -43,7 +43,7 @@ class LvisEvaluator:
         results = _top_per_image(results, MAX_DETECTIONS)
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(ground_truth.document)
-            evaluator = COCOeval_faster(gt, gt.loadRes(results), iouType="bbox", lvis_style=True,
+            evaluator = COCOeval_faster(gt, gt.loadRes(standard_results(results)), iouType="bbox", lvis_style=True,
                                         print_function=lambda *a, **k: None)
             evaluator.params.maxDets = [MAX_DETECTIONS]
             evaluator.evaluate()
