@@ -44,12 +44,18 @@ def user_errors(func: F) -> F:
 
 
 
+#: Multi-value options whose values are plain keys, so ``--datasets=lvis,coco`` may list them with commas.
+#: Templates and paths may hold commas (``--template="a photo of a {}, in the wild."``): never split.
+COMMA_LIST_OPTIONS = frozenset({"--datasets"})
+
+
 def expand_multi_value_options(argv: list[str], options: Iterable[str]) -> list[str]:
     """Let ``--datasets lvis coco o365`` mean ``--datasets lvis --datasets coco --datasets o365``.
 
     Click options take one value each; researchers type space-separated lists (as in argparse's
     ``nargs='+'``), so the values that follow a multi-value option up to the next ``-``-prefixed token
-    are rewritten as repeated options before click sees them. ``--datasets=lvis,coco`` works too.
+    are rewritten as repeated options before click sees them. ``--datasets=lvis,coco`` works too; other
+    options keep an ``=`` value whole.
     """
     options = set(options)
     out: list[str] = []
@@ -60,8 +66,10 @@ def expand_multi_value_options(argv: list[str], options: Iterable[str]) -> list[
             current = name if name in options else None
             if current is None:
                 out.append(token)
-            elif eq:
+            elif eq and current in COMMA_LIST_OPTIONS:
                 out.extend(f"{current}={v}" for v in value.split(",") if v)
+            elif eq:
+                out.append(token)
         elif current is not None:
             out.extend([current, token])
         else:
@@ -87,6 +95,26 @@ class TqdmProgress:
 
 def progress_factory(desc: str, unit: str, quiet: bool) -> Callable[[int], TqdmProgress]:
     return lambda total: TqdmProgress(total, desc, unit, disable=quiet)
+
+
+def add_version_option(app: typer.Typer, prog_name: str) -> None:
+    """``PROG --version``: the installed scaledet version, as every command-line tool answers it."""
+
+    def show(value: bool) -> None:
+        if value:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                installed = version("scaledet")
+            except PackageNotFoundError:
+                installed = "unknown (not installed)"
+            typer.echo(f"{prog_name} {installed}")
+            raise typer.Exit()
+
+    @app.callback()
+    def _options(version: bool = typer.Option(False, "--version", help="Show the version and exit.",
+                                              callback=show, is_eager=True)) -> None:
+        pass
 
 
 def run_app(app: typer.Typer, prog_name: str, multi_value_options: Iterable[str] = ()) -> None:

@@ -8,12 +8,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import run_app, user_errors
+from .common import add_version_option, run_app, user_errors
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="ScaleDet detector: train / eval / predict on a labelspace build.")
 # Label names come from users' files ("Mouse [/m/020lf]" in oid500): never read them as rich markup.
 console = Console(markup=False, highlight=False)
+add_version_option(app, "scaledet")
 
 
 @app.command()
@@ -74,8 +75,8 @@ def evaluate(
     evaluator: str = typer.Option("coco", "--evaluator", help="For --results: coco, lvis (federated), oid (the OpenImages challenge metric), or oid-expanded (detections also copied to parent classes; not the challenge's protocol)."),
     as_json: bool = typer.Option(False, "--json", help="For --results: print one JSON object of the metrics."),
     force: bool = typer.Option(False, "--force", help="Evaluate a checkpoint again, replacing its evaluation folder."),
-    device: str = typer.Option("auto", "--device"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Evaluate a checkpoint on the config's eval_datasets (each with its dataset's evaluator), or score a
     results file of any detector with --results / --annotations / --evaluator."""
@@ -111,18 +112,18 @@ def evaluate(
 @user_errors
 def predict(
     images: List[Path] = typer.Argument(..., help="Image files."),
-    checkpoint: Path = typer.Option(..., "--checkpoint"),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A scaledet checkpoint (model_final.pth of a run)."),
     vocab: Optional[str] = typer.Option(None, "--vocab", help="Comma-separated class names, e.g. 'fish,jellyfish,penguin'."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A built-in dataset's vocabulary, e.g. odinw/Aquarium."),
     labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="Use this build's union as the vocabulary."),
     per_concept: bool = typer.Option(False, "--per-concept", help="With --labelspace: one detection per concept of the build's 'scaledet-labels merge', not one per dataset."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For checkpoints trained on CLIP embeddings."),
-    score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0),
+    score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0, help="Keep detections scoring at least this."),
     fmt: str = typer.Option("json", "--format", help="json (detections.json), or coco: also results.json in the COCO results format."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="With --format coco: take image ids from this COCO file (matched by file name)."),
     out: Path = typer.Option(Path("runs/predict"), "--out", help="Missing, empty, or an earlier predict output."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
 ) -> None:
     """Detect any vocabulary: writes OUT/detections.json and one PNG per image with boxes drawn."""
     from scaledet.detector.checkpoint import check_compatible
@@ -172,7 +173,8 @@ def predict(
     for prediction in predictions:
         found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in prediction["detections"][:8]) or "nothing"
         console.print(f"{prediction['image']}: {len(prediction['detections'])} detections ({found})")
-    console.print(f"wrote {written[0]} and {len(written) - 1} image(s) in {out}")
+    results = " and results.json (COCO results format)" if image_ids is not None else ""
+    console.print(f"wrote {written[0].name}{results} and {len(predictions)} drawing(s) in {out}", soft_wrap=True)
 
 
 @app.command()

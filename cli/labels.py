@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .common import progress_factory, run_app, user_errors
+from .common import add_version_option, progress_factory, run_app, user_errors
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Unify detection label spaces: taxonomies → disjoint union → prompt embeddings → similarity.")
 # Label names come from users' files ("Mouse [/m/020lf]" in oid500): never read them as rich markup.
 console = Console(markup=False, highlight=False)
+add_version_option(app, "scaledet-labels")
 
 DEFAULT_OUT = Path("runs/labelspace")
 MULTI_VALUE_OPTIONS = ("--datasets", "--dataset-file", "--hierarchy", "--template", "--annotations", "--images")
@@ -38,7 +39,7 @@ def build(
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Output directory: missing, empty or an earlier build (replaced atomically)."),
     force: bool = typer.Option(False, "--force", help="Replace --out even if it holds files the build did not write."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode everything, ignoring and not filling the cache."),
-    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Prompts encoded per batch."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Build the union and write labels.parquet, embeddings.npy, similarity.parquet and manifest.json."""
@@ -179,8 +180,8 @@ def list_datasets(out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build d
 def graph(
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
     to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/graph)."),
-    similar_threshold: float = typer.Option(0.75, "--similar-threshold", min=-1.0, max=1.0),
-    similar_top_k: int = typer.Option(5, "--similar-top-k", min=1),
+    similar_threshold: float = typer.Option(0.75, "--similar-threshold", min=-1.0, max=1.0, help="Cosine at or above which labels of different datasets get a 'similar' edge."),
+    similar_top_k: int = typer.Option(5, "--similar-top-k", min=1, help="Nearest labels of other datasets looked at per label."),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table in the summary."),
     force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
 ) -> None:
@@ -348,7 +349,7 @@ def unify(
     explicit_negatives: bool = typer.Option(False, "--explicit-negatives", help="Write every image's full negative and not-exhaustive lists (large at Objects365 scale)."),
     merge: Optional[str] = typer.Option("auto", "--merge", help="The merged.parquet whose concepts the states use: auto (OUT/merge/ when present), a path, or none."),
     force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
 ) -> None:
     """One training set from several annotation files, in one label space, with per-image label states in
     LVIS's fields (neg_category_ids, not_exhaustive_category_ids): for any detector."""

@@ -87,3 +87,20 @@ def test_multi_value_options_are_expanded_before_click():
     assert expand_multi_value_options(argv, ["--datasets", "--dataset-file"]) == [
         "build", "--datasets", "lvis", "--datasets", "coco", "--out", "x", "--dataset-file", "a=p.json",
         "--datasets=oid", "--datasets=o365"]
+
+
+def test_version_and_a_template_with_a_comma(tmp_path):
+    from importlib.metadata import version
+
+    for command in ("scaledet", "scaledet-labels"):
+        done = run_cli(command, "--version")
+        assert done.returncode == 0 and done.stdout.strip() == f"{command} {version('scaledet')}"
+    out = tmp_path / "labelspace"
+    done = run_cli("scaledet-labels", "build", "--datasets=odinw/pothole,odinw/Raccoon",
+                   "--template=a photo of a {}, in the wild.", "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["templates"] == ["a photo of a {}, in the wild."]
+    assert [d["key"] for d in manifest["datasets"]] == ["odinw/pothole", "odinw/Raccoon"]
+    help_text = run_cli("scaledet", "predict", "--help").stdout
+    assert "<bool>" not in help_text and "--force" in help_text and "--checkpoint" in help_text
