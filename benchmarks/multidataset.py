@@ -75,6 +75,12 @@ def make_world(work: Path, train_images: int, test_images: int, size: int) -> No
         write_coco_dataset(spec, work / spec.name / "test", test_images, size, seed=2)
 
 
+#: The world's synonyms across the upstream datasets (``detector/synthetic.py``: things says "round disk" and
+#: "box" for geo's circle and square). Neither name nor text embedding links them, so, as a user would after
+#: reading ``review.csv``, the federated variant's merge accepts them as decisions.
+WORLD_SYNONYMS = [("geo/circle", "things/round disk", "accept"), ("geo/square", "things/box", "accept")]
+
+
 def build_spaces(work: Path, encoder) -> None:
     from scaledet.labelspace import DatasetFile, build_labelspace, load_taxonomies
 
@@ -92,7 +98,8 @@ def build_spaces(work: Path, encoder) -> None:
             from scaledet.labelspace.outputs import LabelSpaceOutput
 
             output = LabelSpaceOutput.load(target)
-            write_merge_outputs(merge_labels(output, MergeSettings(use_wordnet=False)), output, target / "merge",
+            result = merge_labels(output, MergeSettings(use_wordnet=False), WORLD_SYNONYMS)
+            write_merge_outputs(result, output, target / "merge",
                                 {"embedding_threshold": MergeSettings().embedding_threshold})
     build_labelspace(load_taxonomies([], files(UPSTREAM + DOWNSTREAM, "test")), encoder, work / "spaces" / "eval")
 

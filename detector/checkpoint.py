@@ -66,9 +66,12 @@ def save_checkpoint(state: dict, path: Path) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """Load with ``weights_only=True``: a checkpoint holds tensors and plain Python values only, so loading
     one that someone sent you cannot run their code."""
+    from scaledet.labelspace.output_dirs import verify_recorded_file
+
     path = Path(path)
     if not path.is_file():
         raise ScaledetError(f"{path}: checkpoint not found")
+    verify_recorded_file(path)  # its run recorded its sha256 when it was saved
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged or foreign file

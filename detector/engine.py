@@ -17,7 +17,8 @@ from scaledet.labelspace.atomic import atomic_write_text
 from scaledet.labelspace.errors import ScaledetError
 
 from scaledet.labelspace.errors import one_line
-from scaledet.labelspace.output_dirs import check_output_dir, mark_output_dir, output_kind, remove_stale_temporaries
+from scaledet.labelspace.output_dirs import (check_output_dir, mark_output_dir, output_kind, record_output_files,
+                                            remove_stale_temporaries)
 
 from .checkpoint import (FINAL_NAME, check_compatible, labelspace_ids_digest, last_checkpoint, load_checkpoint,
                          load_weights, numbered_checkpoint_name, point_to, prune_checkpoints, save_checkpoint)
@@ -222,6 +223,7 @@ class Trainer:
     def _save(self, done: int, path: Path | None = None) -> Path:
         path = path or self.output_dir / numbered_checkpoint_name(done)
         save_checkpoint(self.state(done), path)
+        record_output_files(self.output_dir, [path])  # its sha256, checked whenever it is loaded
         point_to(self.output_dir, path)
         prune_checkpoints(self.output_dir, self.config.schedule.keep_last)
         return path

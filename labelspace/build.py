@@ -138,6 +138,9 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
         timings["similarity"] = time.perf_counter() - start
         peaks["similarity"] = peak_rss_mib()
         start = time.perf_counter()
+        from .output_dirs import file_sha256
+
+        files = {name: file_sha256(staging / name) for name in (LABELS_FILE, SIMILARITY_FILE)}
         atomic_write_json(staging / MANIFEST_FILE, {
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -153,6 +156,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
             "embeddings": {"file": EMBEDDINGS_FILE, "dtype": "float32", "l2_normalized": True,
                            "shape": list(embeddings.shape), "sha256": embeddings_digest(embeddings)},
             "similarity": {"file": SIMILARITY_FILE, "kind": kind, "k": k, "rows": rows},
+            "files": files,  # sha256 of the other files, checked on load (embeddings: "embeddings.sha256")
             "versions": _versions(),
         })
     timings["write"] += time.perf_counter() - start

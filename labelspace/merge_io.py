@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from .atomic import atomic_write, atomic_write_text
 from .errors import OutputError, one_line
 from .merge import MergeResult
-from .output_dirs import MERGE_KIND, mark_output_dir, record_output_files
+from .output_dirs import MERGE_KIND, mark_output_dir, record_output_files, verify_recorded_file
 from .text_files import csv_cell
 from .outputs import LabelSpaceOutput
 
@@ -82,6 +82,7 @@ def write_merge_outputs(result: MergeResult, output: LabelSpaceOutput, destinati
 
 def load_concepts(path: Path, output: LabelSpaceOutput) -> list[tuple[str, str]]:
     """(concept, concept name) of every label of ``output``, in label order, from a ``merged.parquet``."""
+    verify_recorded_file(path)
     try:
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {}).get(b"scaledet", b"null"))

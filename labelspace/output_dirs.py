@@ -217,6 +217,16 @@ def record_output_files(directory: Path, paths: list[Path]) -> None:
     atomic_write_json(directory / MARKER_FILE, {**marker, "files": files})
 
 
+def verify_recorded_file(path: Path) -> None:
+    """A file read back is the one its command wrote: when its folder's marker lists it, its sha256 must
+    match (a flipped byte in a checkpoint or ``merged.parquet`` otherwise loads and gives wrong answers)."""
+    path = Path(path)
+    expected = (_read_marker(path.parent).get("files") or {}).get(path.name)
+    if isinstance(expected, str) and path.is_file() and file_sha256(path) != expected:
+        raise OutputError(f"{path}: does not match the sha256 recorded in {path.parent / MARKER_FILE} when it was "
+                          "written (a damaged or replaced file); write it again")
+
+
 def owned_output_files(directory: Path, kinds: tuple[str, ...]) -> list[Path] | None:
     """Every entry of ``directory`` when all of them belong to an output of one of ``kinds`` (its marker,
     and files its marker lists); None as soon as one entry is not so listed."""

@@ -172,6 +172,7 @@ class LabelSpaceOutput:
         for name in (LABELS_FILE, EMBEDDINGS_FILE, SIMILARITY_FILE):
             if not (directory / name).is_file():
                 raise OutputError(f"{directory}: incomplete build, {name} is missing")
+        _check_file_digests(directory, manifest)
         labels = _read_labels(directory / LABELS_FILE)
         embeddings = _read_embeddings(directory / EMBEDDINGS_FILE, with_embeddings)
         n = manifest["n_labels"]
@@ -276,6 +277,22 @@ def _read_embeddings(path: Path, in_memory: bool) -> np.ndarray:
     if embeddings.ndim != 2 or embeddings.dtype != np.float32:
         raise OutputError(f"{path}: expected a 2-d float32 array, found {embeddings.ndim}-d {embeddings.dtype}")
     return embeddings
+
+
+def _check_file_digests(directory: Path, manifest: dict) -> None:
+    """``labels.parquet`` and ``similarity.parquet`` against the sha256 the manifest records (builds made
+    before it did record nothing and are not checked): one flipped byte can otherwise load cleanly, as
+    ``coco/sasep`` or as wrong soft-loss targets."""
+    from .output_dirs import file_sha256
+
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return
+    for name in (LABELS_FILE, SIMILARITY_FILE):
+        expected = files.get(name)
+        if isinstance(expected, str) and file_sha256(directory / name) != expected:
+            raise OutputError(f"{directory / name}: does not match the sha256 in {MANIFEST_FILE} (a damaged or "
+                              "replaced file; rebuild)")
 
 
 def _check_similarity_belongs(path: Path, manifest: dict) -> None:
