@@ -55,3 +55,32 @@ def test_a_flipped_byte_in_merged_parquet_or_a_checkpoint_is_refused(shapes_worl
     done = run_cli("scaledet", "predict", str(image), "--checkpoint", str(tmp_path / "run" / "model_final.pth"),
                    "--vocab", "circle", "--out", str(tmp_path / "pred"))
     assert done.returncode == 2 and "model_final.pth: does not match the sha256" in done.stderr
+
+
+def test_an_annotation_file_rewritten_in_place_is_indexed_again(shapes_world, tmp_path):
+    """Same path, same size, same modification time, other content: the sampled sha256 checked at every open
+    notices, and the index is rebuilt instead of serving the old boxes."""
+    import json
+    import os
+
+    from scaledet.detector.data import CocoDetectionDataset, DatasetSpec
+    from scaledet.detector.vocabulary import UnifiedLabelSpace
+
+    source = shapes_world / "shapesa" / "train" / "annotations.json"
+    annotations = tmp_path / "annotations.json"
+    shutil.copy2(source, annotations)
+    space = UnifiedLabelSpace(shapes_world / "labelspace")
+    spec = DatasetSpec("shapesa", str(annotations), str(source.parent / "images"))
+    before = CocoDetectionDataset(spec, space)
+    first_box = before.index.boxes[0].tolist()
+    document = json.loads(annotations.read_text())
+    x, y, w, h = document["annotations"][0]["bbox"]
+    document["annotations"][0]["bbox"] = [x + 1, y, w - 1, h]  # same length of text, other content
+    text = json.dumps(document)
+    text = text + " " * (annotations.stat().st_size - len(text))
+    stat = annotations.stat()
+    annotations.write_text(text)
+    os.utime(annotations, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert annotations.stat().st_size == stat.st_size and annotations.stat().st_mtime_ns == stat.st_mtime_ns
+    after = CocoDetectionDataset(spec, space)
+    assert after.index.boxes[0].tolist() != first_box
