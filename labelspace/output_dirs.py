@@ -41,14 +41,18 @@ _TEMPORARY_DIR = re.compile(r"^\.(?P<stem>.*)\.(?P<role>building|old)-(?P<pid>\d
 KEY_FILE = ".temporary-names.key"
 
 
-@lru_cache(maxsize=1)
 def _temporary_key() -> bytes:
     """The key temporary names are signed with: 32 random bytes in the cache directory, made on first use
     (readable by the user only). Without a writable cache, a key for this process alone: its temporaries
     are then never swept by a later run, which errs on the side of keeping files."""
     from .cache_dir import cache_root
 
-    path = cache_root() / KEY_FILE
+    return _key_of(cache_root() / KEY_FILE)
+
+
+@lru_cache(maxsize=8)
+def _key_of(path: Path) -> bytes:
+    """The key kept at ``path`` (one per cache folder: ``$SCALEDET_CACHE`` may change within a process)."""
     try:
         key = path.read_bytes()
         if len(key) == 32:

@@ -172,7 +172,7 @@ class LabelSpaceOutput:
         for name in (LABELS_FILE, EMBEDDINGS_FILE, SIMILARITY_FILE):
             if not (directory / name).is_file():
                 raise OutputError(f"{directory}: incomplete build, {name} is missing")
-        _check_file_digests(directory, manifest)
+        _check_file_digests(directory, manifest, (LABELS_FILE,))
         labels = _read_labels(directory / LABELS_FILE)
         embeddings = _read_embeddings(directory / EMBEDDINGS_FILE, with_embeddings)
         n = manifest["n_labels"]
@@ -188,7 +188,8 @@ class LabelSpaceOutput:
             if embeddings_digest(embeddings) != expected:
                 raise OutputError(f"{directory / EMBEDDINGS_FILE}: checksum does not match the manifest (a damaged "
                                   "or replaced file; rebuild)")
-        _check_similarity_belongs(directory / SIMILARITY_FILE, manifest)
+        _check_similarity_belongs(directory / SIMILARITY_FILE, manifest)  # the clearer message first
+        _check_file_digests(directory, manifest, (SIMILARITY_FILE,))
         return cls(directory, manifest, labels, embeddings)
 
     @property
@@ -279,7 +280,7 @@ def _read_embeddings(path: Path, in_memory: bool) -> np.ndarray:
     return embeddings
 
 
-def _check_file_digests(directory: Path, manifest: dict) -> None:
+def _check_file_digests(directory: Path, manifest: dict, names: tuple[str, ...]) -> None:
     """``labels.parquet`` and ``similarity.parquet`` against the sha256 the manifest records (builds made
     before it did record nothing and are not checked): one flipped byte can otherwise load cleanly, as
     ``coco/sasep`` or as wrong soft-loss targets."""
@@ -288,7 +289,7 @@ def _check_file_digests(directory: Path, manifest: dict) -> None:
     files = manifest.get("files")
     if not isinstance(files, dict):
         return
-    for name in (LABELS_FILE, SIMILARITY_FILE):
+    for name in names:
         expected = files.get(name)
         if isinstance(expected, str) and file_sha256(directory / name) != expected:
             raise OutputError(f"{directory / name}: does not match the sha256 in {MANIFEST_FILE} (a damaged or "
