@@ -136,10 +136,27 @@ def select_vocabulary(output: LabelSpaceOutput, classes: list[list[str]], name: 
                            embeddings=l2_normalize(np.stack(rows)), description={"vocabulary": name})
 
 
+#: Detic's released models read 512-d CLIP ViT-B/32 text features (MODEL.ROI_BOX_HEAD.ZEROSHOT_WEIGHT_DIM).
+DETIC_WEIGHT_DIM = 512
+
+
+def check_consumer(fmt: str, output: LabelSpaceOutput) -> None:
+    """A build that cannot serve the export's consumer is refused before anything is written: Detic's
+    ZeroShotClassifier concatenates a ``ZEROSHOT_WEIGHT_DIM × 1`` zero column to the loaded ``D × C`` matrix,
+    so MiniLM's 384-d rows fail deep inside its init ("Expected size 384 but got size 512")."""
+    encoder = output.manifest["encoder"]
+    if fmt == "detic" and encoder["name"] != "clip":
+        raise ScaledetError(f"--format detic: Detic's zero-shot classifier reads CLIP text features ({DETIC_WEIGHT_DIM}-d "
+                            f"for its released models); {output.directory} was built with {encoder['name']} "
+                            f"({encoder['dim']}-d). Build with --encoder clip --clip-weights ViT-B-32.pt (OpenAI's "
+                            "file) and export from that build")
+
+
 def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, destination: Path) -> list[Path]:
     if fmt not in EXPORT_FORMATS:
         raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
     check_export_name(selection.name)
+    check_consumer(fmt, output)
     destination.mkdir(parents=True, exist_ok=True)
     mark_output_dir(destination, EXPORT_KIND)
     base = destination / selection.name
@@ -160,6 +177,9 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
     if fmt != "yolo-world":
         meta.update(vectors)
     if fmt == "detic":
+        # Detic's config key for the width; every released model uses 512 (ViT-B/32)
+        meta["detic"] = {"MODEL.ROI_BOX_HEAD.ZEROSHOT_WEIGHT_DIM": int(embeddings.shape[1]),
+                         "MODEL.ROI_BOX_HEAD.ZEROSHOT_WEIGHT_PATH": f"{selection.name}.npy"}
         put(base.with_suffix(".npy"), lambda p: np.save(p, embeddings))
     elif fmt == "torch":
         import torch

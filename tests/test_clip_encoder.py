@@ -93,3 +93,38 @@ def test_the_build_records_the_architecture_and_export_reuses_it(random_clip_wei
     assert done.returncode == 0, done.stderr
     embeddings = np.load(tmp_path / "exports" / "vocab.embeddings.npy")
     assert embeddings.shape == (2, 1024) and embeddings.dtype == np.float32  # YOLO-World's embedding_path
+
+
+def test_detics_zero_shot_classifier_loads_a_detic_export(random_clip_weights, tmp_path):
+    """Detic's ``ZeroShotClassifier.__init__`` and ``forward``, replicated line for line on our export (a
+    random-init CLIP, since no real weights can be fetched here: the plumbing is real, the numbers are not):
+    ``np.load`` → ``permute(1, 0)`` (D × C) → a ``zs_weight_dim × 1`` zero column for the background →
+    L2-normalised columns; forward: linear to ``zs_weight_dim``, normalise × 50, ``mm``."""
+    import json
+
+    import torch
+    import torch.nn.functional as F
+
+    from conftest import run_cli
+
+    out = tmp_path / "ls"
+    done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip",
+                   "--clip-weights", str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "detic", "--to", str(tmp_path / "x"))
+    assert done.returncode == 0, done.stderr
+    (npy,) = (tmp_path / "x").glob("*.npy")
+    meta = json.loads(next((tmp_path / "x").glob("*.detic.meta.json")).read_text())
+    zs_weight_dim = meta["detic"]["MODEL.ROI_BOX_HEAD.ZEROSHOT_WEIGHT_DIM"]  # 1024 for RN50; 512 for ViT-B/32
+    num_classes, input_size = 7, 1024
+    # __init__
+    linear = torch.nn.Linear(input_size, zs_weight_dim)
+    zs_weight = torch.tensor(np.load(npy), dtype=torch.float32).permute(1, 0).contiguous()  # D x C
+    zs_weight = torch.cat([zs_weight, zs_weight.new_zeros((zs_weight_dim, 1))], dim=1)  # D x (C + 1)
+    zs_weight = F.normalize(zs_weight, p=2, dim=0)
+    assert zs_weight.shape == (zs_weight_dim, num_classes + 1)
+    # forward
+    x = linear(torch.randn(5, input_size))
+    x = 50.0 * F.normalize(x, p=2, dim=1)
+    scores = torch.mm(x, zs_weight)
+    assert scores.shape == (5, num_classes + 1) and torch.isfinite(scores).all()

@@ -90,21 +90,24 @@ def test_topk_similarity_equals_dense_on_its_entries(output, tmp_path, tile):
     assert np.count_nonzero(rows) == k
 
 
-def test_detic_export_round_trips(output, tmp_path):
+def test_torch_export_round_trips(output, tmp_path):
+    import torch
+
     selection = select_from_build(output, ["coco"])
-    written = export(selection, output, "detic", tmp_path)
-    weights = np.load(tmp_path / "coco.npy")
+    written = export(selection, output, "torch", tmp_path)
+    saved = torch.load(tmp_path / "coco.pt", weights_only=True)
+    weights = saved["embeddings"].numpy()
     order = (tmp_path / "coco.labels.txt").read_text().split("\n")[:-1]
-    assert weights.shape == (80, 384) and weights.dtype == np.float32
+    assert weights.shape == (80, 384) and weights.dtype == np.float32 and saved["global_ids"] == order
     index = {g: i for i, g in enumerate(output.global_ids)}
     np.testing.assert_array_equal(weights, output.embeddings[[index[g] for g in order]])
     assert order[0] == "coco/person" and order[-1] == "coco/toothbrush"
-    meta = json.loads((tmp_path / "coco.detic.meta.json").read_text())
+    meta = json.loads((tmp_path / "coco.torch.meta.json").read_text())
     assert meta["l2_normalized"] and meta["dtype"] == "float32" and meta["templates"] == ["a photo of a {}."]
-    assert meta["encoder"]["name"] == "minilm" and meta["files"] == {"data": "coco.npy"} and len(written) == 3
-    # a second export in another format has its own meta; the detic one still describes coco.npy
+    assert meta["encoder"]["name"] == "minilm" and meta["files"] == {"data": "coco.pt"} and len(written) == 3
+    # a second export in another format has its own meta; the torch one still describes coco.pt
     export(selection, output, "yolo-world", tmp_path)
-    assert json.loads((tmp_path / "coco.detic.meta.json").read_text())["format"] == "detic"
+    assert json.loads((tmp_path / "coco.torch.meta.json").read_text())["format"] == "torch"
     names_only = json.loads((tmp_path / "coco.yolo-world.meta.json").read_text())
     assert names_only["format"] == "yolo-world" and "dim" not in names_only and "dtype" not in names_only
 
@@ -175,11 +178,13 @@ def test_export_bad_inputs(output, tmp_path):
 
 
 def test_export_and_inspect_expand_from_the_command_line(output, tmp_path):
-    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic",
+    import pyarrow.parquet as pq
+
+    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "parquet",
                    "--expand", "fruit", "--to", str(tmp_path))
     assert done.returncode == 0, done.stderr
     order = (tmp_path / "fruit.labels.txt").read_text().splitlines()
-    assert "oid/Apple" in order and np.load(tmp_path / "fruit.npy").shape[0] == len(order)
+    assert "oid/Apple" in order and pq.read_table(tmp_path / "fruit.parquet").num_rows == len(order)
     shown = run_cli("scaledet-labels", "inspect", "fruit", "--expand", "--json", "--out", str(output.directory))
     assert "coco/apple" in json.loads(shown.stdout)["labels"]
 
@@ -224,3 +229,11 @@ def test_wordnet_hypernyms_of_lvis_synsets(output):
     assert {"lvis/dog", "lvis/bear", "lvis/bat_(animal)", "coco/dog"} <= animals
     assert "lvis/baseball_bat" not in animals and "lvis/chair" not in animals
     assert "lvis/shoe" in graph.expand("footwear")
+
+
+def test_a_minilm_build_asked_for_a_detic_export_is_refused(output, tmp_path):
+    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic", "--datasets",
+                   "coco", "--to", str(tmp_path / "exports"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "built with minilm (384-d)" in done.stderr and "--encoder clip" in done.stderr
+    assert not (tmp_path / "exports").exists()
