@@ -30,6 +30,7 @@ def build(
     datasets: List[str] = typer.Option([], "--datasets", help="Built-in keys: lvis coco o365 oid oid500 odinw odinw35 odinw/<name>."),
     dataset_file: List[str] = typer.Option([], "--dataset-file", help="Your own dataset as NAME=PATH (COCO JSON, OpenImages CSV, YOLO data.yaml, names .txt)."),
     hierarchy: List[str] = typer.Option([], "--hierarchy", help="NAME=PATH of an OpenImages hierarchy JSON for a --dataset-file CSV."),
+    slash: str = typer.Option("alternatives", "--slash", help="How '/' in your files' class names reads: alternatives (Objects365's 'Cabinet/shelf': one prompt 'cabinet or shelf') or synonyms (Ultralytics' lvis.yaml 'aerosol can/spray can': the first a prompt, the rest synonyms)."),
     encoder: str = typer.Option("minilm", "--encoder", help="Text encoder: minilm (offline, default) or clip."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local open_clip checkpoint for --encoder clip."),
     clip_arch: str = typer.Option("ViT-B-32-quickgelu", "--clip-arch", help="open_clip architecture of --clip-weights: ViT-B-32-quickgelu for OpenAI's and Detic's weights (also OpenAI's TorchScript .pt), ViT-B-32 for LAION / open_clip-trained ones."),
@@ -57,7 +58,13 @@ def build(
         files.append(DatasetFile(key, path, hierarchies.pop(key, None)))
     if hierarchies:
         raise ScaledetError(f"--hierarchy {next(iter(hierarchies))}=...: no --dataset-file with that name")
+    from scaledet.labelspace.taxonomy import SLASH_MODES, slash_as_synonyms
+
+    if slash not in SLASH_MODES:
+        raise ScaledetError(f"--slash {slash!r}: choose alternatives or synonyms")
     taxonomies = load_taxonomies(datasets, files)
+    if slash == "synonyms":  # your files only: the built-in ones are read by their own rules
+        taxonomies = taxonomies[:-len(files)] + [slash_as_synonyms(t) for t in taxonomies[-len(files):]] if files else taxonomies
     text_encoder = build_encoder(encoder, clip_weights=clip_weights, clip_arch=clip_arch)
     result = build_labelspace(
         taxonomies, text_encoder, target, templates=template or None, use_cache=not no_cache,

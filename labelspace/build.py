@@ -147,7 +147,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
             "n_labels": len(labels),
             "datasets": [
                 {"key": t.key, "source": t.source, "sha256": t.sha256, "format": t.format, "count": len(t),
-                 **{k: t.extra[k] for k in ("hierarchy", "dropped_categories") if k in t.extra}}
+                 **{k: t.extra[k] for k in ("hierarchy", "dropped_categories", "slash") if k in t.extra}}
                 for t in taxonomies
             ],
             "encoder": {"name": encoder.name, "identity": encoder.identity, "dim": int(embeddings.shape[1]),

@@ -3,7 +3,8 @@
 Normalisation rule (documented in docs/labelspace.md), applied to ``prompt_name`` or else ``name``:
 
 1. ``_`` becomes a space (LVIS ``bow_(weapon)`` → ``bow (weapon)``);
-2. ``/`` separates alternatives and becomes `` or `` (Objects365 ``Cabinet/shelf`` → ``cabinet or shelf``);
+2. ``/`` separates alternatives and becomes `` or `` (Objects365 ``Cabinet/shelf`` → ``cabinet or shelf``),
+   except in the abbreviation ``w/`` ("with"), which stays one word (xView's ``Truck w/Box`` → ``truck w/box``);
 3. runs of white space collapse to one space, ends are stripped;
 4. the text is lower-cased (both supported encoders are uncased or nearly so; lower case keeps
    ``Sneakers`` and ``sneakers`` one text, one cache entry).
@@ -31,7 +32,7 @@ ENSEMBLE_TEMPLATES = (
     "a photo of a large {}.",
 )
 
-_SLASH = re.compile(r"\s*/\s*")
+_SLASH = re.compile(r"(?<!\bw)(?<!\bW)\s*/\s*")  # not the "/" of "w/" (with)
 _SPACES = re.compile(r"\s+")
 
 

@@ -121,3 +121,33 @@ def apply_lenient_fixes(categories: list[Category]) -> tuple[list[Category], dic
     counts = Counter(c.name for c in kept)
     fixed = [replace(c, key=f"{c.name} [{c.local_id}]") if counts[c.name] > 1 else c for c in kept]
     return fixed, ({"dropped_blank_ids": dropped} if dropped else {})
+
+
+SLASH_MODES = ("alternatives", "synonyms")
+
+
+def slash_as_synonyms(taxonomy: "Taxonomy") -> "Taxonomy":
+    """Read ``/`` in class names as a list of synonyms (Ultralytics' ``lvis.yaml`` writes LVIS's synonyms as
+    ``arctic/arctic type of shoe/galosh/…``), not as one class of alternatives (Objects365's
+    ``Cabinet/shelf``). Names and global ids stay as the file has them, so annotation files still match;
+    the prompt is the first alternative that no other class of the file uses (``bow/bow weapon`` and
+    ``bow/bow decorative ribbons`` become ``bow weapon`` and ``bow decorative ribbons``), and the other
+    alternatives become synonyms, which ``inspect`` and ``merge`` read."""
+    from dataclasses import replace
+
+    parts = {c.local_id: [p.strip() for p in c.name.split("/") if p.strip()] for c in taxonomy.categories}
+    first_uses: dict[str, int] = {}
+    for alternatives in parts.values():
+        if alternatives:
+            first_uses[alternatives[0].lower()] = first_uses.get(alternatives[0].lower(), 0) + 1
+    categories = []
+    for category in taxonomy.categories:
+        alternatives = parts[category.local_id]
+        if len(alternatives) < 2:
+            categories.append(category)
+            continue
+        prompt = next((a for a in alternatives if first_uses.get(a.lower(), 0) <= (a == alternatives[0])),
+                      " ".join(alternatives))
+        synonyms = tuple(dict.fromkeys([*(a for a in alternatives if a != prompt), *category.synonyms]))
+        categories.append(replace(category, prompt_name=prompt, synonyms=synonyms))
+    return replace(taxonomy, categories=tuple(categories), extra={**taxonomy.extra, "slash": "synonyms"})

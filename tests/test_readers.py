@@ -221,3 +221,46 @@ def test_openimages_parents_skip_classes_the_list_does_not_have():
     names = {c.local_id: c.name for c in oid500.values()}
     assert [names[p] for p in oid500["Mouse [/m/04rmv]"].parents] == ["Animal"]
     assert [names[p] for p in oid500["Boy"].parents] == ["Person"]
+
+
+def test_slash_joined_synonyms_of_ultralytics_lvis_yaml(tmp_path):
+    """Ultralytics' lvis.yaml joins LVIS synonyms with '/'. With --slash synonyms, inspect finds a class by
+    any of them; names (and so global ids) stay as the file writes them, and classes whose first alternative
+    is another's get a prompt of their own."""
+    import json
+
+    from conftest import run_cli
+
+    (tmp_path / "lvis.yaml").write_text(
+        "path: ../datasets/lvis\ntrain: train.txt\nval: val.txt\nnames:\n"
+        "  0: aerosol can/spray can\n  16: arctic/arctic type of shoe/galosh/golosh/rubber/rubber type of shoe/gumshoe\n"
+        "  135: bow/bow weapon\n  136: bow/bow decorative ribbons\n  446: fish\n  447: fish/fish food\n")
+    out = tmp_path / "ls"
+    done = run_cli("scaledet-labels", "build", "--dataset-file", f"lvis={tmp_path / 'lvis.yaml'}", "--slash", "synonyms",
+                   "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    shown = run_cli("scaledet-labels", "inspect", "galosh", "--json", "--out", str(out))
+    assert shown.returncode == 0, shown.stderr
+    assert "lvis/arctic/arctic type of shoe/galosh/golosh/rubber/rubber type of shoe/gumshoe" in shown.stdout
+    import pyarrow.parquet as pq
+
+    prompts = {r["global_id"]: r["prompt"] for r in pq.read_table(out / "labels.parquet").to_pylist()}
+    assert prompts["lvis/bow/bow weapon"] == "a photo of a bow weapon."
+    assert prompts["lvis/bow/bow decorative ribbons"] == "a photo of a bow decorative ribbons."
+    assert prompts["lvis/fish"] == "a photo of a fish." and prompts["lvis/fish/fish food"] == "a photo of a fish food."
+    assert json.loads((out / "manifest.json").read_text())["datasets"][0]["slash"] == "synonyms"
+    # the default reads '/' as alternatives of one class, Objects365's way
+    done = run_cli("scaledet-labels", "build", "--dataset-file", f"lvis={tmp_path / 'lvis.yaml'}", "--out",
+                   str(tmp_path / "alt"), "-q")
+    assert done.returncode == 0, done.stderr
+    prompts = {r["global_id"]: r["prompt"] for r in pq.read_table(tmp_path / "alt" / "labels.parquet").to_pylist()}
+    assert prompts["lvis/aerosol can/spray can"] == "a photo of a aerosol can or spray can."
+
+
+def test_w_slash_is_one_word_not_two_alternatives():
+    from scaledet.labelspace.prompts import normalize_name
+
+    assert normalize_name("Truck w/Box") == "truck w/box"            # xView, as Ultralytics ships it
+    assert normalize_name("Cargo Truck W/Flatbed") == "cargo truck w/flatbed"
+    assert normalize_name("Cabinet/shelf") == "cabinet or shelf"      # Objects365's alternatives, as before
+    assert normalize_name("arrow/w") == "arrow or w"
