@@ -73,12 +73,22 @@ def select_from_build(output: LabelSpaceOutput, datasets: list[str] | None = Non
     return ExportSelection(
         name=name or ("-".join(k.replace("/", "_") for k in datasets) if datasets else "union"),
         names=[r["name"] for r in chosen], global_ids=[r["global_id"] for r in chosen],
-        # the name that was embedded first (Objects365's corrected "monitor/tv", not the official "moniter/tv")
-        synonyms=[list(dict.fromkeys([embedded_name(r["prompt"], template),
+        # the names that were embedded (Objects365's corrected "monitor", "tv", not the official "moniter/tv"),
+        # one text per alternative with the first one first: YOLO-World's own Objects365 file lists
+        # ["cabinet", "shelf"] and encodes the first entry of each class
+        synonyms=[list(dict.fromkeys([*embedded_alternatives(r["name"], embedded_name(r["prompt"], template)),
                                       *(normalize_name(s) for s in r["synonyms"] or [])])) for r in chosen],
         embeddings=np.ascontiguousarray(output.embeddings[indices]),
         description={"datasets": datasets or output.datasets} if indices is not None else {},
     )
+
+
+def embedded_alternatives(name: str, embedded: str) -> list[str]:
+    """``cabinet or shelf`` → ``["cabinet", "shelf"]`` where the class's own name joins alternatives with
+    ``/`` (normalisation turned each ``/`` into `` or ``); any other embedded name as it is."""
+    count = normalize_name(name).count(" or ") - normalize_name(name.replace("/", " ")).count(" or ")
+    parts = embedded.split(" or ")
+    return parts if count > 0 and len(parts) == count + 1 else [embedded]
 
 
 def embedded_name(prompt: str, template: str) -> str:
