@@ -8,6 +8,8 @@ templates, dtype and normalisation, the details an embedding file without them l
 * ``torch``: ``NAME.pt``, a dict of ``embeddings`` (tensor), ``names``, ``global_ids``, ``meta``;
 * ``csv`` / ``parquet``: one row per label with the vector (columns ``e0..`` or a list column);
 * ``yolo-world``: ``NAME.json``, YOLO-World's class-text file, a list of synonym lists per class.
+* ``ultralytics``: ``NAME.txt_feats.pt``, what Ultralytics' ``YOLOWorld.set_classes`` would compute
+  (``txt_feats`` 1 × C × D and ``names``), from a CLIP build, installed without a CLIP model or download.
 
 Selections: the whole build, some of its datasets, a hypernym expansion (``--expand fruit``), or a custom
 vocabulary file (one name per line, or a YOLO-World JSON), encoded with the build's encoder and templates.
@@ -33,7 +35,7 @@ from .output_dirs import EXPORT_KIND, mark_output_dir, record_output_files
 from .prompts import normalize_name
 from .text_files import check_name_text, control_character, csv_cell, read_text
 
-EXPORT_FORMATS = ("detic", "torch", "csv", "parquet", "yolo-world")
+EXPORT_FORMATS = ("detic", "torch", "csv", "parquet", "yolo-world", "ultralytics")
 
 
 def check_export_name(name: str) -> None:
@@ -155,6 +157,10 @@ def check_consumer(fmt: str, output: LabelSpaceOutput) -> None:
     ZeroShotClassifier concatenates a ``ZEROSHOT_WEIGHT_DIM × 1`` zero column to the loaded ``D × C`` matrix,
     so MiniLM's 384-d rows fail deep inside its init ("Expected size 384 but got size 512")."""
     encoder = output.manifest["encoder"]
+    if fmt == "ultralytics" and encoder["name"] != "clip":
+        raise ScaledetError(f"--format ultralytics: YOLOWorld's txt_feats are CLIP ViT-B/32 text features (512-d); "
+                            f"{output.directory} was built with {encoder['name']} ({encoder['dim']}-d). Build with "
+                            "--encoder clip --clip-weights ViT-B-32.pt --template '{}' and export from that build")
     if fmt == "detic" and encoder["name"] != "clip":
         raise ScaledetError(f"--format detic: Detic's zero-shot classifier reads CLIP text features ({DETIC_WEIGHT_DIM}-d "
                             f"for its released models); {output.directory} was built with {encoder['name']} "
@@ -197,6 +203,16 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
         put(base.with_suffix(".pt"), lambda p: torch.save({"embeddings": torch.from_numpy(embeddings),
                                                            "names": selection.names, "global_ids": selection.global_ids,
                                                            "meta": meta}, p))
+    elif fmt == "ultralytics":
+        import torch
+
+        # what ultralytics' WorldModel.set_classes stores: txt_feats of shape (1, C, D), L2-normalised rows,
+        # and the class names (one text per class: the first alternative, as YOLOWorld.set_classes takes)
+        names = [synonyms[0] for synonyms in selection.synonyms]
+        put(destination / f"{selection.name}.txt_feats.pt",
+            lambda p: torch.save({"txt_feats": torch.from_numpy(embeddings)[None], "names": names}, p))
+        meta["install"] = ("feats = torch.load(PATH); model.model.txt_feats = feats['txt_feats']; "
+                           "model.model.model[-1].nc = len(feats['names']); model.model.names = feats['names']")
     elif fmt == "csv":
         def write_csv(p: Path) -> None:
             with open(p, "w", newline="", encoding="utf-8") as handle:

@@ -128,3 +128,43 @@ def test_detics_zero_shot_classifier_loads_a_detic_export(random_clip_weights, t
     x = 50.0 * F.normalize(x, p=2, dim=1)
     scores = torch.mm(x, zs_weight)
     assert scores.shape == (5, num_classes + 1) and torch.isfinite(scores).all()
+
+
+def test_ultralytics_yoloworld_takes_the_txt_feats_export(random_clip_weights, tmp_path):
+    """The lines Ultralytics' ``WorldModel.set_classes`` runs (``self.txt_feats = …``, ``self.model[-1].nc =
+    len(text)``) and ``YOLOWorld.set_classes`` (``self.model.names = classes``), and how ``WorldModel.predict``
+    uses the features (``txt_feats.expand(batch, -1, -1)``), replicated on our export of a random-init CLIP
+    build (the plumbing is real, the numbers are not). A MiniLM build is refused."""
+    import torch
+
+    from conftest import run_cli
+
+    out = tmp_path / "ls"
+    done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip", "--template", "{}",
+                   "--clip-weights", str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "ultralytics", "--to", str(tmp_path / "x"))
+    assert done.returncode == 0, done.stderr
+    (path,) = (tmp_path / "x").glob("*.txt_feats.pt")
+    feats = torch.load(path, weights_only=True)
+
+    class Head(torch.nn.Module):
+        nc = 80
+
+    class WorldModel(torch.nn.Module):  # the attributes set_classes touches
+        def __init__(self) -> None:
+            super().__init__()
+            self.txt_feats = torch.randn(1, 80, 512)  # Ultralytics' placeholder
+            self.model = torch.nn.ModuleList([Head()])
+            self.names = {}
+
+    model = WorldModel()
+    model.txt_feats = feats["txt_feats"]
+    model.model[-1].nc = len(feats["names"])
+    model.names = feats["names"]
+    assert model.txt_feats.shape == (1, 7, 1024) and model.model[-1].nc == 7
+    assert torch.allclose(model.txt_feats.norm(dim=-1), torch.ones(1, 7), atol=1e-5)
+    assert model.names[0] == "fish" and all(isinstance(n, str) for n in model.names)
+    batch = torch.zeros(4, 3, 64, 64)
+    txt_feats = model.txt_feats.to(device=batch.device, dtype=batch.dtype)
+    assert txt_feats.expand(batch.shape[0], -1, -1).shape == (4, 7, 1024)

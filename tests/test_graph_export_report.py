@@ -245,3 +245,6 @@ def test_a_minilm_build_asked_for_a_detic_export_is_refused(output, tmp_path):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "built with minilm (384-d)" in done.stderr and "--encoder clip" in done.stderr
     assert not (tmp_path / "exports").exists()
+    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "ultralytics",
+                   "--datasets", "coco", "--to", str(tmp_path / "exports"))
+    assert done.returncode == 2 and "txt_feats are CLIP" in done.stderr and not (tmp_path / "exports").exists()
