@@ -40,7 +40,8 @@ def build(
     out: Path = typer.Option(DEFAULT_OUT, "--out", help="Output directory: missing, empty or an earlier build (replaced atomically)."),
     force: bool = typer.Option(False, "--force", help="Replace --out even if it holds files the build did not write."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode everything, ignoring and not filling the cache."),
-    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Prompts encoded per batch."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Prompts encoded per batch (default 128 on a CPU, 1024 on a GPU)."),
+    device: str = typer.Option("auto", "--device", help="Where the text encoder runs: auto (a GPU when there is one), cpu, cuda or cuda:N."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Build the union and write labels.parquet, embeddings.npy, similarity.parquet and manifest.json."""
@@ -65,7 +66,10 @@ def build(
     taxonomies = load_taxonomies(datasets, files)
     if slash == "synonyms":  # your files only: the built-in ones are read by their own rules
         taxonomies = taxonomies[:-len(files)] + [slash_as_synonyms(t) for t in taxonomies[-len(files):]] if files else taxonomies
-    text_encoder = build_encoder(encoder, clip_weights=clip_weights, clip_arch=clip_arch)
+    from scaledet.labelspace.encoders import check_device, default_batch_size
+
+    device = check_device(device)
+    text_encoder = build_encoder(encoder, clip_weights=clip_weights, clip_arch=clip_arch, device=device)
     result = build_labelspace(
         taxonomies, text_encoder, target, templates=template or None, use_cache=not no_cache,
         similarity=similarity, top_k=top_k, batch_size=batch_size,

@@ -106,7 +106,7 @@ def _versions() -> dict[str, str]:
 
 def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: str | Path,
                      templates: list[str] | str | None = None, use_cache: bool = True,
-                     similarity: str = "auto", top_k: int | None = None, batch_size: int = 128,
+                     similarity: str = "auto", top_k: int | None = None, batch_size: int | None = None,
                      progress: ProgressFactory | None = None,
                      similarity_progress: Callable[[int], Callable[[int], None]] | None = None) -> BuildResult:
     """Build the union of ``taxonomies`` and write it to ``out_dir`` atomically."""

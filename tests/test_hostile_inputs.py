@@ -88,3 +88,29 @@ def _number(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def test_a_damaged_or_lying_weights_memo_is_never_believed(tmp_path, monkeypatch):
+    """weights-sha256.json is a shortcut only: ``[]`` or a wrong digest under the right key gives the true
+    sha256 (its sampled hash must match the file now), so no encoder identity is poisoned."""
+    from scaledet.labelspace.readers import sha256_of_file
+    from scaledet.labelspace.weights_hash import sha256_cached
+
+    monkeypatch.setenv("SCALEDET_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights" * 1000)
+    truth = sha256_of_file(weights)
+    (tmp_path / "cache").mkdir()
+    memo = tmp_path / "cache" / "weights-sha256.json"
+    memo.write_text("[]")
+    assert sha256_cached(weights) == truth
+    document = json.loads(memo.read_text())
+    (key,) = document
+    assert sha256_cached(weights) == truth  # the entry scaledet wrote is used
+    document[key]["sha256"] = "f" * 64  # a wrong digest under the right key, sample left as written
+    memo.write_text(json.dumps(document))
+    assert sha256_cached(weights) == truth  # its signature does not match: not believed
+    document = json.loads(memo.read_text())
+    document[key] = "f" * 64  # an old-format or hand-written entry
+    memo.write_text(json.dumps(document))
+    assert sha256_cached(weights) == truth

@@ -21,7 +21,7 @@ The index lives under the labelspace cache root, ``<cache>/index/<key>/``. The k
 file's path, size and modification time, the dataset key, the labelspace's label ids, the image folder and
 the format version, so a changed annotation file or label space gets a new index without the file being
 read again to find the old one; the content's sha256 is recorded in ``meta.json``, and a sampled sha256
-(:func:`sampled_sha256`) is checked at every open, so a file rewritten in place with its size and time kept
+(``weights_hash.sampled_sha256``) is checked at every open, so a file rewritten in place with its size and time kept
 is indexed again. The checks that used to
 run at every start (unknown category, malformed record, zero-area or out-of-image box, image missing on
 disk) run once, at build time, with one-line errors naming the file and the record. An index is written
@@ -47,6 +47,7 @@ from scaledet.labelspace.cache_dir import cache_root
 from scaledet.labelspace.errors import ScaledetError, one_line
 from scaledet.labelspace.label_states import protocol_of_file
 from scaledet.labelspace.readers import sha256_of_file
+from scaledet.labelspace.weights_hash import sampled_sha256
 from scaledet.labelspace.text_files import stream_json_items
 
 from .records import (BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, image_file_name,
@@ -317,23 +318,6 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
             "sources": list(source_names), "source_protocols": _source_protocols(path) if spec.unified else {},
             "seconds": round(time.perf_counter() - started, 3)}
     _write_atomically(directory, columns, meta)
-
-
-SAMPLE_BYTES = 1 << 20
-
-
-def sampled_sha256(path: Path) -> str:
-    """sha256 of the file's size and three 1 MiB windows (start, middle, end): checked at every open, in
-    milliseconds even for a 3 GB Objects365 file, it catches a file rewritten in place with its size and
-    modification time kept (``cp -p``, a restored backup), which the index key alone would miss. The full
-    sha256 is recorded in ``meta.json`` at build time."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        for start in sorted({0, max(0, size // 2 - SAMPLE_BYTES // 2), max(0, size - SAMPLE_BYTES)}):
-            handle.seek(start)
-            digest.update(handle.read(SAMPLE_BYTES))
-    return digest.hexdigest()
 
 
 def _source_bits(image: dict, names: dict[str, int], path: Path) -> int:
