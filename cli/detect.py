@@ -73,6 +73,7 @@ def evaluate(
     results: Optional[Path] = typer.Option(None, "--results", help="Detections of any detector (COCO results format); needs --annotations."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth for --results (COCO-format JSON)."),
     evaluator: str = typer.Option("coco", "--evaluator", help="For --results: coco, lvis (federated), oid (the OpenImages challenge metric), or oid-expanded (detections also copied to parent classes; not the challenge's protocol)."),
+    protocol: str = typer.Option("standard", "--protocol", help="For --results with --evaluator lvis: standard (300 detections per image) or fixed (Fixed AP: 10,000 per category, no per-image cap)."),
     as_json: bool = typer.Option(False, "--json", help="For --results: print one JSON object of the metrics."),
     force: bool = typer.Option(False, "--force", help="Evaluate a checkpoint again, replacing its evaluation folder."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
@@ -89,8 +90,9 @@ def evaluate(
     if results is not None or annotations is not None:
         if results is None or annotations is None or config is not None:
             raise ScaledetError("--results and --annotations go together, without --config")
-        from scaledet.detector.evaluation import evaluate_files
+        from scaledet.detector.evaluation import evaluate_files, evaluator_for_protocol
 
+        evaluator = evaluator_for_protocol(evaluator, protocol)
         metrics, protocol = evaluate_files(results, annotations, evaluator)
         if as_json:
             typer.echo(json.dumps({"protocol": protocol, **metrics}))

@@ -182,3 +182,31 @@ def test_eval_results_that_do_not_belong(tmp_path, change, expected):
     results.write_text(json.dumps(bad))
     done = run_cli("scaledet", "eval", "--results", str(results), "--annotations", str(annotations), "--evaluator", "lvis")
     assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_lvis_fixed_ap_against_the_standard_per_image_cap(tmp_path):
+    """Fixed AP (Dave et al. 2021) by hand. One image with a box of 'rare' and one of 'frequent'; 300
+    confident false detections of 'frequent' fill the standard per-image cap of 300, so the correct 'rare'
+    detection (score 0.1) is cut: standard AP of 'rare' 0. Fixed AP keeps each category's 10,000 best over
+    the dataset, so 'rare' scores 1.0, and the output names which protocol it is."""
+    document = {"images": [{"id": 1, "width": 1000, "height": 1000, "file_name": "a.jpg", "neg_category_ids": [],
+                            "not_exhaustive_category_ids": []}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 100, 100], "area": 10000},
+                                {"id": 2, "image_id": 1, "category_id": 2, "bbox": [500, 500, 100, 100], "area": 10000}],
+                "categories": [{"id": 1, "name": "rare", "frequency": "r"}, {"id": 2, "name": "frequent", "frequency": "f"}]}
+    results = [_det(1, 2, [500, 500, 100, 100], 0.99)]
+    results += [_det(1, 2, [900 - i, 900 - i, 20, 20], 0.9) for i in range(300)]
+    results += [_det(1, 1, [10, 10, 100, 100], 0.1)]
+    (tmp_path / "gt.json").write_text(json.dumps(document))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    printed = {}
+    for protocol in ("standard", "fixed"):
+        done = run_cli("scaledet", "eval", "--results", str(tmp_path / "results.json"), "--annotations",
+                       str(tmp_path / "gt.json"), "--evaluator", "lvis", "--protocol", protocol, "--json")
+        assert done.returncode == 0, done.stderr
+        printed[protocol] = json.loads(done.stdout)
+    assert printed["standard"]["protocol"] == "lvis-federated" and printed["standard"]["APr"] == pytest.approx(0.0)
+    assert printed["fixed"]["protocol"].startswith("lvis-fixed-ap") and printed["fixed"]["APr"] == pytest.approx(100.0)
+    done = run_cli("scaledet", "eval", "--results", str(tmp_path / "results.json"), "--annotations",
+                   str(tmp_path / "gt.json"), "--evaluator", "coco", "--protocol", "fixed")
+    assert done.returncode == 2 and "--protocol 'fixed' with --evaluator coco" in done.stderr

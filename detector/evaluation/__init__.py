@@ -14,11 +14,13 @@ from scaledet.labelspace.errors import ScaledetError
 
 from .coco import CocoEvaluator
 from .ground_truth import GroundTruth, check_results, read_ground_truth, read_json
-from .lvis import LvisEvaluator
+from .lvis import LvisEvaluator, LvisFixedEvaluator
 from .oid import OpenImagesEvaluator, OpenImagesExpandedEvaluator
 
-EVALUATORS = {"coco": CocoEvaluator, "lvis": LvisEvaluator, "oid": OpenImagesEvaluator,
-              "oid-expanded": OpenImagesExpandedEvaluator}
+EVALUATORS = {"coco": CocoEvaluator, "lvis": LvisEvaluator, "lvis-fixed": LvisFixedEvaluator,
+              "oid": OpenImagesEvaluator, "oid-expanded": OpenImagesExpandedEvaluator}
+#: ``--protocol``: the evaluator a protocol other than the standard one selects, per evaluator.
+PROTOCOL_VARIANTS = {("lvis", "fixed"): "lvis-fixed"}
 #: Suites whose members are reported together (key prefix → row name).
 SUITES = ("odinw", "odinw35")
 
@@ -30,6 +32,16 @@ class Evaluator(Protocol):
     protocol: str
 
     def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]: ...
+
+
+def evaluator_for_protocol(name: str, protocol: str) -> str:
+    """``--evaluator lvis --protocol fixed`` → ``lvis-fixed``; ``standard`` keeps the evaluator."""
+    if protocol == "standard":
+        return name
+    if (name, protocol) not in PROTOCOL_VARIANTS:
+        raise ScaledetError(f"--protocol {protocol!r} with --evaluator {name}: only 'standard' (and 'fixed' for "
+                            "lvis: Fixed AP)")
+    return PROTOCOL_VARIANTS[(name, protocol)]
 
 
 def build_evaluator(name: str, where: str = "--evaluator") -> Evaluator:
@@ -73,5 +85,5 @@ def evaluate_files(results_path, annotations_path, evaluator_name: str) -> tuple
 
 
 __all__ = ["EVALUATORS", "Evaluator", "GroundTruth", "build_evaluator", "default_evaluator_name", "evaluate_files",
-           "read_ground_truth", "suite_summaries", "CocoEvaluator", "LvisEvaluator", "OpenImagesEvaluator",
+           "read_ground_truth", "suite_summaries", "CocoEvaluator", "LvisEvaluator", "LvisFixedEvaluator", "OpenImagesEvaluator",
            "OpenImagesExpandedEvaluator"]

@@ -61,7 +61,7 @@ def evaluate_dataset(model, dataset: CocoDetectionDataset, union_embeddings: tor
     evaluator = evaluator_of(dataset)
     text_embeddings = union_embeddings[dataset.category_union_indices()]
     previous = model.roi_heads.detections_per_img
-    if evaluator.name == "lvis":
+    if evaluator.name in ("lvis", "lvis-fixed"):
         model.roi_heads.detections_per_img = max(previous, LVIS_MAX_DETECTIONS)
     try:
         results = detect_dataset(model, dataset, text_embeddings, device, batch_size, progress)

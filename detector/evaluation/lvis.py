@@ -8,6 +8,11 @@ on a current stack. faster-coco-eval's ``lvis_style`` applies the same federated
 * an unmatched detection of a category in the image's ``not_exhaustive_category_ids`` is ignored, not a
   false positive (not every instance was annotated);
 * up to 300 detections per image; AP also by category frequency: APr (rare), APc, APf.
+
+``LvisFixedEvaluator`` (``lvis-fixed``, ``--protocol fixed``) is the Fixed AP of Dave et al. 2021 ("Evaluating
+Large-Vocabulary Object Detectors: The Devil is in the Details"): no per-image cap, and instead at most
+10,000 detections per category over the whole dataset, so a rare class's detections are not crowded out of
+an image by frequent ones. Users confuse the two, so every output names the protocol.
 """
 from __future__ import annotations
 
@@ -26,10 +31,16 @@ _LIBRARY_NAMES = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APs": "AP_s
                   "APl": "AP_large", "APr": "APr", "APc": "APc", "APf": "APf"}
 
 
+#: Fixed AP's budget: detections per category over the dataset.
+FIXED_AP_PER_CLASS = 10_000
+
+
 class LvisEvaluator:
     name = "lvis"
     metric_names = METRIC_NAMES
     protocol = "lvis-federated"
+    #: what bounds the detections scored: the LVIS API's per-image cap
+    fixed_ap = False
 
     def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
         from faster_coco_eval import COCO, COCOeval_faster
@@ -40,12 +51,17 @@ class LvisEvaluator:
                                 "is this an LVIS file? (use --evaluator coco otherwise)")
         if not results:
             return {name: 0.0 for name in METRIC_NAMES}
-        results = _top_per_image(results, MAX_DETECTIONS)
+        if self.fixed_ap:
+            results = _top_per_category(results, FIXED_AP_PER_CLASS)
+            per_image = max(len(results), 1)  # no per-image cap
+        else:
+            results = _top_per_image(results, MAX_DETECTIONS)
+            per_image = MAX_DETECTIONS
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(ground_truth.document)
             evaluator = COCOeval_faster(gt, gt.loadRes(standard_results(results)), iouType="bbox", lvis_style=True,
                                         print_function=lambda *a, **k: None)
-            evaluator.params.maxDets = [MAX_DETECTIONS]
+            evaluator.params.maxDets = [per_image]
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
@@ -60,5 +76,24 @@ def _top_per_image(results: list[dict], limit: int) -> list[dict]:
         by_image.setdefault(result["image_id"], []).append(result)
     kept = []
     for detections in by_image.values():
+        kept.extend(sorted(detections, key=lambda d: -d["score"])[:limit])
+    return kept
+
+
+class LvisFixedEvaluator(LvisEvaluator):
+    """LVIS's federated rules with Fixed AP's detection budget (module docstring)."""
+
+    name = "lvis-fixed"
+    protocol = "lvis-fixed-ap (10,000 detections per category, no per-image cap)"
+    fixed_ap = True
+
+
+def _top_per_category(results: list[dict], limit: int) -> list[dict]:
+    """The ``limit`` highest-scoring detections of each category over the whole dataset (Fixed AP)."""
+    by_category: dict[int, list[dict]] = {}
+    for result in results:
+        by_category.setdefault(result["category_id"], []).append(result)
+    kept = []
+    for detections in by_category.values():
         kept.extend(sorted(detections, key=lambda d: -d["score"])[:limit])
     return kept
