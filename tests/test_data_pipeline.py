@@ -276,3 +276,15 @@ def test_jpeg_fast_path_and_truncated_jpeg(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ScaledetError, match="x.jpg: not a readable image"):
         read_image_uint8(path)
+
+
+def test_free_cores_leaves_out_the_busy_ones(monkeypatch):
+    from scaledet.detector.data.loader import free_cores
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr("os.getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert free_cores() == 4
+    monkeypatch.setattr("os.getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert free_cores() == 1  # round(4 - 2.6)
+    monkeypatch.setattr("os.getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert free_cores() == 1  # never fewer than one

@@ -206,6 +206,7 @@ def test_demo_runs_every_step_at_toy_size(tmp_path):
     assert set(result["metrics"]) == {"geo", "things"}
     assert len(result["predictions"]) == 2 and all(p.is_file() for p in result["predictions"])  # up to 4 test images
     assert (tmp_path / "demo" / "train" / "model_final.pth").is_file()
+    assert [p.name for p in (tmp_path / "demo" / "train").glob("*.pth")] == ["model_final.pth"]  # one checkpoint
     done = run_cli("scaledet", "demo", "--out", str(tmp_path), "--iterations", "1")
     assert done.returncode == 2 and "--force" in done.stderr, "a folder with other files is refused"
 
