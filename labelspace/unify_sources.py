@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScaledetError
+from .json_values import category_ids_as_labels, is_finite_number, is_whole
 from .label_states import protocol_of_file
 from .text_files import load_yaml, stream_json_items
 
@@ -120,10 +121,10 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
     offsets = {f: array("q", [0]) for f in LIST_FIELDS}
     fields: set[str] = set()
     for position, image in enumerate(_items(path, "images.item")):
-        if not isinstance(image, dict) or not _whole(image.get("id")):
+        if not isinstance(image, dict) or not is_whole(image.get("id")):
             raise ScaledetError(f"{path}: images[{position}] has no integer 'id'")
         for side in ("width", "height"):
-            if not _whole(image.get(side)) or image[side] <= 0:
+            if not is_whole(image.get(side)) or image[side] <= 0:
                 raise ScaledetError(f"{path}: image {image['id']} has no positive whole '{side}'")
         name, url = image.get("file_name"), image.get("coco_url")
         if not isinstance(name, str) and not isinstance(url, str):
@@ -137,16 +138,16 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
             given = image.get(list_field)
             if given is not None:
                 fields.add(list_field)
-                values[list_field].extend(_mapped(given, union_of, path, image["id"], list_field))
+                values[list_field].extend(category_ids_as_labels(given, union_of, path, image["id"], list_field))
             offsets[list_field].append(len(values[list_field]))
     order = np.argsort(np.frombuffer(ids, dtype=np.int64), kind="stable")
     sorted_ids = np.frombuffer(ids, dtype=np.int64)[order]
     box_image, xywh, labels, crowd = array("i"), array("f"), array("i"), array("B")
     for position, annotation in enumerate(_items(path, "annotations.item")):
-        if not isinstance(annotation, dict) or not _whole(annotation.get("image_id")):
+        if not isinstance(annotation, dict) or not is_whole(annotation.get("image_id")):
             raise ScaledetError(f"{path}: annotations[{position}] has no integer 'image_id'")
         bbox = annotation.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_number(v) for v in bbox):
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_finite_number(v) for v in bbox):
             raise ScaledetError(f"{path}: annotations[{position}] has bbox {str(bbox)[:40]}; expected [x, y, w, h]")
         union = union_of.get(annotation.get("category_id"))
         if union is None:
@@ -166,19 +167,6 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
                       np.frombuffer(values[f], dtype=np.int32) if values[f] else np.zeros(0, np.int32))
                   for f in LIST_FIELDS}
     return data
-
-
-def _mapped(values, union_of: dict, path: Path, image_id, list_field: str) -> list[int]:
-    if not isinstance(values, list):
-        raise ScaledetError(f"{path}: image {image_id}: '{list_field}' is not a list of category ids")
-    out = []
-    for category_id in values:
-        union = union_of.get(category_id) if _whole(category_id) else None
-        if union is None:
-            raise ScaledetError(f"{path}: image {image_id}: '{list_field}' names category id "
-                                f"{str(category_id)[:20]}, which is not in 'categories'")
-        out.append(union)
-    return out
 
 
 def _read_yolo(key: str, folder: Path, lookup: LabelLookup) -> SourceData:
@@ -249,11 +237,3 @@ def _grouped(key, path, protocol, file_names, coco_urls, widths, heights, box_im
         (np.frombuffer(xywh, dtype=np.float32).reshape(-1, 4) if xywh else np.zeros((0, 4), np.float32))[order],
         (np.frombuffer(labels, dtype=np.int32) if labels else np.zeros(0, np.int32))[order],
         (np.frombuffer(crowd, dtype=np.uint8) if crowd else np.zeros(0, np.uint8))[order])
-
-
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -45,13 +45,13 @@ import numpy as np
 
 from scaledet.labelspace.cache_dir import cache_root
 from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.json_values import category_ids_as_labels
 from scaledet.labelspace.label_states import protocol_of_file
 from scaledet.labelspace.readers import sha256_of_file
 from scaledet.labelspace.weights_hash import sampled_sha256
 from scaledet.labelspace.text_files import stream_json_items
 
-from .records import (BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, image_file_name,
-                      is_int)
+from .records import BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, image_file_name
 
 INDEX_VERSION = 2
 COLUMNS = {  # name → (dtype, columns per row or 0 for a vector)
@@ -224,15 +224,9 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
             if values is None:
                 continue
             list_fields.add(field)
-            if not isinstance(values, list):
-                raise ScaledetError(f"{path}: image {image['id']}: '{field}' is not a list of category ids")
-            for category_id in values:
-                union = union_of.get(category_id) if is_int(category_id) else None
-                if union is None:
-                    raise ScaledetError(f"{path}: image {image['id']}: '{field}' names category id "
-                                        f"{str(category_id)[:20]}, which is not in 'categories'")
-                list_labels.append(union)
-                list_kinds.append(code)
+            labels = category_ids_as_labels(values, union_of, path, image["id"], field)
+            list_labels.extend(labels)
+            list_kinds.extend([code] * len(labels))
         list_offsets.append(len(list_labels))
         source_bits.append(_source_bits(image, source_names, path) if spec.unified else 0)
     if not image_ids:

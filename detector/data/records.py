@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.json_values import is_finite_number
+from scaledet.labelspace.json_values import is_whole as is_int  # one check for every reader of JSON
 
 #: Boxes may poke out of their image by this many pixels (rounding in exporters) before it is an error.
 BOX_TOLERANCE_PX = 1.0
@@ -42,12 +43,6 @@ class DatasetSpec:
         return self.key == UNIFIED_KEY
 
 
-def is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def read_json(path: Path, what: str):
@@ -91,7 +86,7 @@ def check_annotation(annotation, position: int, source: Path) -> None:
         if not is_int(annotation.get(key)):
             raise ScaledetError(f"{source}: annotation {annotation['id']} has no integer '{key}'")
     bbox = annotation.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_finite_number(v) for v in bbox):
         raise ScaledetError(f"{source}: annotation {annotation['id']} has bbox {bbox!r}; expected [x, y, width, height]")
 
 

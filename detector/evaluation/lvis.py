@@ -52,10 +52,10 @@ class LvisEvaluator:
         if not results:
             return {name: 0.0 for name in METRIC_NAMES}
         if self.fixed_ap:
-            results = _top_per_category(results, FIXED_AP_PER_CLASS)
+            results = _top_per(results, "category_id", FIXED_AP_PER_CLASS)
             per_image = max(len(results), 1)  # no per-image cap
         else:
-            results = _top_per_image(results, MAX_DETECTIONS)
+            results = _top_per(results, "image_id", MAX_DETECTIONS)
             per_image = MAX_DETECTIONS
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(ground_truth.document)
@@ -69,13 +69,14 @@ class LvisEvaluator:
         return {name: percent(float(stats[_LIBRARY_NAMES[name]])) for name in METRIC_NAMES}
 
 
-def _top_per_image(results: list[dict], limit: int) -> list[dict]:
-    """The ``limit`` highest-scoring detections of each image (the LVIS API's per-image cap)."""
-    by_image: dict[int, list[dict]] = {}
+def _top_per(results: list[dict], key: str, limit: int) -> list[dict]:
+    """The ``limit`` highest-scoring detections of each ``image_id`` (the LVIS API's per-image cap) or each
+    ``category_id`` over the dataset (Fixed AP's budget)."""
+    groups: dict[int, list[dict]] = {}
     for result in results:
-        by_image.setdefault(result["image_id"], []).append(result)
+        groups.setdefault(result[key], []).append(result)
     kept = []
-    for detections in by_image.values():
+    for detections in groups.values():
         kept.extend(sorted(detections, key=lambda d: -d["score"])[:limit])
     return kept
 
@@ -86,14 +87,3 @@ class LvisFixedEvaluator(LvisEvaluator):
     name = "lvis-fixed"
     protocol = "lvis-fixed-ap (10,000 detections per category, no per-image cap)"
     fixed_ap = True
-
-
-def _top_per_category(results: list[dict], limit: int) -> list[dict]:
-    """The ``limit`` highest-scoring detections of each category over the whole dataset (Fixed AP)."""
-    by_category: dict[int, list[dict]] = {}
-    for result in results:
-        by_category.setdefault(result["category_id"], []).append(result)
-    kept = []
-    for detections in by_category.values():
-        kept.extend(sorted(detections, key=lambda d: -d["score"])[:limit])
-    return kept
