@@ -224,3 +224,34 @@ def test_a_clip_build_prints_no_random_init_warning(random_clip_weights, tmp_pat
                    "--no-cache")
     assert done.returncode == 0, done.stderr
     assert "initialized randomly" not in done.stderr and "No pretrained weights" not in done.stderr
+
+
+def test_yolo_world_reads_the_class_texts_and_embedding_path(random_clip_weights, tmp_path):
+    """YOLO-World's own lines on our export (random-init CLIP: the plumbing is real, the numbers are not):
+    the dataset reads ``class_text_path`` with ``json.load`` into a list of text lists, one per class;
+    ``SimpleYOLOWorldDetector.__init__`` does ``nn.Parameter(torch.from_numpy(np.load(embedding_path)).float())``
+    with ``num_prompts`` rows of ``prompt_dim``, and ``extract_feat`` uses ``self.embeddings[None]`` repeated
+    over the batch."""
+    import json
+
+    import torch
+
+    from conftest import run_cli
+
+    out = tmp_path / "ls"
+    done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip", "--template", "{}",
+                   "--clip-weights", str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "yolo-world", "--name", "aquarium",
+                   "--to", str(tmp_path / "x"))
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "x" / "aquarium.json", "r") as f:
+        class_texts = json.load(f)
+    assert all(isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts) for texts in class_texts)
+    assert [texts[0] for texts in class_texts][:2] == ["fish", "jellyfish"]
+    num_prompts, prompt_dim = len(class_texts), 1024  # prompt_dim: 512 for YOLO-World's ViT-B/32, 1024 for RN50
+    embeddings = torch.nn.Parameter(torch.from_numpy(np.load(tmp_path / "x" / "aquarium.embeddings.npy")).float())
+    assert tuple(embeddings.shape) == (num_prompts, prompt_dim)
+    txt_feats = embeddings[None].repeat(3, 1, 1)
+    assert txt_feats.shape == (3, num_prompts, prompt_dim)
+    assert torch.allclose(embeddings.norm(dim=-1), torch.ones(num_prompts), atol=1e-5)
