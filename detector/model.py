@@ -138,17 +138,14 @@ def backbone_state_dict(config: ModelConfig) -> tuple[dict, str]:
 def _check_hash_prefix(path: Path, where: str) -> None:
     """torchvision's file names end in the first hex digits of the file's sha256 (``resnet18-f37072fd.pth``),
     as torch.hub checks them: a replaced or damaged file is refused before it is read."""
-    import hashlib
     import re
+
+    from scaledet.labelspace.readers import sha256_of_file
 
     match = re.search(r"-([a-f0-9]{6,})\.", path.name)
     if match is None:
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if not digest.hexdigest().startswith(match.group(1)):
+    if not sha256_of_file(path).startswith(match.group(1)):
         raise ScaledetError(f"{where}: {path} does not match the sha256 its name promises ({match.group(1)}…); "
                             "delete it and put a good copy there")
 

@@ -7,7 +7,7 @@ user passes ``--force``. A symlink is followed, so the link a user made keeps po
 
 What may be deleted is decided by ownership, never by a marker alone or a name pattern: a marker lists
 every file its command wrote, with its sha256 (:func:`record_output_files`), and a command removes only
-files so listed (:func:`owned_output_files`). Temporary names carry the writing process's id and a token
+files so listed (:func:`is_owned_output`). Temporary names carry the writing process's id and a token
 that only scaledet can make (an HMAC under a key kept in the cache directory, :func:`temporary_token`):
 the next run removes leftovers of killed processes, and a user's file named like one is never touched.
 """
@@ -84,8 +84,7 @@ def signature(message: str) -> str:
 
 def temporary_token(role: str, pid: int, nonce: str, name: str) -> str:
     """The part of a temporary name that proves scaledet made it (for ``name``, by process ``pid``)."""
-    message = f"{role}:{pid}:{nonce}:{name}".encode("utf-8", "surrogateescape")
-    return hmac.new(_temporary_key(), message, hashlib.sha256).hexdigest()[:20]
+    return signature(f"{role}:{pid}:{nonce}:{name}")[:20]
 
 
 def temporary_file_name(path: Path) -> Path:
@@ -130,15 +129,8 @@ def output_kind(directory: Path) -> str | None:
             document = None
         if isinstance(document, dict) and str(document.get("format", "")).startswith("scaledet.labelspace/"):
             return BUILD_KIND
-    marker = directory / MARKER_FILE
-    if marker.is_file():
-        try:
-            document = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            return None
-        if isinstance(document, dict) and isinstance(document.get("kind"), str):
-            return document["kind"]
-    return None
+    document = _read_marker(directory)
+    return document["kind"] if isinstance(document.get("kind"), str) else None
 
 
 def _is_empty(directory: Path) -> bool:
@@ -208,11 +200,9 @@ def _read_marker(directory: Path) -> dict:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from .readers import sha256_of_file
+
+    return sha256_of_file(path)
 
 
 def record_output_files(directory: Path, paths: list[Path]) -> None:
@@ -237,19 +227,16 @@ def verify_recorded_file(path: Path) -> None:
                           "written (a damaged or replaced file); write it again")
 
 
-def owned_output_files(directory: Path, kinds: tuple[str, ...]) -> list[Path] | None:
-    """Every entry of ``directory`` when all of them belong to an output of one of ``kinds`` (its marker,
-    and files its marker lists); None as soon as one entry is not so listed."""
+def is_owned_output(directory: Path, kinds: tuple[str, ...]) -> bool:
+    """Whether every entry of ``directory`` belongs to an output of one of ``kinds``: its marker, files the
+    marker lists, and scaledet temporaries."""
     marker = _read_marker(directory)
     if marker.get("kind") not in kinds or not isinstance(marker.get("files"), dict):
-        return None
-    entries = []
-    for entry in directory.iterdir():
-        if entry.name == MARKER_FILE or (entry.name in marker["files"] and entry.is_file() and not entry.is_symlink()):
-            entries.append(entry)
-        elif _temporary_owner(entry.name) is None:
-            return None
-    return entries
+        return False
+    return all(entry.name == MARKER_FILE
+               or (entry.name in marker["files"] and entry.is_file() and not entry.is_symlink())
+               or _temporary_owner(entry.name) is not None
+               for entry in directory.iterdir())
 
 
 def refuse_shadowing(outputs: list[Path], inputs: list[Path], flag: str) -> None:

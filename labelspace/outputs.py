@@ -61,7 +61,7 @@ def foreign_entries(directory: Path) -> list[Path]:
     scaledet temporaries, and outputs made from the build (graph, merge, exports, report) whose every file
     their marker lists. A file a user put into ``graph/`` makes ``graph/`` foreign; so does a run or a
     prediction folder placed inside the build."""
-    from .output_dirs import BUILD_DERIVED_KINDS, _temporary_owner, owned_output_files
+    from .output_dirs import BUILD_DERIVED_KINDS, _temporary_owner, is_owned_output
 
     foreign = []
     for entry in sorted(directory.iterdir()):
@@ -69,7 +69,7 @@ def foreign_entries(directory: Path) -> list[Path]:
             continue
         if _temporary_owner(entry.name) is not None:
             continue
-        if entry.is_dir() and not entry.is_symlink() and owned_output_files(entry, BUILD_DERIVED_KINDS) is not None:
+        if entry.is_dir() and not entry.is_symlink() and is_owned_output(entry, BUILD_DERIVED_KINDS):
             continue
         foreign.append(entry)
     return foreign

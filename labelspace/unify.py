@@ -149,11 +149,12 @@ class _Writer:
     """Where output images go: a COCO/LVIS JSON assembled from streamed parts, or a YOLO dataset."""
 
     def __init__(self, to: Path, space: OutputSpace, fmt: str, image_dirs: dict[str, Path],
-                 explicit_negatives: bool) -> None:
+                 global_ids: list[str], category_synonyms: list[list[str]]) -> None:
         from .output_dirs import temporary_file_name
 
         self.to, self.space, self.fmt = to, space, fmt
-        self.image_dirs, self.explicit = image_dirs, explicit_negatives
+        self.space_ids, self.space_synonyms = global_ids, category_synonyms
+        self.image_dirs = image_dirs
         self.image_count = np.zeros(len(space.names), dtype=np.int64)
         self.next_image, self.next_box = 1, 1
         self.parts = [temporary_file_name(to / "images.json"), temporary_file_name(to / "annotations.json")]
@@ -292,20 +293,17 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
     if space_name == "concepts" and relations.merge_file is None:
         raise ScaledetError(f"--space concepts: {build} has no merge/merged.parquet; run 'scaledet-labels merge' "
                             "first or give --merge")
-    names = output.labels.column("name").to_pylist()
+    label_names = output.labels.column("name").to_pylist()
+    names = label_names
     if space_name == "concepts":
         from .merge_io import load_concepts
 
-        concept_names = [name for _, name in load_concepts(Path(relations.merge_file), output)]
-        names = concept_names
+        names = [name for _, name in load_concepts(Path(relations.merge_file), output)]
     space = output_space(output, relations, keys, space_name, names)
     shared = _shared_image_keys(sources)
-    writer = _Writer(to, space, fmt, image_dirs, explicit_negatives)
-    writer.space_ids = relations.global_ids
     synonyms = output.labels.column("synonyms").to_pylist()
-    label_names = output.labels.column("name").to_pylist()
-    writer.space_synonyms = [sorted({s for j in m for s in (label_names[j], *(synonyms[j] or []))})
-                             for m in space.members]
+    writer = _Writer(to, space, fmt, image_dirs, relations.global_ids,
+                     [sorted({s for j in m for s in (label_names[j], *(synonyms[j] or []))}) for m in space.members])
     report, held, coverages, conflicts = UnifyReport(), {}, {}, []
     lookup = LabelLookup(output)
     try:
