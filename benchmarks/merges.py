@@ -50,7 +50,7 @@ def build_and_merge(work: Path) -> Path:
     build = work / "build"
     run([str(bin_dir / "scaledet-labels"), "build", *[a for d in DATASETS for a in ("--datasets", d)],
          "--out", str(build), "--quiet"])
-    run([str(bin_dir / "scaledet-labels"), "merge", "--out", str(build)])
+    run([str(bin_dir / "scaledet-labels"), "merge", "--labelspace", str(build)])
     return build
 
 

@@ -67,8 +67,8 @@ def write_oid_like(path: Path, images: int, seed: int = 1) -> int:
 def run_unify(build: Path, o365: Path, oid: Path, to: Path, *extra: str) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of the command as a user runs it."""
     script = Path(sys.executable).with_name("scaledet-labels")
-    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", str(script), "unify", "--out", str(build),
-                           "--annotations", f"o365={o365}", f"oid={oid}", "--to", str(to), "-q", *extra],
+    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", str(script), "unify", "--labelspace", str(build),
+                           "--annotations", f"o365={o365}", f"oid={oid}", "--out", str(to), "-q", *extra],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])

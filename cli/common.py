@@ -3,20 +3,34 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
+from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 import click
 import typer
 
-from scaledet.labelspace.errors import explain
+from scaledet.labelspace.errors import ScaledetError, explain
+from scaledet.labelspace.output_dirs import BUILD_KIND, output_kind
 
 F = TypeVar("F", bound=Callable)
 
 
+#: Characters that must not reach a terminal raw: C0 / C1 controls (a NUL from a file name) and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable_message(message: str) -> str:
+    """One line a terminal shows as it is: control characters written as escapes (``\x00``), and the empty
+    parentheses an exception without arguments leaves (``cannot be read ()``) dropped."""
+    message = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
+    return re.sub(r"\s*\(\s*\)", "", message)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print ``error: message`` on one line to stderr and exit non-zero."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable_message(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -120,3 +134,46 @@ def add_version_option(app: typer.Typer, prog_name: str) -> None:
 def run_app(app: typer.Typer, prog_name: str, multi_value_options: Iterable[str] = ()) -> None:
     argv = expand_multi_value_options(sys.argv[1:], multi_value_options)
     app(args=argv, prog_name=prog_name)
+
+
+#: The build a command reads when none is named.
+DEFAULT_LABELSPACE = Path("runs/labelspace")
+OLD_OUT_NOTICE = ("note: --out {path} names the build this command reads, as scaledet 0.x spelled it; write "
+                  "--labelspace {path} (--out will name only where a command writes)")
+
+
+def build_to_read(labelspace: Path | None, old_out: Path | None) -> Path:
+    """The build a read-only command (inspect, list) reads: ``--labelspace``, or the old ``--out`` with a
+    notice (one release of grace), or runs/labelspace."""
+    if labelspace is not None and old_out is not None:
+        raise ScaledetError("give the build once: --labelspace (--out is its old spelling)")
+    if old_out is not None:
+        typer.echo(OLD_OUT_NOTICE.format(path=old_out), err=True)
+    return labelspace or old_out or DEFAULT_LABELSPACE
+
+
+def build_and_destination(labelspace: Path | None, out: Path | None, old_to: Path | None,
+                          default_child: str | None) -> tuple[Path, Path | None]:
+    """(build read, folder written) for graph, merge, export, report and unify.
+
+    One meaning per flag: ``--labelspace`` is the build a command reads, ``--out`` where it writes. Until
+    the next release the 0.x spellings still work, each with a notice: ``--to DIR`` for the output, and
+    ``--out BUILD`` for the build, which is recognised when ``--to`` is given, or when ``--out`` names a
+    labelspace build and ``--labelspace`` is not given (no command may write its output over a build, so
+    that reading is never ambiguous). ``default_child``: the output folder inside the build when none is
+    named (None: the output must be named)."""
+    if old_to is not None:
+        if labelspace is None and out is not None:
+            typer.echo(OLD_OUT_NOTICE.format(path=out), err=True)
+            labelspace, out = out, None
+        if out is not None:
+            raise ScaledetError("give the output once: --out (--to is its old spelling)")
+        typer.echo(f"note: --to {old_to} is the 0.x spelling of --out {old_to}", err=True)
+        out = old_to
+    elif labelspace is None and out is not None and output_kind(out) == BUILD_KIND:
+        typer.echo(OLD_OUT_NOTICE.format(path=out), err=True)
+        labelspace, out = out, None
+    build = labelspace or DEFAULT_LABELSPACE
+    if out is None and default_child is not None:
+        out = build / default_child
+    return build, out

@@ -83,11 +83,9 @@ def evaluate(
     results file of any detector with --results / --annotations / --evaluator."""
     import json
 
-    from scaledet.detector.config import load_config
-    from scaledet.detector.engine import DistributedContext, resolve_device
     from scaledet.labelspace.errors import ScaledetError
 
-    if results is not None or annotations is not None:
+    if results is not None or annotations is not None:  # scoring files needs no torch: not imported
         if results is None or annotations is None or config is not None:
             raise ScaledetError("--results and --annotations go together, without --config")
         from scaledet.detector.evaluation import evaluate_files, evaluator_for_protocol
@@ -101,6 +99,9 @@ def evaluate(
         return
     if config is None:
         raise ScaledetError("give --config (evaluate a checkpoint) or --results with --annotations")
+    from scaledet.detector.config import load_config
+    from scaledet.detector.engine import DistributedContext, resolve_device
+
     cfg = load_config(config, overrides)
     if not cfg.eval_datasets:
         raise ScaledetError(f"{config}: no eval_datasets to evaluate")
@@ -122,7 +123,7 @@ def predict(
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For checkpoints trained on CLIP embeddings."),
     score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0, help="Keep detections scoring at least this."),
     fmt: str = typer.Option("json", "--format", help="json (detections.json), or coco: also results.json in the COCO results format."),
-    annotations: Optional[Path] = typer.Option(None, "--annotations", help="With --format coco: take image ids from this COCO file (matched by file name)."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth (COCO-format JSON, images matched by file name): drawn beside the predictions, and with --format coco the source of the image ids."),
     out: Path = typer.Option(Path("runs/predict"), "--out", help="Missing, empty, or an earlier predict output."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
@@ -130,7 +131,8 @@ def predict(
     """Detect any vocabulary: writes OUT/detections.json and one PNG per image with boxes drawn."""
     from scaledet.detector.checkpoint import check_compatible
     from scaledet.detector.engine import DistributedContext, resolve_device
-    from scaledet.detector.predict import (PREDICT_KIND, image_ids_from_annotations, load_model_from_checkpoint,
+    from scaledet.detector.predict import (PREDICT_KIND, ground_truth_of_images, image_ids_from_annotations,
+                                           load_model_from_checkpoint,
                                            predict_images, vocabulary_from_dataset, vocabulary_from_text,
                                            write_predictions)
     from scaledet.labelspace.output_dirs import check_output_dir
@@ -141,8 +143,6 @@ def predict(
         raise ScaledetError("give exactly one of --vocab, --dataset, --labelspace")
     if fmt not in ("json", "coco"):
         raise ScaledetError(f"--format {fmt!r}: choose json or coco")
-    if annotations is not None and fmt != "coco":
-        raise ScaledetError("--annotations goes with --format coco")
     if per_concept and labelspace is None:
         raise ScaledetError("--per-concept goes with --labelspace (a build with 'scaledet-labels merge' done)")
     out = check_output_dir(out, PREDICT_KIND, "--out", force)
@@ -155,6 +155,7 @@ def predict(
         if not image.is_file():
             raise ScaledetError(f"{image}: image not found")
     image_ids = image_ids_from_annotations(images, annotations) if fmt == "coco" else None
+    ground_truth = ground_truth_of_images(images, annotations) if annotations is not None else None
     torch_device = resolve_device(device, DistributedContext())
     model, state = load_model_from_checkpoint(checkpoint, torch_device)
     if vocab is not None:
@@ -171,7 +172,7 @@ def predict(
 
         for prediction in predictions:
             prediction["detections"] = fold_detections(prediction["detections"], concepts)
-    written = write_predictions(predictions, out, image_ids)
+    written = write_predictions(predictions, out, image_ids, vocabulary.names, ground_truth)
     for prediction in predictions:
         found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in prediction["detections"][:8]) or "nothing"
         console.print(f"{prediction['image']}: {len(prediction['detections'])} detections ({found})")
@@ -183,12 +184,12 @@ def predict(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the world, label space, run and drawings go."),
-    iterations: int = typer.Option(150, "--iterations", min=1, help="Training iterations (150 ≈ 3 minutes on 2 CPU cores)."),
+    iterations: int = typer.Option(150, "--iterations", min=1, help="Training iterations (the measured time of the default is in docs/detector.md)."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """A first run with no dataset on disk: generate a shapes world of two datasets with different
-    vocabularies, build their label space, train, evaluate and draw predictions (about 5 minutes on CPU)."""
+    vocabularies, build their label space, train, evaluate and draw predictions (a few minutes on CPU)."""
     import time
 
     from scaledet.detector.demo import DemoSettings, run_demo

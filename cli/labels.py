@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .common import add_version_option, progress_factory, run_app, user_errors
+from .common import (add_version_option, build_and_destination, build_to_read, progress_factory, run_app,
+                     user_errors)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Unify detection label spaces: taxonomies → disjoint union → prompt embeddings → similarity.")
@@ -33,6 +34,7 @@ def build(
     slash: str = typer.Option("alternatives", "--slash", help="How '/' in your files' class names reads: alternatives (Objects365's 'Cabinet/shelf': one prompt 'cabinet or shelf') or synonyms (Ultralytics' lvis.yaml 'aerosol can/spray can': the first a prompt, the rest synonyms)."),
     encoder: str = typer.Option("minilm", "--encoder", help="Text encoder: minilm (offline, default) or clip."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local open_clip checkpoint for --encoder clip."),
+    clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="Instead of --clip-weights: an open_clip pretrained tag of --clip-arch (openai, laion2b_s34b_b79k, …), read from open_clip's cache; nothing is downloaded."),
     clip_arch: str = typer.Option("ViT-B-32-quickgelu", "--clip-arch", help="open_clip architecture of --clip-weights: ViT-B-32-quickgelu for OpenAI's and Detic's weights (also OpenAI's TorchScript .pt), ViT-B-32 for LAION / open_clip-trained ones."),
     template: List[str] = typer.Option([], "--template", help="Prompt template(s) with one {} (default 'a photo of a {}.'); 'ensemble' for the built-in ensemble."),
     similarity: str = typer.Option("auto", "--similarity", help="dense, topk, or auto (dense up to 20k labels)."),
@@ -69,7 +71,8 @@ def build(
     from scaledet.labelspace.encoders import check_device, default_batch_size
 
     device = check_device(device)
-    text_encoder = build_encoder(encoder, clip_weights=clip_weights, clip_arch=clip_arch, device=device)
+    text_encoder = build_encoder(encoder, clip_weights=clip_weights, clip_arch=clip_arch, device=device,
+                                 clip_pretrained=clip_pretrained)
     result = build_labelspace(
         taxonomies, text_encoder, target, templates=template or None, use_cache=not no_cache,
         similarity=similarity, top_k=top_k, batch_size=batch_size,
@@ -102,7 +105,8 @@ def build(
 @user_errors
 def inspect(
     query: str = typer.Argument(..., help="A label name or synonym (case-insensitive), e.g. sneakers."),
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="The build to read (default runs/labelspace)."),
+    old_out: Optional[Path] = typer.Option(None, "--out", hidden=True, help="Old spelling of --labelspace."),
     top: int = typer.Option(10, "--top", min=1, help="Neighbours to show per match."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     expand: bool = typer.Option(False, "--expand", help="Treat QUERY as a hypernym ('fruit') and list every label below it."),
@@ -113,6 +117,7 @@ def inspect(
     from scaledet.labelspace.outputs import LabelSpaceOutput
     from scaledet.labelspace.query import inspect_query
 
+    out = build_to_read(labelspace, old_out)
     output = LabelSpaceOutput.load(out)
     if expand:
         from scaledet.labelspace.graph import LabelGraph
@@ -140,7 +145,7 @@ def inspect(
         typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
     if not reports:
-        raise ScaledetError(f"no label named {query!r} in {out} (try 'scaledet-labels list --out {out}')")
+        raise ScaledetError(f"no label named {query!r} in {out} (try 'scaledet-labels list --labelspace {out}')")
     for report in reports:
         console.print(f"{report.global_id}  (index {report.index}, dataset {report.dataset}, "
                       f"local id {report.local_id})")
@@ -169,10 +174,14 @@ def inspect(
 
 @app.command("list")
 @user_errors
-def list_datasets(out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory.")) -> None:
+def list_datasets(
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="The build to read (default runs/labelspace)."),
+    old_out: Optional[Path] = typer.Option(None, "--out", hidden=True, help="Old spelling of --labelspace."),
+) -> None:
     """Datasets of a build and their label counts."""
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
+    out = build_to_read(labelspace, old_out)
     output = LabelSpaceOutput.load(out, with_embeddings=False)
     manifest = output.manifest
     table = Table(title=f"{out}: {manifest['n_labels']} labels, encoder {manifest['encoder']['name']}, "
@@ -189,12 +198,13 @@ def list_datasets(out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build d
 @app.command()
 @user_errors
 def graph(
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
-    to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/graph)."),
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="The build to read (default runs/labelspace)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default LABELSPACE/graph)."),
+    old_to: Optional[Path] = typer.Option(None, "--to", hidden=True, help="Old spelling of --out."),
     similar_threshold: float = typer.Option(0.75, "--similar-threshold", min=-1.0, max=1.0, help="Cosine at or above which labels of different datasets get a 'similar' edge."),
     similar_top_k: int = typer.Option(5, "--similar-top-k", min=1, help="Nearest labels of other datasets looked at per label."),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table in the summary."),
-    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
 ) -> None:
     """Build the label graph: GraphML, a Parquet edge list, clusters, merge candidates and findings."""
     from scaledet.labelspace.graph import GraphSettings, LabelGraph
@@ -202,9 +212,10 @@ def graph(
     from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
-    output = LabelSpaceOutput.load(out)
+    build, destination = build_and_destination(labelspace, out, old_to, "graph")
+    output = LabelSpaceOutput.load(build)
     label_graph = LabelGraph(output, GraphSettings(similar_threshold, similar_top_k))
-    destination = check_output_dir(to or out / "graph", GRAPH_KIND, "--to", force, inputs=(out,))
+    destination = check_output_dir(destination, GRAPH_KIND, "--out", force, inputs=(build,))
     written = write_graph_outputs(label_graph, destination)
     counts = {}
     for _, _, data in label_graph.graph.edges(data=True):
@@ -233,13 +244,14 @@ def graph(
 @app.command()
 @user_errors
 def merge(
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
-    to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/merge)."),
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="The build to read (default runs/labelspace)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default LABELSPACE/merge)."),
+    old_to: Optional[Path] = typer.Option(None, "--to", hidden=True, help="Old spelling of --out."),
     decisions: Optional[Path] = typer.Option(None, "--decisions", help="A CSV with columns a, b, decision (accept or reject), e.g. an edited review.csv."),
     embedding_threshold: float = typer.Option(0.9, "--embedding-threshold", min=-1.0, max=1.0, help="Prompt cosine at which differently named labels may merge."),
     no_wordnet: bool = typer.Option(False, "--no-wordnet", help="Ignore WordNet's facts (senses then come from names alone)."),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table in the summary."),
-    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
 ) -> None:
     """Merge labels of different datasets into concepts: merged.parquet, a UniDet-style unified.csv, review.csv."""
     from scaledet.labelspace.merge import MergeSettings, merge_labels, read_decisions
@@ -247,8 +259,10 @@ def merge(
     from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
-    output = LabelSpaceOutput.load(out)
-    destination = check_output_dir(to or out / "merge", MERGE_KIND, "--to", force, inputs=(out,))
+    build, destination = build_and_destination(labelspace, out, old_to, "merge")
+
+    output = LabelSpaceOutput.load(build)
+    destination = check_output_dir(destination, MERGE_KIND, "--out", force, inputs=(build,))
     chosen = read_decisions(decisions, output.global_ids) if decisions else []
     settings = MergeSettings(embedding_threshold=embedding_threshold, use_wordnet=not no_wordnet)
     result = merge_labels(output, settings, chosen)
@@ -287,15 +301,16 @@ def merge(
 @app.command()
 @user_errors
 def export(
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
-    fmt: str = typer.Option(..., "--format", help="detic | torch | csv | parquet | yolo-world"),
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="The build to read (default runs/labelspace)."),
+    fmt: str = typer.Option(..., "--format", help="detic | torch | csv | parquet | yolo-world | ultralytics"),
     datasets: List[str] = typer.Option([], "--datasets", help="Export only these datasets of the build."),
     vocab_file: Optional[Path] = typer.Option(None, "--vocab-file", help="A custom vocabulary: one name per line, or YOLO-World JSON."),
     expand: Optional[str] = typer.Option(None, "--expand", help="Export the labels a hypernym expands to, e.g. fruit."),
     name: Optional[str] = typer.Option(None, "--name", help="Base name of the written files."),
-    to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/exports)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default LABELSPACE/exports)."),
+    old_to: Optional[Path] = typer.Option(None, "--to", hidden=True, help="Old spelling of --out."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For a build made with --encoder clip."),
-    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
 ) -> None:
     """Export label embeddings (with their order and a metadata file) for other detectors."""
     from scaledet.labelspace.errors import ScaledetError
@@ -304,14 +319,15 @@ def export(
     from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
+    build, destination = build_and_destination(labelspace, out, old_to, "exports")
     if name is not None:
         check_export_name(name)
-    destination = check_output_dir(to or out / "exports", EXPORT_KIND, "--to", force, inputs=(out,))
+    destination = check_output_dir(destination, EXPORT_KIND, "--out", force, inputs=(build,))
     if fmt not in EXPORT_FORMATS:
         raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
     if sum(bool(x) for x in (datasets, vocab_file, expand)) > 1:
         raise ScaledetError("give at most one of --datasets, --vocab-file, --expand")
-    output = LabelSpaceOutput.load(out)
+    output = LabelSpaceOutput.load(build)
     if vocab_file is not None:
         selection = select_vocabulary(output, read_vocabulary_file(vocab_file), name or vocab_file.stem, clip_weights)
     elif expand:
@@ -319,12 +335,13 @@ def export(
 
         expanded = LabelGraph(output).expand(expand)
         if not expanded:
-            raise ScaledetError(f"--expand {expand!r}: no label of that name in {out}")
+            raise ScaledetError(f"--expand {expand!r}: no label of that name in {build}")
         index = {g: i for i, g in enumerate(output.global_ids)}
         selection = select_from_build(output, indices=[index[g] for g in expanded], name=name or re.sub(r"[^A-Za-z0-9_.-]+", "_", expand).strip("._") or "expand")
         selection.description = {"expand": expand}
     else:
         selection = select_from_build(output, datasets or None, name=name)
+    check_export_name(selection.name)  # also a name taken from --vocab-file or --expand
     written = run_export(selection, output, fmt, destination)
     console.print(f"exported {len(selection.names)} labels × {selection.embeddings.shape[1]} dims as {fmt}: "
                   + ", ".join(str(p) for p in written))
@@ -333,33 +350,36 @@ def export(
 @app.command()
 @user_errors
 def report(
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="A build directory."),
-    to: Optional[Path] = typer.Option(None, "--to", help="Where to write (default OUT/report)."),
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="The build to read (default runs/labelspace)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default LABELSPACE/report)."),
+    old_to: Optional[Path] = typer.Option(None, "--to", hidden=True, help="Old spelling of --out."),
     threshold: float = typer.Option(0.8, "--threshold", min=-1.0, max=1.0, help="Cosine for the overlap heat map."),
-    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
 ) -> None:
     """Write a self-contained HTML report (with PNG figures) of the build."""
     from scaledet.labelspace.outputs import LabelSpaceOutput
     from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.labelspace.report import REPORT_KIND, write_report
+    build, destination = build_and_destination(labelspace, out, old_to, "report")
 
-    destination = check_output_dir(to or out / "report", REPORT_KIND, "--to", force, inputs=(out,))
-    path = write_report(LabelSpaceOutput.load(out), destination, threshold)
-    console.print(f"wrote {path} (figures overlap.png, map.png beside it)")
+    destination = check_output_dir(destination, REPORT_KIND, "--out", force, inputs=(build,))
+    path = write_report(LabelSpaceOutput.load(build), destination, threshold)
+    console.print(f"wrote {path} (figures overlap.png, map.svg beside it)")
 
 
 @app.command()
 @user_errors
 def unify(
-    out: Path = typer.Option(DEFAULT_OUT, "--out", help="The build whose labels and merge the training set uses."),
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="The build whose labels and merge the training set uses (default runs/labelspace)."),
     annotations: List[str] = typer.Option(..., "--annotations", help="KEY=PATH, KEY a dataset of the build: a COCO/LVIS JSON, a convert-oid JSON, or a YOLO dataset folder (data.yaml + labels/)."),
-    images: List[str] = typer.Option([], "--images", help="KEY=DIR: the source's image folder; images are linked under TO/images/KEY/ (not copied)."),
-    to: Path = typer.Option(..., "--to", help="Output folder: unified.json (--format coco) or data.yaml + labels/ (--format yolo)."),
+    images: List[str] = typer.Option([], "--images", help="KEY=DIR: the source's image folder; images are linked under OUT/images/KEY/ (not copied)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder: unified.json (--format coco) or data.yaml + labels/ (--format yolo)."),
+    old_to: Optional[Path] = typer.Option(None, "--to", hidden=True, help="Old spelling of --out."),
     space: str = typer.Option("union", "--space", help="union (one category per label) or concepts (one per concept of the build's merge)."),
     fmt: str = typer.Option("coco", "--format", help="coco (COCO/LVIS JSON) or yolo (an Ultralytics dataset)."),
     explicit_negatives: bool = typer.Option(False, "--explicit-negatives", help="Write every image's full negative and not-exhaustive lists (large at Objects365 scale)."),
-    merge: Optional[str] = typer.Option("auto", "--merge", help="The merged.parquet whose concepts the states use: auto (OUT/merge/ when present), a path, or none."),
-    force: bool = typer.Option(False, "--force", help="Write into --to even if it holds other files."),
+    merge: Optional[str] = typer.Option("auto", "--merge", help="The merged.parquet whose concepts the states use: auto (LABELSPACE/merge/ when present), a path, or none."),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
 ) -> None:
     """One training set from several annotation files, in one label space, with per-image label states in
@@ -375,12 +395,15 @@ def unify(
         raise ScaledetError(f"--space {space!r}: choose union or concepts")
     if fmt not in FORMATS:
         raise ScaledetError(f"--format {fmt!r}: choose coco or yolo")
+    build, destination = build_and_destination(labelspace, out, old_to, None)
+    if destination is None:
+        raise ScaledetError("name the output folder with --out")
     sources = [(key, Path(path)) for key, path in (parse_assignment(a, "--annotations") for a in annotations)]
     image_dirs = {key: Path(path) for key, path in (parse_assignment(i, "--images") for i in images)}
-    destination = check_output_dir(to, UNIFY_KIND, "--to", force, inputs=(out, *(p for _, p in sources)))
+    destination = check_output_dir(destination, UNIFY_KIND, "--out", force, inputs=(build, *(p for _, p in sources)))
     destination.mkdir(parents=True, exist_ok=True)
-    mark_output_dir(destination, UNIFY_KIND, build=str(out))
-    report = run_unify(out, sources, image_dirs, destination, space, fmt, explicit_negatives,
+    mark_output_dir(destination, UNIFY_KIND, build=str(build))
+    report = run_unify(build, sources, image_dirs, destination, space, fmt, explicit_negatives,
                        None if merge == "none" else merge,
                        say=(lambda text: None) if quiet or not sys.stderr.isatty() else (lambda text: print(text, file=sys.stderr)))
     record_output_files(destination, report.written)

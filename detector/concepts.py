@@ -22,7 +22,7 @@ def concepts_of_build(build: Path) -> dict[str, tuple[str, str]]:
     """global id → (concept id, concept name), from ``BUILD/merge/merged.parquet``."""
     path = Path(build) / "merge" / MERGED_FILE
     if not path.is_file():
-        raise ScaledetError(f"{build}: no concept merges ({path} is missing); run 'scaledet-labels merge --out {build}' first")
+        raise ScaledetError(f"{build}: no concept merges ({path} is missing); run 'scaledet-labels merge --labelspace {build}' first")
     output = LabelSpaceOutput.load(build, with_embeddings=False)
     return dict(zip(output.global_ids, load_concepts(path, output)))
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def check_run_dir(output_dir: Path, resume: bool, force: bool) -> Path:
     """Where a run may write: a new or empty directory; with ``--resume`` the run being continued; an
     earlier run or anything else only with ``--force`` (which starts over, overwriting what it writes)."""
     if resume:
-        if output_kind(output_dir) != TRAIN_KIND or last_checkpoint(output_dir) is None:
+        if output_kind(output_dir) != TRAIN_KIND:
             raise ScaledetError(f"--resume: {output_dir} holds no training run to continue")
         return output_dir
     output_dir = check_output_dir(output_dir, TRAIN_KIND, "output_dir", force)
@@ -105,6 +106,13 @@ class Trainer:
         self.context = init_distributed()
         self.device = resolve_device(config.device, self.context)
         self.output_dir = check_run_dir(Path(config.output_dir), resume, force)
+        if resume and last_checkpoint(self.output_dir) is None:
+            # stopped before its first checkpoint was complete (a kill during it): like detectron2's
+            # resume_or_load, start the schedule from its beginning
+            if self.context.is_main:
+                print(f"note: --resume: {self.output_dir} has no complete checkpoint yet (the run stopped before its "
+                      "first); starting from iteration 0", file=sys.stderr)
+            resume = False
         self.show_progress = show_progress and self.context.is_main
         seed_everything(config.seed + self.context.rank)
         self.labelspace = UnifiedLabelSpace(config.labelspace)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 
 from scaledet.labelspace import builtin
 from scaledet.labelspace.atomic import atomic_write, atomic_write_json
@@ -17,13 +16,10 @@ from scaledet.labelspace.prompts import normalize_name, prompt_name
 from scaledet.labelspace.text_files import check_name_text
 
 from .checkpoint import load_checkpoint, load_weights
-from .data import InputConfig, image_file_name, read_image, read_image_array
+from .drawing import ClassColours, draw_detections
+from .data import InputConfig, image_file_name, read_image
 from .model import ModelConfig, build_detector
 from .vocabulary import Vocabulary
-
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-           (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)]
-
 
 def load_model_from_checkpoint(path: str | Path, device: torch.device):
     state = load_checkpoint(path)
@@ -95,21 +91,6 @@ def predict_images(model, images: list[Path], vocabulary: Vocabulary, device: to
     return predictions
 
 
-def draw_detections(image_path: Path, detections: list[dict], out_path: Path) -> None:
-    canvas = Image.fromarray(read_image_array(image_path))
-    draw = ImageDraw.Draw(canvas)
-    labels = sorted({d["label"] for d in detections})
-    for detection in detections:
-        colour = PALETTE[labels.index(detection["label"]) % len(PALETTE)]
-        x1, y1, x2, y2 = detection["box"]
-        draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
-        caption = f"{detection['label']} {detection['score']:.2f}"
-        text_box = draw.textbbox((x1, y1), caption)
-        draw.rectangle([text_box[0], text_box[1] - 1, text_box[2] + 2, text_box[3] + 1], fill=colour)
-        draw.text((x1 + 1, y1), caption, fill=(255, 255, 255))
-    atomic_write(out_path, lambda tmp: canvas.save(tmp))
-
-
 PREDICT_KIND = "predictions"
 
 
@@ -128,23 +109,45 @@ def drawing_names(images: list[str]) -> list[str]:
     return names
 
 
+def _ground_truth_by_name(annotations: Path) -> tuple[dict, dict]:
+    """(file name → image entry, image id → its boxes as {label, box x1 y1 x2 y2}) of a COCO-format file."""
+    from .evaluation.ground_truth import read_ground_truth
+
+    document = read_ground_truth(annotations).document
+    names = {category["id"]: category["name"] for category in document["categories"]}
+    by_name = {Path(image_file_name(image)).name: image for image in document["images"]}
+    boxes: dict = {}
+    for annotation in document["annotations"]:
+        x, y, w, h = annotation["bbox"]
+        boxes.setdefault(annotation["image_id"], []).append(
+            {"label": names.get(annotation["category_id"], str(annotation["category_id"])), "box": [x, y, x + w, y + h]})
+    return by_name, boxes
+
+
 def image_ids_from_annotations(images: list[Path], annotations: Path | None) -> list[int]:
     """COCO ``image_id`` of each input image: looked up by file name in ``annotations`` when given (so the
     results can be scored against it), else 1 … N in the order given."""
     if annotations is None:
         return list(range(1, len(images) + 1))
-    from .evaluation.ground_truth import read_ground_truth
-
-    ground_truth = read_ground_truth(annotations)
-    by_name = {}
-    for image in ground_truth.document["images"]:
-        by_name[Path(image_file_name(image)).name] = image["id"]
+    by_name, _ = _ground_truth_by_name(annotations)
     ids = []
     for path in images:
         if path.name not in by_name:
             raise ScaledetError(f"{path}: no image named {path.name!r} in {annotations}")
-        ids.append(by_name[path.name])
+        ids.append(by_name[path.name]["id"])
     return ids
+
+
+def ground_truth_of_images(images: list[Path], annotations: Path) -> list[list[dict]]:
+    """Each image's ground-truth boxes ({label, box}) in ``annotations``, matched by file name, for the
+    ground-truth panel of the drawings; an image the file does not list is an error."""
+    by_name, boxes = _ground_truth_by_name(annotations)
+    found = []
+    for path in images:
+        if path.name not in by_name:
+            raise ScaledetError(f"{path}: no image named {path.name!r} in {annotations}")
+        found.append(boxes.get(by_name[path.name]["id"], []))
+    return found
 
 
 def coco_results(predictions: list[dict], image_ids: list[int]) -> list[dict]:
@@ -158,16 +161,21 @@ def coco_results(predictions: list[dict], image_ids: list[int]) -> list[dict]:
     return results
 
 
-def write_predictions(predictions: list[dict], out_dir: Path, coco_image_ids: list[int] | None = None) -> list[Path]:
+def write_predictions(predictions: list[dict], out_dir: Path, coco_image_ids: list[int] | None = None,
+                      vocabulary: list[str] = (), ground_truth: list[list[dict]] | None = None) -> list[Path]:
+    """``detections.json``, one drawing per image (colours in ``vocabulary`` order; with ``ground_truth``, a
+    ground-truth panel beside), and with ``coco_image_ids`` the COCO results file."""
     names = drawing_names([p["image"] for p in predictions])
     refuse_shadowing([out_dir / n for n in (*names, "detections.json", "results.json")],
                      [Path(p["image"]) for p in predictions], "--out")
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_output_dir(out_dir, PREDICT_KIND)
     written = []
-    for prediction, name in zip(predictions, names):
+    colours = ClassColours(list(vocabulary) or [d["label"] for p in predictions for d in p["detections"]])
+    for index, (prediction, name) in enumerate(zip(predictions, names)):
         png = out_dir / name
-        draw_detections(Path(prediction["image"]), prediction["detections"], png)
+        draw_detections(Path(prediction["image"]), prediction["detections"], png, colours,
+                        ground_truth=None if ground_truth is None else ground_truth[index])
         prediction["drawing"] = name
         written.append(png)
     json_path = atomic_write_json(out_dir / "detections.json", predictions)

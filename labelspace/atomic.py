@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
-from .errors import OutputError, os_error_words
+from .errors import OutputError, one_line, os_error_words
 
 
 def temporary_name(path: Path) -> Path:
     from .output_dirs import temporary_file_name
 
     return temporary_file_name(path)
+
+
+def _free_space_words(path: Path) -> str:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return "the write failed"
+    return "no space left on the device" if free < (1 << 20) else f"the write failed with {free >> 20:,} MiB free"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -35,6 +44,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         raise OutputError(f"{path}: cannot be written ({os_error_words(err)})") from None
+    except RuntimeError as err:
+        # torch's and pyarrow's writers report a failed write (a full disk) as a RuntimeError of their own
+        if "writ" not in str(err).lower():
+            raise
+        raise OutputError(f"{path}: cannot be written ({_free_space_words(path)}; {one_line(err, 80)})") from None
     finally:
         try:
             tmp.unlink(missing_ok=True)

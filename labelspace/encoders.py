@@ -230,9 +230,50 @@ def clip_arch_of(identity: str) -> str | None:
     return parts[1] if len(parts) >= 3 and parts[0] == "clip" else None
 
 
+def open_clip_cached_weights(arch: str, tag: str, cache_dir: str | Path | None = None) -> Path:
+    """The weights file of open_clip's pretrained ``tag`` for ``arch``, where open_clip itself caches it
+    (the Hugging Face hub cache, or ``~/.cache/clip`` for OpenAI's URLs), found without any network access.
+
+    open_clip's own ``create_model(arch, pretrained=tag)`` would download a missing file; here a missing
+    file is one line saying where it was looked for, and the file found is then read like ``--clip-weights``
+    (weights only, identity by sha256)."""
+    try:
+        import open_clip
+        from open_clip import pretrained as registry
+    except ImportError:
+        raise EncoderError("encoder 'clip' needs the package open_clip_torch") from None
+    config = registry.get_pretrained_cfg(arch, tag)
+    if not config:
+        known = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise EncoderError(f"--clip-pretrained {tag!r}: not a pretrained tag of open_clip's {arch} (its tags: {known})")
+    if config.get("file"):
+        return Path(config["file"])
+    looked = []
+    if config.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(config["hf_hub"])  # ``org/model/`` names the default file
+        filename = filename or getattr(registry, "HF_WEIGHTS_NAME", "open_clip_pytorch_model.bin")
+        safe = getattr(registry, "_get_safe_alternatives", lambda name: [])
+        names = [*safe(filename), filename]  # open_clip prefers the safetensors file when there is one
+        for name in names:
+            found = try_to_load_from_cache(repo, name, cache_dir=str(cache_dir) if cache_dir else None)
+            if isinstance(found, str):
+                return Path(found)
+        looked.append(f"the Hugging Face cache for {repo} ({', '.join(names)})")
+    if config.get("url"):
+        path = Path(cache_dir or os.path.expanduser("~/.cache/clip")) / os.path.basename(config["url"])
+        if path.is_file():
+            return path
+        looked.append(str(path))
+    raise EncoderError(f"--clip-pretrained {tag}: open_clip's {arch}/{tag} weights are not in its cache (looked in "
+                       f"{' and '.join(looked)}); nothing is downloaded. Fetch them once where there is internet "
+                       f"(open_clip.create_model('{arch}', pretrained='{tag}')), or give the file with --clip-weights")
+
+
 class ClipEncoder:
-    """An open_clip text tower loaded from a local weights file: an open_clip / OpenAI state dict, or
-    OpenAI's own TorchScript file."""
+    """An open_clip text tower loaded from a local weights file: an open_clip / OpenAI state dict (``.pt``,
+    ``.bin`` or ``.safetensors``), or OpenAI's own TorchScript file."""
 
     name = "clip"
 
@@ -305,6 +346,10 @@ class ClipEncoder:
 
             state = read_torchscript_tensors(self.weights)
             return {k: v for k, v in state.items() if k in model_keys}
+        if self.weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return {k.removeprefix("module."): v for k, v in load_file(str(self.weights)).items()}
         state = torch.load(self.weights, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
@@ -332,9 +377,14 @@ ENCODERS = ("minilm", "clip")
 
 
 def build_encoder(name: str, clip_weights: str | Path | None = None, clip_arch: str | None = None,
-                  device: str | None = None) -> TextEncoder:
+                  device: str | None = None, clip_pretrained: str | None = None) -> TextEncoder:
     """Build an encoder from the names the CLI accepts. ``clip_arch`` None means the default for new builds;
-    to re-create a build's encoder, pass the architecture its identity records (:func:`clip_arch_of`)."""
+    to re-create a build's encoder, pass the architecture its identity records (:func:`clip_arch_of`).
+    ``clip_pretrained``: an open_clip pretrained tag, read from open_clip's cache instead of a file."""
+    if clip_pretrained is not None:
+        if name != "clip" or clip_weights is not None:
+            raise EncoderError("--clip-pretrained goes with --encoder clip, instead of --clip-weights")
+        clip_weights = open_clip_cached_weights(clip_arch or DEFAULT_CLIP_ARCH, clip_pretrained)
     if name == "minilm":
         return MiniLMEncoder(device=device)
     if name.startswith(ST_PREFIX):

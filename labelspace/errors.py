@@ -63,7 +63,11 @@ def os_error_words(err: OSError) -> str:
 
 def describe_os_error(err: OSError) -> str:
     """``PATH: what went wrong`` for an error of the file system."""
+    import os
+
     words = os_error_words(err)
+    if err.errno == errno.EEXIST and err.filename is not None and os.path.isfile(err.filename):
+        words = "is a file, so no folder can be made there or under it"  # mkdir(parents=True) on a/file/sub
     path = err.filename if err.filename is not None else ""
     if err.filename2 is not None:
         path = f"{path} → {err.filename2}"

@@ -30,19 +30,26 @@ from .cache import EmbeddingCache
 from .embed import embed_prompt_names
 from .encoders import build_encoder, clip_arch_of, l2_normalize
 from .errors import ScaledetError, one_line
-from .outputs import LabelSpaceOutput
-from .output_dirs import EXPORT_KIND, mark_output_dir, record_output_files
+from .outputs import LabelSpaceOutput, whole_output
+from .output_dirs import EXPORT_KIND, record_output_files
 from .prompts import normalize_name
 from .text_files import check_name_text, control_character, csv_cell, read_text
 
 EXPORT_FORMATS = ("detic", "torch", "csv", "parquet", "yolo-world", "ultralytics")
 
 
+#: A file name is at most 255 bytes; ``NAME.txt_feats.pt`` and its signed temporary add up to ~80.
+MAX_EXPORT_NAME_BYTES = 150
+
+
 def check_export_name(name: str) -> None:
     """``--name`` is a file stem inside the export folder: no path separators, no leading dot, one line."""
     if (not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".")
             or control_character(name) is not None):
-        raise ScaledetError(f"--name {name!r}: give a plain file name (no '/', no leading '.'), e.g. coco_vocab")
+        raise ScaledetError(f"--name {name[:80]!r}: give a plain file name (no '/', no leading '.'), e.g. coco_vocab")
+    if len(name.encode("utf-8")) > MAX_EXPORT_NAME_BYTES:
+        raise ScaledetError(f"--name {name[:40]!r}…: {len(name.encode('utf-8'))} bytes; at most "
+                            f"{MAX_EXPORT_NAME_BYTES} (file names, with their suffixes and temporaries, must fit 255)")
 
 
 @dataclass
@@ -173,8 +180,14 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
         raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
     check_export_name(selection.name)
     check_consumer(fmt, output)
-    destination.mkdir(parents=True, exist_ok=True)
-    mark_output_dir(destination, EXPORT_KIND)
+    with whole_output(destination, EXPORT_KIND, keep_recorded=True) as staging:
+        written = _write_export(selection, output, fmt, staging)
+        record_output_files(staging, written)
+    return [destination / path.name for path in written]
+
+
+def _write_export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, destination: Path) -> list[Path]:
+    """The files of one export, written into ``destination`` (a staging folder): data first, meta last."""
     base = destination / selection.name
     embeddings = selection.embeddings.astype(np.float32)
     meta = {
@@ -238,5 +251,4 @@ def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, desti
         lambda p: p.write_text("".join(f"{gid}\n" for gid in selection.global_ids), encoding="utf-8"))
     # one meta file per format: a second export of the same name in another format keeps the first's meta
     put(destination / f"{selection.name}.{fmt}.meta.json", lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
-    record_output_files(destination, written)
     return written

@@ -12,7 +12,9 @@ one detection per concept at prediction time. Rules, in order:
 3. **Coarser is a parent, not a merge.** A ``/`` name is wider than its later alternatives (``Monitor/TV``
    against ``tv``). For a pair found by synset or embedding alone: a WordNet hypernym (``Gun`` above
    ``Handgun``), a group of its dataset's hierarchy (has children) or a catch-all (``Other Shoes``), or
-   the same name with words added (``Side Table``, ``table tennis racket``) is reported and not merged.
+   the same name with words added (``Side Table``, ``table tennis racket``) is reported and not merged,
+   unless the label with the added words is its dataset's only one of that name (COCO's ``sports ball``
+   is COCO's one ball: the pair merges) and neither label is a ``/`` name or a catch-all.
    Same-named labels still merge (``oid/Person`` with its children, and ``coco/person``).
 4. **One label per dataset per concept.** Candidates are taken strongest first: shared name, then shared
    synset, then embedding; among equals the one with fewer possible senses in common, then narrower
@@ -157,6 +159,24 @@ class _Components:
         self.allowed[keep] = sb if sa is None else sa if sb is None else sa & sb
 
 
+class _SoleKinds:
+    """Whether a label is the only one of its dataset named ``t`` or ``… t``: then a word it adds to ``t``
+    (``sports ball``) says what the dataset means by its one kind of ``t``, not a narrower kind beside others
+    (Objects365's ``Side Table`` beside its ``Dining Table`` and ``Coffee Table``)."""
+
+    def __init__(self, terms: list[set[str]], datasets: list[str]) -> None:
+        self.terms, self.datasets = terms, datasets
+        self.by_dataset: dict[str, list[int]] = defaultdict(list)
+        for index, dataset in enumerate(datasets):
+            self.by_dataset[dataset].append(index)
+
+    def __call__(self, label: int, t: str) -> bool:
+        for other in self.by_dataset[self.datasets[label]]:
+            if other != label and any(u == t or u.endswith(" " + t) for u in self.terms[other]):
+                return False
+        return True
+
+
 def _contexts(rows: list[dict]) -> list[list[str]]:
     """Per label, the texts that say which sense it has: qualifier, supercategory, ancestor names."""
     by_id = {row["global_id"]: row for row in rows}
@@ -268,6 +288,7 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
     groups = {parent for row in rows for parent in (row["parent"] or [])}
     candidates = find_candidates(rows, output.embeddings, senses, [wider for _, wider in terms], settings)
 
+    sole_kind_of = _SoleKinds([sense.terms for sense in senses], datasets)
     rejected: dict[int, set[int]] = defaultdict(set)
     for a, b, decision in decisions:
         i, j = sorted((position[a], position[b]))
@@ -285,7 +306,7 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
 
     for candidate in candidates.values():
         if candidate.evidence != "decision" and not candidate.outcome:
-            candidate.outcome = _refusal(candidate, senses, resolver, groups, ids, rows)
+            candidate.outcome = _refusal(candidate, senses, resolver, groups, ids, rows, sole_kind_of)
 
     dataset_rank_of = {key: rank for rank, key in enumerate(output.datasets)}
     dataset_rank = [dataset_rank_of.get(d, len(dataset_rank_of)) for d in datasets]
@@ -321,7 +342,7 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
 
 
 def _refusal(candidate: Candidate, senses: list[LabelSense], resolver: SenseResolver, groups: set[str],
-             ids: list[str], rows: list[dict]) -> str:
+             ids: list[str], rows: list[dict], sole_kind_of) -> str:
     """Why a candidate may not merge (rules 2 and 3 of the module docstring), or "" when it may."""
     first, second = senses[candidate.a], senses[candidate.b]
     if first.kinds is not None and second.kinds is not None:
@@ -334,10 +355,15 @@ def _refusal(candidate: Candidate, senses: list[LabelSense], resolver: SenseReso
     if candidate.evidence == "wider name":
         return COARSER
     if candidate.evidence == "embedding":  # (a shared synset says the two names are synonyms)
-        pairs = [(t, u) for t in first.terms for u in second.terms] + [(u, t) for t in first.terms for u in second.terms]
-        if any(is_modified_form(t, u) and u.endswith(" " + t) for t, u in pairs):
-            return COARSER  # ``side table`` is a kind of ``table``
-        if any(is_modified_form(t, u) for t, u in pairs):
+        pairs = [(t, u, candidate.b) for t in first.terms for u in second.terms] + \
+                [(u, t, candidate.a) for t in first.terms for u in second.terms]
+        kinds = [(t, owner) for t, u, owner in pairs if is_modified_form(t, u) and u.endswith(" " + t)]
+        plain = not any("/" in rows[i]["name"] or CATCH_ALL.match(rows[i]["name"]) for i in (candidate.a, candidate.b))
+        if kinds and plain and all(sole_kind_of(owner, t) for t, owner in kinds):
+            return ""  # COCO's ``sports ball`` is its only ball: the word added narrows nothing there
+        if kinds:
+            return COARSER  # ``side table`` is a kind of ``table`` (Objects365 has other tables)
+        if any(is_modified_form(t, u) for t, u, _ in pairs):
             return "a different thing (one name is the other with words added)"
     if first.senses is not None and second.senses is not None and (
             resolver.is_below(first.senses, second.senses) or resolver.is_below(second.senses, first.senses)):

@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 from .atomic import atomic_write, atomic_write_text
 from .errors import OutputError, one_line
 from .merge import MergeResult
-from .output_dirs import MERGE_KIND, mark_output_dir, record_output_files, verify_recorded_file
+from .output_dirs import MERGE_KIND, record_output_files, verify_recorded_file
 from .text_files import csv_cell
-from .outputs import LabelSpaceOutput
+from .outputs import LabelSpaceOutput, whole_output
 
 MERGED_FILE = "merged.parquet"
 UNIFIED_FILE = "unified.csv"
@@ -58,8 +58,6 @@ def unified_rows(result: MergeResult) -> tuple[list[str], list[list[str]]]:
 
 def write_merge_outputs(result: MergeResult, output: LabelSpaceOutput, destination: Path,
                         settings: dict) -> list[Path]:
-    destination.mkdir(parents=True, exist_ok=True)
-    mark_output_dir(destination, MERGE_KIND, build=str(output.directory))
     table = pa.Table.from_pylist([
         {"global_id": gid, "dataset": result.datasets[i], "name": result.names[i],
          "concept": result.global_ids[result.concept_of[i]], "concept_name": result.concept_name(result.concept_of[i]),
@@ -71,13 +69,15 @@ def write_merge_outputs(result: MergeResult, output: LabelSpaceOutput, destinati
     header, rows = unified_rows(result)
     review = [[result.global_ids[c.a], result.global_ids[c.b], c.evidence, c.detail, f"{c.cosine:.4f}", c.outcome,
                c.decision] for c in result.candidates]
-    written = [
-        atomic_write(destination / MERGED_FILE, lambda p: pq.write_table(table, p)),
-        atomic_write_text(destination / UNIFIED_FILE, _csv_text(header, rows)),
-        atomic_write_text(destination / REVIEW_FILE, _csv_text(REVIEW_COLUMNS, review)),
-    ]
-    record_output_files(destination, written)
-    return written
+    # the three files appear together or not at all: a new merged.parquet never sits beside an old unified.csv
+    with whole_output(destination, MERGE_KIND, build=str(output.directory)) as staging:
+        written = [
+            atomic_write(staging / MERGED_FILE, lambda p: pq.write_table(table, p)),
+            atomic_write_text(staging / UNIFIED_FILE, _csv_text(header, rows)),
+            atomic_write_text(staging / REVIEW_FILE, _csv_text(REVIEW_COLUMNS, review)),
+        ]
+        record_output_files(staging, written)
+    return [destination / path.name for path in written]
 
 
 def load_concepts(path: Path, output: LabelSpaceOutput) -> list[tuple[str, str]]:
@@ -92,7 +92,7 @@ def load_concepts(path: Path, output: LabelSpaceOutput) -> list[tuple[str, str]]
         raise OutputError(f"{path}: not a scaledet merge file (run 'scaledet-labels merge')")
     expected = output.embeddings_sha256
     if table.num_rows != len(output.global_ids) or (expected and meta.get("embeddings_sha256") not in (None, expected)):
-        raise OutputError(f"{path}: made from another build than {output.directory}; run 'scaledet-labels merge --out {output.directory}'")
+        raise OutputError(f"{path}: made from another build than {output.directory}; run 'scaledet-labels merge --labelspace {output.directory}'")
     if table.column("global_id").to_pylist() != output.global_ids:
         raise OutputError(f"{path}: its labels are not those of {output.directory}")
     return list(zip(table.column("concept").to_pylist(), table.column("concept_name").to_pylist()))

@@ -155,6 +155,9 @@ def check_output_dir(path: str | Path, kind: str, flag: str, force: bool = False
                               "files, even with --force; name another directory")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {path}: exists and is not a directory")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise OutputError(f"{flag} {path}: {blocking} is a file, so no folder can be made under it")
     if path.is_dir() and not force and not _is_empty(path):
         found = output_kind(path)
         if found != kind:

@@ -129,6 +129,32 @@ def atomic_directory(final: Path) -> Iterator[Path]:
             shutil.rmtree(retired, ignore_errors=True)
 
 
+@contextmanager
+def whole_output(destination: Path, kind: str, keep_recorded: bool = False, **details) -> Iterator[Path]:
+    """Yield a staging folder whose files replace ``destination`` as a whole when the block completes, so a
+    reader (or a killed run) never sees files of two runs side by side: an export's ``.npy`` beside another
+    export's ``.labels.txt``, or a new ``merged.parquet`` beside an old ``unified.csv``.
+
+    ``keep_recorded``: the files ``destination``'s marker records (an export folder holds several exports)
+    are carried over into the staging folder first, hard-linked where the file system allows."""
+    from .atomic import atomic_write_json
+    from .output_dirs import MARKER_FILE, _read_marker, mark_output_dir
+
+    previous = _read_marker(destination) if keep_recorded else {}
+    with atomic_directory(destination) as staging:
+        if previous.get("kind") == kind:
+            for name in previous.get("files") or {}:
+                source = destination / name
+                if source.is_file() and not source.is_symlink() and "/" not in name:
+                    try:
+                        os.link(source, staging / name)
+                    except OSError:
+                        shutil.copy2(source, staging / name)
+            atomic_write_json(staging / MARKER_FILE, previous)
+        mark_output_dir(staging, kind, **details)
+        yield staging
+
+
 def labels_table(labels: list[Label], templates: tuple[str, ...]) -> pa.Table:
     first = templates[0]
     return pa.Table.from_pylist([

@@ -93,6 +93,11 @@ def _explain_missing_categories(path: Path) -> None:
     raise TaxonomyError(f"{path}: no 'categories' key in the JSON object")
 
 
+#: Category fields that LVIS and the label space hold as text; anything else is refused in one line, before it
+#: can reach the Parquet writer as a column of mixed types.
+TEXT_CATEGORY_FIELDS = ("synset", "frequency", "def")
+
+
 def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonomy:
     """COCO-style ``{"categories": [{"id", "name", ...}]}``; LVIS fields are kept when present.
 
@@ -114,6 +119,10 @@ def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonom
         synonyms = raw.get("synonyms") or []
         if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
             raise TaxonomyError(f"{path}: category id {raw_id} has malformed 'synonyms' (want a list of text)")
+        for field in TEXT_CATEGORY_FIELDS:
+            if raw.get(field) is not None and not isinstance(raw[field], str):
+                raise TaxonomyError(f"{path}: category id {raw_id} has a non-text {field!r} "
+                                    f"({type(raw[field]).__name__}; want text or nothing)")
         categories.append(
             Category(
                 local_id=str(raw_id),

@@ -1,13 +1,17 @@
 """A self-contained HTML report of a build: what the union holds and where its datasets meet or clash.
 
 Sections: datasets and counts; a dataset × dataset overlap heat map (the share of A's labels with a
-neighbour in B at cosine ≥ t); the top cross-dataset concept clusters; ambiguity and granularity
-findings; a 2-D PCA map of the label embeddings coloured by dataset. The figures are PNGs, written beside
-the HTML and embedded in it, so the one file can be mailed or opened offline.
+neighbour in B at cosine ≥ t; the diagonal, always full, is left out); the concepts several datasets share,
+from the build's ``merge`` (or, when none was run, from the same merge rules); names that mean different
+things in different datasets (the pairs ``merge`` kept apart for their senses); granularity findings; and
+a 2-D PCA map of the label embeddings. The map is an SVG a browser can explore: every point names its label
+on hover, and only the anchors of the largest shared concepts are written on it. The figures are written
+beside the HTML and embedded in it, so the one file can be mailed or opened offline.
 """
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 from pathlib import Path
@@ -15,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write, atomic_write_text
+from .text_files import csv_cell_value, read_text
 from .output_dirs import REPORT_KIND, mark_output_dir, record_output_files
 from .graph import LabelGraph
 from .outputs import LabelSpaceOutput
@@ -52,15 +57,18 @@ def plot_overlap(datasets: list[str], matrix: np.ndarray, threshold: float) -> b
 
     size = 1.2 + 0.7 * len(datasets)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
+    shown = np.ma.masked_array(matrix, mask=np.eye(len(datasets), dtype=bool))  # A against itself: always 100 %
+    colour_map = plt.get_cmap("viridis").copy()
+    colour_map.set_bad("#e6e6e6")
+    image = ax.imshow(shown, cmap=colour_map, vmin=0, vmax=1)
     ax.set_xticks(range(len(datasets)), datasets, rotation=45, ha="right")
     ax.set_yticks(range(len(datasets)), datasets)
     ax.set_xlabel("has a neighbour in dataset B")
     ax.set_ylabel("labels of dataset A")
     for a in range(len(datasets)):
         for b in range(len(datasets)):
-            ax.text(b, a, f"{matrix[a, b]:.0%}", ha="center", va="center", fontsize=8,
-                    color="white" if matrix[a, b] < 0.6 else "black")
+            ax.text(b, a, "—" if a == b else f"{matrix[a, b]:.0%}", ha="center", va="center", fontsize=8,
+                    color="black" if a == b or matrix[a, b] >= 0.6 else "white")
     ax.set_title(f"share of A's labels with a label in B at cosine ≥ {threshold}")
     fig.colorbar(image, ax=ax, fraction=0.046)
     png = _figure_png(fig)
@@ -68,30 +76,88 @@ def plot_overlap(datasets: list[str], matrix: np.ndarray, threshold: float) -> b
     return png
 
 
-def plot_map(output: LabelSpaceOutput, annotate: list[str]) -> bytes:
-    import matplotlib
+MAP_WIDTH, MAP_HEIGHT, MAP_MARGIN = 960, 640, 24
+DATASET_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                   "#bcbd22", "#17becf"]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def map_svg(output: LabelSpaceOutput, written_on: list[tuple[str, str]]) -> str:
+    """The PCA map as SVG: one point per label, its global id and name on hover (``<title>``), a legend
+    per dataset, and the captions of ``written_on`` (global id, caption) written beside their points
+    wherever they do not cover one another (a cloud of 2,000 captions is unreadable; the hover text serves the rest)."""
     points = pca_2d(output.embeddings)
-    datasets = np.asarray(output.labels.column("dataset").to_pylist())
-    ids = output.global_ids
-    fig, ax = plt.subplots(figsize=(9, 7))
-    colours = plt.get_cmap("tab10")
-    for i, dataset in enumerate(output.datasets):
-        mask = datasets == dataset
-        ax.scatter(points[mask, 0], points[mask, 1], s=6, alpha=0.6, color=colours(i % 10), label=f"{dataset} ({mask.sum()})")
-    index = {g: i for i, g in enumerate(ids)}
-    for gid in annotate:
-        if gid in index:
-            x, y = points[index[gid]]
-            ax.annotate(gid, (x, y), fontsize=7, alpha=0.85)
-    ax.set_title("label embeddings, first two principal components")
-    ax.legend(markerscale=3, fontsize=8, loc="best")
-    png = _figure_png(fig)
-    plt.close(fig)
-    return png
+    low, high = points.min(axis=0), points.max(axis=0)
+    span = np.where(high - low > 0, high - low, 1.0)
+    width, height = MAP_WIDTH - 2 * MAP_MARGIN, MAP_HEIGHT - 2 * MAP_MARGIN - 24
+    xy = np.column_stack([MAP_MARGIN + (points[:, 0] - low[0]) / span[0] * width,
+                          MAP_MARGIN + 24 + (high[1] - points[:, 1]) / span[1] * height])
+    datasets = output.labels.column("dataset").to_pylist()
+    names = output.labels.column("name").to_pylist()
+    colour = {d: DATASET_COLOURS[i % len(DATASET_COLOURS)] for i, d in enumerate(output.datasets)}
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {MAP_WIDTH} {MAP_HEIGHT}' width='{MAP_WIDTH}' "
+             f"height='{MAP_HEIGHT}' font-family='system-ui,sans-serif' font-size='12'>",
+             f"<rect width='{MAP_WIDTH}' height='{MAP_HEIGHT}' fill='white'/>"]
+    x_legend = MAP_MARGIN
+    for dataset in output.datasets:
+        count = sum(1 for d in datasets if d == dataset)
+        text = f"{dataset} ({count})"
+        parts.append(f"<circle cx='{x_legend + 5}' cy='14' r='5' fill='{colour[dataset]}'/>"
+                     f"<text x='{x_legend + 14}' y='18'>{html.escape(text)}</text>")
+        x_legend += 24 + 7 * len(text)
+    for (x, y), gid, name, dataset in zip(xy.tolist(), output.global_ids, names, datasets):
+        parts.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='2.6' fill='{colour[dataset]}' fill-opacity='0.65'>"
+                     f"<title>{html.escape(gid)}: {html.escape(name)}</title></circle>")
+    index = {g: i for i, g in enumerate(output.global_ids)}
+    placed: list[tuple[float, float, float, float]] = []
+    for gid, caption in written_on:
+        if gid not in index:
+            continue
+        x, y = xy[index[gid]]
+        box = (x + 4, y - 13, x + 4 + 6.6 * len(caption), y + 3)
+        if box[2] > MAP_WIDTH or any(not (box[2] < a or box[0] > c or box[3] < b or box[1] > d) for a, b, c, d in placed):
+            continue
+        placed.append(box)
+        parts.append(f"<text x='{box[0]:.1f}' y='{y:.1f}' stroke='white' stroke-width='3' paint-order='stroke'>"
+                     f"{html.escape(caption)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def report_concepts(output: LabelSpaceOutput) -> tuple[list[dict], list[dict], str]:
+    """(concepts spanning several datasets, pairs kept apart for their senses, where they come from).
+
+    From the build's ``merge/`` when it was run (its decisions included); else from the merge rules run
+    here, so the report shows what ``merge`` would do, never raw embedding clusters (which join bat the
+    animal with baseball bat)."""
+    from .merge import merge_labels
+    from .merge_io import MERGED_FILE, REVIEW_FILE, load_concepts
+
+    merged = output.directory / "merge" / MERGED_FILE
+    ids, datasets = output.global_ids, output.labels.column("dataset").to_pylist()
+    if merged.is_file():
+        loaded = load_concepts(merged, output)
+        concept_of, names = [concept for concept, _ in loaded], dict(loaded)
+
+        review = output.directory / "merge" / REVIEW_FILE
+        rows = list(csv.DictReader(read_text(review).splitlines())) if review.is_file() else []
+        apart = [{"a": csv_cell_value(r["a"]), "b": csv_cell_value(r["b"]), "detail": r["detail"]}
+                 for r in rows if r.get("outcome") == "different senses" and r.get("evidence") == "name"]
+        source = f"{merged.relative_to(output.directory)} of this build"
+    else:
+        result = merge_labels(output)
+        concept_of = [ids[c] for c in result.concept_of]
+        names = {ids[anchor]: result.concept_name(anchor) for anchor in set(result.concept_of)}
+        apart = [{"a": ids[c.a], "b": ids[c.b], "detail": c.detail} for c in result.candidates
+                 if c.outcome == "different senses" and c.evidence == "name"]
+        source = "the merge rules (no merge/ in this build: run 'scaledet-labels merge' to review and keep them)"
+    members: dict[str, list[int]] = {}
+    for index, concept in enumerate(concept_of):
+        members.setdefault(concept, []).append(index)
+    concepts = [{"concept": concept, "name": names[concept], "labels": [ids[i] for i in group],
+                 "datasets": sorted({datasets[i] for i in group})}
+                for concept, group in members.items() if len({datasets[i] for i in group}) > 1]
+    concepts.sort(key=lambda c: (-len(c["datasets"]), c["name"]))
+    return concepts, apart, source
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -102,7 +168,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
-th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd}h2{margin-top:1.6em}.note{color:#555;font-size:13px}"""
+th{background:#f0f0f0}img,.map svg{max-width:100%;height:auto;border:1px solid #ddd}h2{margin-top:1.6em}.note{color:#555;font-size:13px}"""
 
 
 
@@ -113,15 +179,12 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
     graph = LabelGraph(output)
     datasets, matrix = overlap_matrix(output, threshold)
     overlap_png = plot_overlap(datasets, matrix, threshold)
-    clusters = graph.clusters()
-    annotate = [c["members"][0] for c in clusters[:12]]
-    map_png = plot_map(output, annotate)
-    pngs = {"overlap.png": overlap_png, "map.png": map_png}
-    written = [atomic_write(destination / name, lambda tmp, data=data: tmp.write_bytes(data))
-               for name, data in pngs.items()]
+    concepts, apart, source = report_concepts(output)
+    svg = map_svg(output, [(c["labels"][0], f"{c['name']} ({len(c['datasets'])})") for c in concepts[:40]])
+    written = [atomic_write(destination / "overlap.png", lambda tmp: tmp.write_bytes(overlap_png)),
+               atomic_write_text(destination / "map.svg", svg)]
     manifest = output.manifest
-    embed = {name: base64.b64encode(data).decode() for name, data in pngs.items()}
-    ambiguities = graph.ambiguities()
+    overlap = base64.b64encode(overlap_png).decode()
     granularity = graph.granularity()
     parts = [
         f"<h1>scaledet label space: {manifest['n_labels']} labels</h1>",
@@ -131,23 +194,26 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
         _table(["dataset", "labels", "source", "sha256"],
                [[d["key"], d["count"], d["source"], d["sha256"][:12]] for d in manifest["datasets"]]),
         "<h2>Overlap between datasets</h2>",
-        f"<p class=note>Row A, column B: the share of A's labels whose nearest label in B has cosine ≥ {threshold}.</p>",
-        f"<img alt='overlap heat map' src='data:image/png;base64,{embed['overlap.png']}'>",
-        f"<h2>Top cross-dataset concept clusters ({len(clusters)} in all)</h2>",
-        _table(["datasets", "cohesion", "members"],
-               [[len(c["datasets"]), f"{c['cohesion']:.2f}", ", ".join(c["members"])] for c in clusters[:top]]),
-        f"<h2>Ambiguity ({len(ambiguities)} findings)</h2>",
-        "<p class=note>Names with several senses in the union, and labels whose close neighbours in other datasets "
-        "are far apart from each other.</p>",
-        _table(["name", "kind", "min cosine", "labels"],
-               [[a["name"], a["kind"], f"{a['min_cosine']:.2f}", ", ".join(a["labels"])] for a in ambiguities[:top]]),
+        f"<p class=note>Row A, column B: the share of A's labels whose nearest label in B has cosine ≥ {threshold}. "
+        "The diagonal (a dataset against itself) is left out.</p>",
+        f"<img alt='overlap heat map' src='data:image/png;base64,{overlap}'>",
+        f"<h2>Concepts shared by several datasets ({len(concepts)} in all)</h2>",
+        f"<p class=note>From {html.escape(source)}. Largest first; all in merge/unified.csv once merged.</p>",
+        _table(["concept", "datasets", "labels"],
+               [[c["name"], len(c["datasets"]), ", ".join(c["labels"])] for c in concepts[:top]]),
+        f"<h2>Same name, different senses ({len(apart)} pairs kept apart)</h2>",
+        "<p class=note>Labels of different datasets that share a name but whose senses do not meet (their "
+        "dataset's hierarchy or supercategory says which one each means): merge keeps them apart.</p>",
+        _table(["label", "label", "evidence"], [[a["a"], a["b"], a["detail"]] for a in apart[:top]]),
         f"<h2>Granularity mismatches ({len(granularity)} findings)</h2>",
         "<p class=note>A label and a coarser label of another dataset (an OpenImages group whose children it "
         "resembles, or a catch-all such as 'Other Shoes').</p>",
         _table(["label", "coarser label", "reason", "cosine"],
                [[g["label"], g["coarser"], g["reason"], f"{g['cosine']:.2f}"] for g in granularity[:top]]),
         "<h2>Map of the label embeddings</h2>",
-        f"<img alt='PCA map' src='data:image/png;base64,{embed['map.png']}'>",
+        "<p class=note>The first two principal components of the prompt embeddings, one point per label. Hover "
+        "over a point for its label. The largest shared concepts are written on the map, each at its first label, with the number of datasets that share it.</p>",
+        f"<div class=map>{svg}</div>",
     ]
     document = f"<!doctype html><html><head><meta charset=utf-8><title>scaledet label space</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     written.append(atomic_write_text(destination / "report.html", document))

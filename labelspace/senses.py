@@ -71,17 +71,37 @@ def label_terms(name: str, synonyms: list[str] | tuple[str, ...] = ()) -> tuple[
     wider: set[str] = set()
     for text in (name, *synonyms):
         raw = text.replace("_", " ").lower()
-        base, _ = split_qualifier(normalize_name(raw.replace("/", " ")))
+        base, qualifier = split_qualifier(normalize_name(raw.replace("/", " ")))
         forms, later = {base}, set()
+        if qualifier and " " not in qualifier and "/" not in raw:
+            forms.add(f"{qualifier} {base}")  # ``football (American)`` is an ``american football``
         if "/" in raw:
-            parts = [split_qualifier(normalize_name(part))[0] for part in raw.split("/") if part.strip()]
+            parts = shared_head_alternatives([split_qualifier(normalize_name(part))[0]
+                                              for part in raw.split("/") if part.strip()])
             forms.add(parts[0])
             later.update(parts[1:])
         for form in forms:
-            names.update(f for f in (form, singular(form)) if f)
+            closed = _closed_up(form) if "/" not in raw or form != base else ()  # not ``Bowl/Basin`` → bowlbasin
+            names.update(f for f in (form, singular(form), *closed) if f)
         for form in later:
             wider.update(f for f in (form, singular(form)) if f)
     return names, wider - names
+
+
+def shared_head_alternatives(parts: list[str]) -> list[str]:
+    """``Cutting/chopping Board`` → ``cutting board``, ``chopping board``: one-word alternatives before a
+    last alternative of several words share its head (its words after the first)."""
+    if len(parts) < 2 or any(len(part.split()) != 1 for part in parts[:-1]) or len(parts[-1].split()) < 2:
+        return parts
+    head = parts[-1].split(" ", 1)[1]
+    return [f"{part} {head}" for part in parts[:-1]] + [parts[-1]]
+
+
+def _closed_up(form: str) -> tuple[str, ...]:
+    """A name of two words written as one (``hot dog`` / ``hotdog``, ``waste basket`` / ``wastebasket``):
+    the same name split differently into words."""
+    words = form.split()
+    return ("".join(words), singular("".join(words))) if len(words) == 2 else ()
 
 
 def is_modified_form(term: str, other: str) -> bool:

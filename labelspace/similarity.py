@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from .atomic import atomic_write, atomic_write_text
 from .errors import OutputError, ScaledetError, one_line
+from .output_dirs import remove_stale_temporaries
 from .readers import sha256_of_file
 
 #: Bumped when the file layout changes, so cached similarity files of an older layout are not reused.
@@ -176,6 +177,7 @@ def write_similarity_cached(path: Path, embeddings: np.ndarray, kind: str, k: in
     rows = write_similarity(path, embeddings, kind, k, progress=progress)
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(directory)  # a copy a killed build left half-written (up to GBs)
         atomic_write(cached, lambda tmp: shutil.copyfile(path, tmp))
         atomic_write_text(checksum.with_suffix(".rows"), str(rows))
         atomic_write_text(checksum, sha256_of_file(cached))

@@ -48,6 +48,21 @@ def stream_json_items(path: Path, prefix: str, error: type[ScaledetError] = Scal
         raise error(f"{path}: {problem} ({one_line(err)})") from None
 
 
+def check_list_or_absent(path: Path, key: str) -> None:
+    """A top-level ``key`` is a list or absent: ``"annotations": null`` streams as no items at all, which
+    would silently train on images without boxes. Only called when nothing was streamed (a second pass)."""
+    import ijson
+
+    with open(path, "rb") as handle:
+        for prefix, event, _ in ijson.parse(skip_bom(handle)):
+            if prefix == key:
+                if event not in ("start_array", "end_array"):
+                    kind = {"start_map": "an object", "null": "null", "string": "text", "number": "a number",
+                            "boolean": "true/false"}.get(event, event)
+                    raise ScaledetError(f"{path}: '{key}' is {kind}; expected a list")
+                return
+
+
 #: Bounds on a YAML document: aliases (each may stand for a whole subtree, so a few nested ones expand to
 #: gigabytes) and nesting depth. Configs and data.yaml files need neither anywhere near these.
 YAML_MAX_ALIASES = 100

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .cache_dir import cache_root
+from .errors import OutputError
 from .readers import sha256_of_file
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -57,6 +58,6 @@ def sha256_cached(path: str | Path) -> str:
     try:
         memo_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(memo_file, json.dumps(memo, indent=0))
-    except OSError:
-        pass  # a read-only cache only costs the hash again next time
+    except (OSError, OutputError):  # (atomic_write reports a full disk as an OutputError)
+        pass  # a read-only or full cache only costs the hash again next time
     return digest

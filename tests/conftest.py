@@ -62,7 +62,7 @@ def lvis_coco_oid_build(tmp_path_factory) -> Path:
     done = run_cli("scaledet-labels", "build", "--datasets", "coco", "oid", "--dataset-file", f"lvis={LVIS_FIXTURE}",
                    "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr
-    done = run_cli("scaledet-labels", "merge", "--out", str(out), "--no-wordnet")
+    done = run_cli("scaledet-labels", "merge", "--labelspace", str(out), "--no-wordnet")
     assert done.returncode == 0, done.stderr
     return out
 

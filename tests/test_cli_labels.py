@@ -29,13 +29,13 @@ def test_build_prints_a_summary_table(small_build):
 
 def test_list_and_inspect(small_build):
     out, _ = small_build
-    listed = run_cli("scaledet-labels", "list", "--out", str(out))
+    listed = run_cli("scaledet-labels", "list", "--labelspace", str(out))
     assert listed.returncode == 0 and "odinw/Aquarium" in listed.stdout and "names-txt" in listed.stdout
-    shown = run_cli("scaledet-labels", "inspect", "sneakers", "--out", str(out), "--json", "--top", "3")
+    shown = run_cli("scaledet-labels", "inspect", "sneakers", "--labelspace", str(out), "--json", "--top", "3")
     assert shown.returncode == 0, shown.stderr
     (report,) = json.loads(shown.stdout)
     assert report["global_id"] == "warehouse/sneakers" and len(report["neighbours"]) == 3
-    table = run_cli("scaledet-labels", "inspect", "fish", "--out", str(out))
+    table = run_cli("scaledet-labels", "inspect", "fish", "--labelspace", str(out))
     assert "odinw/Aquarium/fish" in table.stdout and "cosine" in table.stdout
 
 
@@ -74,9 +74,9 @@ def test_malformed_user_file_names_the_file(small_build, tmp_path):
 
 def test_inspect_errors(small_build, tmp_path):
     out, _ = small_build
-    missing = run_cli("scaledet-labels", "inspect", "cat", "--out", str(tmp_path / "nothing"))
+    missing = run_cli("scaledet-labels", "inspect", "cat", "--labelspace", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "not a labelspace build" in missing.stderr
-    unknown = run_cli("scaledet-labels", "inspect", "zeppelin", "--out", str(out))
+    unknown = run_cli("scaledet-labels", "inspect", "zeppelin", "--labelspace", str(out))
     assert unknown.returncode == 2 and "no label named 'zeppelin'" in unknown.stderr
 
 
@@ -104,3 +104,22 @@ def test_version_and_a_template_with_a_comma(tmp_path):
     assert [d["key"] for d in manifest["datasets"]] == ["odinw/pothole", "odinw/Raccoon"]
     help_text = run_cli("scaledet", "predict", "--help").stdout
     assert "<bool>" not in help_text and "--force" in help_text and "--checkpoint" in help_text
+
+
+def test_one_meaning_per_flag_and_the_old_spellings_with_a_notice(small_build, tmp_path):
+    """--labelspace names the build read, --out where a command writes; 0.x's --out BUILD and --to DIR still
+    work for a release, each with a note saying what to write instead."""
+    out, _ = small_build
+    new = run_cli("scaledet-labels", "graph", "--labelspace", str(out), "--out", str(tmp_path / "g"))
+    assert new.returncode == 0 and "note:" not in new.stderr and (tmp_path / "g" / "label_graph.graphml").is_file()
+    old = run_cli("scaledet-labels", "graph", "--out", str(out), "--to", str(tmp_path / "g2"))
+    assert old.returncode == 0 and (tmp_path / "g2" / "label_graph.graphml").is_file()
+    assert f"write --labelspace {out}" in old.stderr and f"--to {tmp_path / 'g2'} is the 0.x spelling of --out" in old.stderr
+    # --out naming a build, without --labelspace: the old meaning (no command writes over a build)
+    merged = run_cli("scaledet-labels", "merge", "--out", str(out))
+    assert merged.returncode == 0 and (out / "merge" / "merged.parquet").is_file()
+    assert f"write --labelspace {out}" in merged.stderr
+    listed = run_cli("scaledet-labels", "list", "--out", str(out))
+    assert listed.returncode == 0 and "warehouse" in listed.stdout and "--labelspace" in listed.stderr
+    both = run_cli("scaledet-labels", "inspect", "pallet", "--labelspace", str(out), "--out", str(out))
+    assert both.returncode == 2 and "give the build once" in both.stderr

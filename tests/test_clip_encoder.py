@@ -88,8 +88,8 @@ def test_the_build_records_the_architecture_and_export_reuses_it(random_clip_wei
     assert encoder["arch"] == "RN50-quickgelu" and encoder["identity"].startswith("clip:RN50-quickgelu:")
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("fish\nshark\n")
-    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "yolo-world", "--vocab-file", str(vocab),
-                   "--clip-weights", str(random_clip_weights), "--to", str(tmp_path / "exports"))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(out), "--format", "yolo-world", "--vocab-file", str(vocab),
+                   "--clip-weights", str(random_clip_weights), "--out", str(tmp_path / "exports"))
     assert done.returncode == 0, done.stderr
     embeddings = np.load(tmp_path / "exports" / "vocab.embeddings.npy")
     assert embeddings.shape == (2, 1024) and embeddings.dtype == np.float32  # YOLO-World's embedding_path
@@ -111,7 +111,7 @@ def test_detics_zero_shot_classifier_loads_a_detic_export(random_clip_weights, t
     done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip",
                    "--clip-weights", str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr
-    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "detic", "--to", str(tmp_path / "x"))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(out), "--format", "detic", "--out", str(tmp_path / "x"))
     assert done.returncode == 0, done.stderr
     (npy,) = (tmp_path / "x").glob("*.npy")
     meta = json.loads(next((tmp_path / "x").glob("*.detic.meta.json")).read_text())
@@ -143,7 +143,7 @@ def test_ultralytics_yoloworld_takes_the_txt_feats_export(random_clip_weights, t
     done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip", "--template", "{}",
                    "--clip-weights", str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr
-    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "ultralytics", "--to", str(tmp_path / "x"))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(out), "--format", "ultralytics", "--out", str(tmp_path / "x"))
     assert done.returncode == 0, done.stderr
     (path,) = (tmp_path / "x").glob("*.txt_feats.pt")
     feats = torch.load(path, weights_only=True)
@@ -242,8 +242,8 @@ def test_yolo_world_reads_the_class_texts_and_embedding_path(random_clip_weights
     done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip", "--template", "{}",
                    "--clip-weights", str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr
-    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "yolo-world", "--name", "aquarium",
-                   "--to", str(tmp_path / "x"))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(out), "--format", "yolo-world", "--name", "aquarium",
+                   "--out", str(tmp_path / "x"))
     assert done.returncode == 0, done.stderr
     with open(tmp_path / "x" / "aquarium.json", "r") as f:
         class_texts = json.load(f)
@@ -255,3 +255,34 @@ def test_yolo_world_reads_the_class_texts_and_embedding_path(random_clip_weights
     txt_feats = embeddings[None].repeat(3, 1, 1)
     assert txt_feats.shape == (3, num_prompts, prompt_dim)
     assert torch.allclose(embeddings.norm(dim=-1), torch.ones(num_prompts), atol=1e-5)
+
+
+def test_an_open_clip_pretrained_tag_is_read_from_open_clips_cache(random_clip_weights, tmp_path):
+    """--clip-pretrained TAG finds the file where open_clip caches it (here a Hugging Face cache laid out as
+    the hub lays it out, holding RANDOM-INIT weights: plumbing only), offline; absent, one line."""
+    from conftest import run_cli
+
+    hub_repo = open_clip.get_pretrained_cfg(ARCH, "openai")["hf_hub"].rstrip("/")
+    cache = tmp_path / "hub"
+    snapshot = cache / f"models--{hub_repo.replace('/', '--')}" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    names = tmp_path / "names.txt"
+    names.write_text("fish\nshark\n")
+    command = ("scaledet-labels", "build", "--dataset-file", f"sea={names}", "--encoder", "clip", "--clip-arch", ARCH,
+               "--clip-pretrained", "openai", "-q")
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    missing = run_cli(*command, "--out", str(tmp_path / "a"), env=env)
+    assert missing.returncode == 2 and "weights are not in its cache" in missing.stderr and "nothing is downloaded" in missing.stderr
+    (snapshot / "open_clip_pytorch_model.bin").write_bytes(random_clip_weights.read_bytes())
+    found = run_cli(*command, "--out", str(tmp_path / "b"), env=env)
+    assert found.returncode == 0, found.stderr
+    import json
+
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    from scaledet.labelspace.readers import sha256_of_file
+
+    assert manifest["encoder"]["identity"] == f"clip:{ARCH}:sha256={sha256_of_file(random_clip_weights)}"
+    unknown = run_cli(*command[:-3], "--clip-pretrained", "no-such-tag", "-q", "--out", str(tmp_path / "c"), env=env)
+    assert unknown.returncode == 2 and "not a pretrained tag" in unknown.stderr

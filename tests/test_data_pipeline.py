@@ -69,7 +69,7 @@ def test_a_changed_file_gets_a_new_index(shapes_world, space, tmp_path):
     assert after.directory != before.directory and after.meta["boxes"] == before.meta["boxes"] - 1
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete", "meta"])
+@pytest.mark.parametrize("damage", ["truncate", "delete", "meta", "flip"])
 def test_a_damaged_index_is_reported_and_rebuilt(shapes_world, space, tmp_path, capfd, damage):
     from scaledet.detector.data import CocoDetectionDataset
 
@@ -80,6 +80,10 @@ def test_a_damaged_index_is_reported_and_rebuilt(shapes_world, space, tmp_path, 
         target.write_bytes(target.read_bytes()[:-40])
     elif damage == "delete":
         target.unlink()
+    elif damage == "flip":  # one bit of one box: the shape is right, the column checksum is not
+        data = bytearray(target.read_bytes())
+        data[-3] ^= 0x40
+        target.write_bytes(bytes(data))
     else:
         target.write_text("{not json")
     capfd.readouterr()
@@ -87,6 +91,27 @@ def test_a_damaged_index_is_reported_and_rebuilt(shapes_world, space, tmp_path, 
     err = capfd.readouterr().err
     assert "is damaged" in err and "rebuilding" in err
     np.testing.assert_array_equal(np.asarray(rebuilt.boxes), np.asarray(CocoDetectionDataset(spec, space).index.boxes))
+
+
+def test_a_damaged_box_the_sampled_check_misses_is_one_line_when_read(shapes_world, space, tmp_path):
+    """Large indexes are checked by sampled windows at open; a box damaged elsewhere is caught when its
+    image is read, in one line naming the index, not an AssertionError deep in torchvision."""
+    from scaledet.detector.data import CocoDetectionDataset
+    from scaledet.detector.data.index import _column_digest
+
+    spec = _spec(shapes_world, tmp_path)
+    index = CocoDetectionDataset(spec, space).index
+    row = int(np.flatnonzero(np.asarray(index.box_count) > 0)[0])
+    boxes = np.load(index.directory / "boxes.npy")
+    boxes[int(index.first_box[row])] = [50, 50, 10, 10]  # x2 < x1
+    np.save(index.directory / "boxes.npy", boxes)
+    meta = json.loads((index.directory / "meta.json").read_text())
+    meta["column_sha256"]["boxes"] = _column_digest(index.directory / "boxes.npy", meta)  # as if unsampled
+    (index.directory / "meta.json").write_text(json.dumps(meta))
+    dataset = CocoDetectionDataset(spec, space)
+    position = int(np.flatnonzero(np.asarray(dataset.images) == row)[0])
+    with pytest.raises(ScaledetError, match=r"annotation index .* is damaged \(image \d+ has a box that is not"):
+        dataset.item(position)
 
 
 @pytest.mark.parametrize("problem,expected", [
@@ -278,13 +303,26 @@ def test_jpeg_fast_path_and_truncated_jpeg(tmp_path):
         read_image_uint8(path)
 
 
-def test_free_cores_leaves_out_the_busy_ones(monkeypatch):
-    from scaledet.detector.data.loader import free_cores
+def test_free_cores_counts_the_idle_time_of_the_allowed_cores(monkeypatch, tmp_path):
+    """Idle (and iowait) ticks of the allowed CPUs over the sample decide; the load average does not."""
+    from scaledet.detector.data import loader
 
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.setattr("os.getloadavg", lambda: (0.2, 0.0, 0.0))
-    assert free_cores() == 4
+    stat = tmp_path / "stat"
+    samples = iter([
+        "cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0\ncpu1 100 0 0 100 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
+        # cpu0 idle for the whole sample, cpu1 busy 3/4 of it; cpu2 is not ours
+        "cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 196 4 0 0 0\ncpu1 175 0 0 125 0 0 0 0\ncpu2 0 0 0 900 0 0 0 0\n",
+    ])
+    monkeypatch.setattr(loader.time, "sleep", lambda seconds: stat.write_text(next(samples)))
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr("os.getloadavg", lambda: (1.0, 1.0, 1.0))  # an idle container's housekeeping
+    stat.write_text(next(samples))
+    assert loader.free_cores(stat=stat) == 1  # 1 + 0.25, rounded
+    samples = iter(["cpu0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0\n", "cpu0 0 0 0 50 0 0 0 0\ncpu1 5 0 0 45 0 0 0 0\n"])
+    stat.write_text(next(samples))
+    assert loader.free_cores(stat=stat) == 2  # both nearly idle although the load average says 1
+    samples = iter(["cpu0 0 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0\n", "cpu0 50 0 0 0 0 0 0 0\ncpu1 50 0 0 0 0 0 0 0\n"])
+    stat.write_text(next(samples))
+    assert loader.free_cores(stat=stat) == 1  # never fewer than one
     monkeypatch.setattr("os.getloadavg", lambda: (2.6, 0.0, 0.0))
-    assert free_cores() == 1  # round(4 - 2.6)
-    monkeypatch.setattr("os.getloadavg", lambda: (9.0, 0.0, 0.0))
-    assert free_cores() == 1  # never fewer than one
+    assert loader.free_cores(stat=tmp_path / "absent") == 1  # no /proc/stat: the load average, round(2 - 2.6) → 1

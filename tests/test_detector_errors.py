@@ -89,3 +89,51 @@ def test_predict_errors(shapes_world, tmp_path):
     image = next((shapes_world / "shapesa" / "val" / "images").iterdir())
     _assert_one_line_error(run_cli("scaledet", "predict", str(image), "--checkpoint", str(tmp_path / "none.pth"),
                                    "--vocab", "cat"), "checkpoint not found")
+
+
+def _train_on_edited_copy(shapes_world, tmp_path, edit, **dataset_options):
+    copy = _copy_dataset(shapes_world, tmp_path)
+    coco = json.loads((copy / "annotations.json").read_text())
+    edit(coco, copy)
+    (copy / "annotations.json").write_text(json.dumps(coco))
+    datasets = [{"name": "shapesa", "annotations": str(copy / "annotations.json"), "images": str(copy / "images"),
+                 **dataset_options}]
+    config = write_train_config(shapes_world, tmp_path / "run", datasets=datasets,
+                                schedule={"iterations": 1, "batch_size": 2, "lr": 0.01, "checkpoint_every": 5})
+    return run_cli("scaledet", "train", "--config", str(config), "--quiet")
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c, _: c.update(annotations=None), "'annotations' is null; expected a list"),
+    (lambda c, _: c["annotations"][0].update(iscrowd="yes"), "has iscrowd 'yes'; expected 0 or 1"),
+    (lambda c, _: c["images"][0].update(file_name="../../etc/passwd"), "which leaves the images folder"),
+    (lambda c, _: c["images"][0].update(file_name="/etc/passwd"), "which leaves the images folder"),
+])
+def test_silent_acceptances_are_one_line(shapes_world, tmp_path, edit, expected):
+    _assert_one_line_error(_train_on_edited_copy(shapes_world, tmp_path, edit), expected)
+
+
+def test_paths_outside_the_images_folder_only_when_the_config_says_so(shapes_world, tmp_path):
+    def outside(coco, copy):
+        name = coco["images"][0]["file_name"]
+        (copy / "elsewhere").mkdir()
+        (copy / "images" / name).rename(copy / "elsewhere" / name)
+        coco["images"][0]["file_name"] = f"../elsewhere/{name}"
+
+    _assert_one_line_error(_train_on_edited_copy(shapes_world, tmp_path / "refused", outside),
+                           "set allow_paths_outside_images: true on dataset 'shapesa'")
+    allowed = _train_on_edited_copy(shapes_world, tmp_path / "allowed", outside, allow_paths_outside_images=True)
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from scaledet.detector.data import read_image_uint8
+
+    values = (np.arange(48 * 64).reshape(48, 64) * 21).astype(np.uint16)  # 0 … 64,491
+    Image.fromarray(values).save(tmp_path / "thermal.png")
+    decoded = read_image_uint8(tmp_path / "thermal.png")
+    expected = np.rint(values / 257.0).astype(np.uint8)
+    assert decoded.shape == (3, 48, 64) and (decoded[0].numpy() == expected).all() and decoded.float().mean() < 200

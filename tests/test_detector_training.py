@@ -119,9 +119,12 @@ def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_pat
     rescored = run_cli("scaledet", "eval", "--results", str(coco_out / "results.json"), "--annotations",
                        str(val / "annotations.json"), "--json")
     assert rescored.returncode == 0, rescored.stderr
-    drawn = np.asarray(Image.open(out / "shapesa_00001.detections.png").convert("RGB"), dtype=np.int16)
-    original = np.asarray(Image.open(image).convert("RGB"), dtype=np.int16)
-    assert drawn.shape == original.shape and np.abs(drawn - original).sum() > 0
+    drawn = Image.open(out / "shapesa_00001.detections.png")
+    original = Image.open(image)
+    scale = -(-480 // max(original.size))  # drawn at screen size, not the image's 128 px
+    assert drawn.width == original.width * scale and drawn.height > original.height * scale
+    # with --annotations, the ground truth is drawn beside the predictions
+    assert Image.open(coco_out / "shapesa_00001.detections.png").width > 2 * original.width * scale
 
 
 def test_masked_hard_loss_and_mixed_sampling_train(shapes_world, tmp_path):

@@ -210,3 +210,58 @@ def test_lvis_fixed_ap_against_the_standard_per_image_cap(tmp_path):
     done = run_cli("scaledet", "eval", "--results", str(tmp_path / "results.json"), "--annotations",
                    str(tmp_path / "gt.json"), "--evaluator", "coco", "--protocol", "fixed")
     assert done.returncode == 2 and "--protocol 'fixed' with --evaluator coco" in done.stderr
+
+
+# --------------------------------------------------------------------------- one library, pycocotools' numbers
+def _pycocotools_stats(document: dict, results: list[dict]) -> list[float]:
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = json.loads(json.dumps(document))
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(json.loads(json.dumps(results))), iouType="bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [None if v < 0 else round(100 * float(v), 3) for v in evaluator.stats[:6]]
+
+
+def _jittered_detections(document: dict, rng, per_image_noise: int) -> list[dict]:
+    """Detections near the ground truth (moved, resized, some relabelled) plus random boxes."""
+    categories = [c["id"] for c in document["categories"]]
+    results = []
+    for annotation in document["annotations"]:
+        if rng.random() < 0.15:
+            continue
+        x, y, w, h = annotation["bbox"]
+        results.append(_det(annotation["image_id"],
+                            annotation["category_id"] if rng.random() < 0.8 else rng.choice(categories),
+                            [x + rng.uniform(-0.2, 0.2) * w, y + rng.uniform(-0.2, 0.2) * h,
+                             w * rng.uniform(0.7, 1.3), h * rng.uniform(0.7, 1.3)], round(rng.random(), 4)))
+    for image in document["images"]:
+        for _ in range(per_image_noise):
+            w, h = rng.uniform(5, image["width"] / 2), rng.uniform(5, image["height"] / 2)
+            results.append(_det(image["id"], rng.choice(categories),
+                                [rng.uniform(0, image["width"] - w), rng.uniform(0, image["height"] - h), w, h],
+                                round(rng.random(), 4)))
+    return results
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_coco_numbers_are_pycocotools_numbers(lvis_fixture, seed):
+    """faster-coco-eval (the one library at run time) against pycocotools (the official evaluator, a dev
+    extra) on the LVIS API's real 100-image ground truth, as a COCO file, with jittered detections."""
+    import random
+
+    rng = random.Random(seed)
+    document = json.loads(json.dumps(lvis_fixture))
+    for annotation in document["annotations"]:
+        annotation["iscrowd"] = 1 if rng.random() < 0.03 else 0  # crowd regions too: they are ignored alike
+    results = _jittered_detections(document, rng, per_image_noise=3)
+    ours = CocoEvaluator().evaluate(GroundTruth(LVIS_FIXTURE, document), results)
+    assert [ours[name] for name in CocoEvaluator.metric_names] == _pycocotools_stats(document, results)

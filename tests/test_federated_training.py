@@ -33,7 +33,7 @@ def _merge_with_decision(world, tmp_path) -> str:
     """``merge`` of the shapes build into a folder of its own, with circle ≡ round disk accepted by hand."""
     decisions = tmp_path / "decisions.csv"
     decisions.write_text("a,b,decision\nshapesa/circle,shapesb/round disk,accept\n")
-    done = run_cli("scaledet-labels", "merge", "--out", str(world / "labelspace"), "--to", str(tmp_path / "merge"),
+    done = run_cli("scaledet-labels", "merge", "--labelspace", str(world / "labelspace"), "--out", str(tmp_path / "merge"),
                    "--decisions", str(decisions))
     assert done.returncode == 0, done.stderr
     return str(tmp_path / "merge" / "merged.parquet")

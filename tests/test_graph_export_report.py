@@ -61,7 +61,7 @@ def test_hypernym_expansion_finds_apples_for_fruit(graph):
 
 
 def test_graph_command_writes_graphml_and_parquet(output, tmp_path):
-    done = run_cli("scaledet-labels", "graph", "--out", str(output.directory), "--to", str(tmp_path / "g"))
+    done = run_cli("scaledet-labels", "graph", "--labelspace", str(output.directory), "--out", str(tmp_path / "g"))
     assert done.returncode == 0, done.stderr
     loaded = nx.read_graphml(tmp_path / "g" / "label_graph.graphml")
     assert loaded.number_of_nodes() == 2249
@@ -175,41 +175,52 @@ def test_export_bad_inputs(output, tmp_path):
     bad.write_text('{"not": "a list"}')
     with pytest.raises(ScaledetError, match="list of non-empty lists"):
         read_vocabulary_file(bad)
-    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "onnx")
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(output.directory), "--format", "onnx")
     assert done.returncode == 2 and "--format 'onnx': unknown export format" in done.stderr
-    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic",
-                   "--vocab-file", str(empty), "--to", str(tmp_path / "exports"))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(output.directory), "--format", "detic",
+                   "--vocab-file", str(empty), "--out", str(tmp_path / "exports"))
     assert done.returncode == 2 and "empty vocabulary" in done.stderr
-    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic",
-                   "--datasets", "coco9", "--to", str(tmp_path / "exports"))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(output.directory), "--format", "detic",
+                   "--datasets", "coco9", "--out", str(tmp_path / "exports"))
     assert done.returncode == 2 and "--datasets 'coco9'" in done.stderr
 
 
 def test_export_and_inspect_expand_from_the_command_line(output, tmp_path):
     import pyarrow.parquet as pq
 
-    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "parquet",
-                   "--expand", "fruit", "--to", str(tmp_path))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(output.directory), "--format", "parquet",
+                   "--expand", "fruit", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     order = (tmp_path / "fruit.labels.txt").read_text().splitlines()
     assert "oid/Apple" in order and pq.read_table(tmp_path / "fruit.parquet").num_rows == len(order)
-    shown = run_cli("scaledet-labels", "inspect", "fruit", "--expand", "--json", "--out", str(output.directory))
+    shown = run_cli("scaledet-labels", "inspect", "fruit", "--expand", "--json", "--labelspace", str(output.directory))
     assert "coco/apple" in json.loads(shown.stdout)["labels"]
 
 
 def test_report_is_written_with_its_figures(output, tmp_path):
-    done = run_cli("scaledet-labels", "report", "--out", str(output.directory), "--to", str(tmp_path / "r"))
+    done = run_cli("scaledet-labels", "report", "--labelspace", str(output.directory), "--out", str(tmp_path / "r"))
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "r" / "report.html").read_text()
-    for section in ("Datasets", "Overlap between datasets", "concept clusters", "Ambiguity", "Granularity", "Map of"):
+    for section in ("Datasets", "Overlap between datasets", "Concepts shared by several datasets",
+                    "Same name, different senses", "Granularity", "Map of"):
         assert section in page
-    assert page.count("data:image/png;base64,") == 2
-    assert "coco/person, o365/Person" in page  # the person cluster leads the cluster table
+    assert page.count("data:image/png;base64,") == 1 and page.count("<svg") == 1
+    # concepts come from the merge rules: one concept per sense, never bat the animal with baseball bat
+    concepts = page[page.index("Concepts shared"):page.index("Same name, different senses")]
+    assert "coco/person, lvis/person, o365/Person, oid/Person" in concepts
+    rows = concepts.split("<tr>")
+    assert not any("lvis/bat_(animal)" in row and "baseball_bat" in row for row in rows)
+    assert not any("lvis/toaster" in row and "Toast" in row for row in rows)
+    kept_apart = page[page.index("Same name, different senses"):page.index("Granularity mismatches")]
+    assert "oid/Mouse" in kept_apart and "coco/mouse" in kept_apart  # the animal and the computer mouse
+    # every label is on the map, named on hover; few are written on it
+    svg = (tmp_path / "r" / "map.svg").read_text()
+    assert svg.count("<circle") >= len(output.global_ids) and svg.count("<title>") == len(output.global_ids)
+    assert 5 <= svg.count("<text") - len(output.datasets) <= 40
     from PIL import Image
 
-    for name in ("overlap.png", "map.png"):
-        with Image.open(tmp_path / "r" / name) as image:
-            assert image.size[0] > 300
+    with Image.open(tmp_path / "r" / "overlap.png") as image:
+        assert image.size[0] > 300
 
 
 def test_coco_supercategory_expands_and_old_builds_still_load(output, graph, tmp_path):
@@ -240,11 +251,11 @@ def test_wordnet_hypernyms_of_lvis_synsets(output):
 
 
 def test_a_minilm_build_asked_for_a_detic_export_is_refused(output, tmp_path):
-    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "detic", "--datasets",
-                   "coco", "--to", str(tmp_path / "exports"))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(output.directory), "--format", "detic", "--datasets",
+                   "coco", "--out", str(tmp_path / "exports"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "built with minilm (384-d)" in done.stderr and "--encoder clip" in done.stderr
     assert not (tmp_path / "exports").exists()
-    done = run_cli("scaledet-labels", "export", "--out", str(output.directory), "--format", "ultralytics",
-                   "--datasets", "coco", "--to", str(tmp_path / "exports"))
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(output.directory), "--format", "ultralytics",
+                   "--datasets", "coco", "--out", str(tmp_path / "exports"))
     assert done.returncode == 2 and "txt_feats are CLIP" in done.stderr and not (tmp_path / "exports").exists()

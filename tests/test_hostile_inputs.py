@@ -64,8 +64,8 @@ def test_formulas_in_label_names_are_neutralised_in_every_csv(tmp_path):
     done = run_cli("scaledet-labels", "build", "--dataset-file", f"a={tmp_path / 'a.txt'}", f"b={tmp_path / 'b.txt'}",
                    "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr
-    assert run_cli("scaledet-labels", "merge", "--out", str(out), "--no-wordnet").returncode == 0
-    done = run_cli("scaledet-labels", "export", "--out", str(out), "--format", "csv", "--name", "all")
+    assert run_cli("scaledet-labels", "merge", "--labelspace", str(out), "--no-wordnet").returncode == 0
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(out), "--format", "csv", "--name", "all")
     assert done.returncode == 0, done.stderr
     cells = [cell for path in (out / "merge" / "unified.csv", out / "merge" / "review.csv", out / "exports" / "all.csv")
              for row in csv.reader(path.read_text().splitlines()) for cell in row]
@@ -78,7 +78,7 @@ def test_formulas_in_label_names_are_neutralised_in_every_csv(tmp_path):
         writer = csv.DictWriter(handle, fieldnames=list(review[0]))
         writer.writeheader()
         writer.writerows({**row, "decision": "reject"} for row in review)
-    done = run_cli("scaledet-labels", "merge", "--out", str(out), "--decisions", str(decisions), "--no-wordnet")
+    done = run_cli("scaledet-labels", "merge", "--labelspace", str(out), "--decisions", str(decisions), "--no-wordnet")
     assert done.returncode == 0, done.stderr
 
 
@@ -114,3 +114,25 @@ def test_a_damaged_or_lying_weights_memo_is_never_believed(tmp_path, monkeypatch
     document[key] = "f" * 64  # an old-format or hand-written entry
     memo.write_text(json.dumps(document))
     assert sha256_cached(weights) == truth
+
+
+@pytest.mark.parametrize("field, value", [("def", 5), ("frequency", ["r"]), ("synset", {"x": 1})])
+def test_category_fields_of_the_wrong_type_are_one_line(tmp_path, field, value):
+    path = tmp_path / "cats.json"
+    path.write_text(json.dumps({"categories": [{"id": 1, "name": "cat", field: value}, {"id": 2, "name": "dog"}]}))
+    _one_line(run_cli("scaledet-labels", "build", "--dataset-file", f"mine={path}", "--out", str(tmp_path / "out"),
+                      "-q"), f"category id 1 has a non-text '{field}'")
+
+
+def test_an_overlong_export_name_is_one_line(builtin_union, tmp_path):
+    _one_line(run_cli("scaledet-labels", "export", "--labelspace", str(builtin_union.out_dir), "--format", "torch",
+                      "--datasets", "coco", "--name", "n" * 300, "--out", str(tmp_path / "x")), "300 bytes; at most 150")
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_error_lines_never_carry_raw_controls_or_empty_parentheses():
+    from scaledet.cli.common import printable_message
+
+    assert printable_message("x.json: bad\x00name ()") == "x.json: bad\\x00name"
+    assert printable_message("a\x1b[31mred") == "a\\x1b[31mred"  # no terminal escape sequence gets through
+    assert printable_message("box (x1 < x2)") == "box (x1 < x2)"

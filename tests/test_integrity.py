@@ -29,7 +29,7 @@ def test_a_flipped_byte_in_a_build_file_is_refused(tmp_path, name):
         copy = tmp_path / f"copy{trial}"
         shutil.copytree(out, copy)
         _flip(copy / name, rng)
-        done = run_cli("scaledet-labels", "list", "--out", str(copy))
+        done = run_cli("scaledet-labels", "list", "--labelspace", str(copy))
         assert done.returncode == 2 and name in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
@@ -41,7 +41,7 @@ def test_a_flipped_byte_in_merged_parquet_or_a_checkpoint_is_refused(shapes_worl
 
     rng = random.Random(SEED)
     merge = tmp_path / "merge"
-    done = run_cli("scaledet-labels", "merge", "--out", str(shapes_world / "labelspace"), "--to", str(merge))
+    done = run_cli("scaledet-labels", "merge", "--labelspace", str(shapes_world / "labelspace"), "--out", str(merge))
     assert done.returncode == 0, done.stderr
     output = LabelSpaceOutput.load(shapes_world / "labelspace")
     assert len(load_concepts(merge / "merged.parquet", output)) == len(output.global_ids)

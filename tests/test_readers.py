@@ -239,7 +239,7 @@ def test_slash_joined_synonyms_of_ultralytics_lvis_yaml(tmp_path):
     done = run_cli("scaledet-labels", "build", "--dataset-file", f"lvis={tmp_path / 'lvis.yaml'}", "--slash", "synonyms",
                    "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr
-    shown = run_cli("scaledet-labels", "inspect", "galosh", "--json", "--out", str(out))
+    shown = run_cli("scaledet-labels", "inspect", "galosh", "--json", "--labelspace", str(out))
     assert shown.returncode == 0, shown.stderr
     assert "lvis/arctic/arctic type of shoe/galosh/golosh/rubber/rubber type of shoe/gumshoe" in shown.stdout
     import pyarrow.parquet as pq

@@ -413,5 +413,5 @@ def test_an_unforeseen_error_is_one_line_and_exit_1(monkeypatch, capsys):
 
 
 def test_file_system_errors_are_user_errors(tmp_path):
-    done = run_cli("scaledet-labels", "list", "--out", str(tmp_path / "nope"))
+    done = run_cli("scaledet-labels", "list", "--labelspace", str(tmp_path / "nope"))
     assert done.returncode == 2 and "not a labelspace build" in done.stderr

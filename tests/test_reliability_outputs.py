@@ -1,6 +1,7 @@
 """Nothing a user owns is lost: output directories, symlinks, names, killed runs (docs/reliability.md)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def test_build_refuses_a_directory_it_did_not_write(tmp_path):
 def test_rebuild_keeps_refusing_user_files_inside_a_build(tmp_path):
     out = tmp_path / "labelspace"
     assert run_cli(*BUILD, "--out", str(out)).returncode == 0
-    assert run_cli("scaledet-labels", "graph", "--out", str(out)).returncode == 0
+    assert run_cli("scaledet-labels", "graph", "--labelspace", str(out)).returncode == 0
     assert run_cli(*BUILD, "--out", str(out)).returncode == 0, "a build with its own graph/ is replaced"
     (out / "notes.txt").write_text("mine")
     _one_line_error(run_cli(*BUILD, "--out", str(out)), "'notes.txt'")
@@ -144,10 +145,10 @@ def test_export_name_cannot_escape_or_overwrite(builtin_union, tmp_path):
     out = builtin_union.out_dir
     before = _tree(out)
     for name in ("../../x", "../labels", ".hidden", "a/b"):
-        _one_line_error(run_cli("scaledet-labels", "export", "--out", str(out), "--format", "parquet",
+        _one_line_error(run_cli("scaledet-labels", "export", "--labelspace", str(out), "--format", "parquet",
                                 "--datasets", "coco", "--name", name), "--name")
-    _one_line_error(run_cli("scaledet-labels", "export", "--out", str(out), "--format", "parquet",
-                            "--datasets", "coco", "--name", "labels", "--to", str(out)), "--to")
+    _one_line_error(run_cli("scaledet-labels", "export", "--labelspace", str(out), "--format", "parquet",
+                            "--datasets", "coco", "--name", "labels", "--out", str(out)), "--out")
     assert _tree(out) == before and not (out.parent.parent / "x.parquet").exists()
 
 
@@ -156,9 +157,9 @@ def test_graph_of_a_build_with_bracketed_global_ids(minilm, tmp_path):
 
     out = tmp_path / "oid500"
     build_labelspace(load_taxonomies(["oid500"], []), minilm, out)
-    done = run_cli("scaledet-labels", "graph", "--out", str(out), "--top", "400")
+    done = run_cli("scaledet-labels", "graph", "--labelspace", str(out), "--top", "400")
     assert done.returncode == 0, done.stderr
-    done = run_cli("scaledet-labels", "inspect", "mouse", "--out", str(out))
+    done = run_cli("scaledet-labels", "inspect", "mouse", "--labelspace", str(out))
     assert done.returncode == 0 and "Mouse [/m/" in done.stdout, done.stdout + done.stderr
 
 
@@ -207,9 +208,9 @@ def test_a_rebuild_removes_only_what_scaledet_listed_as_its_own(shapes_world, tm
     stops the rebuild; graph/ holding only the files its marker lists is replaced with the build."""
     out = tmp_path / "labelspace"
     assert run_cli(*BUILD, "--out", str(out)).returncode == 0
-    assert run_cli("scaledet-labels", "graph", "--out", str(out)).returncode == 0
+    assert run_cli("scaledet-labels", "graph", "--labelspace", str(out)).returncode == 0
     assert run_cli(*BUILD, "--out", str(out)).returncode == 0, "graph/ holds only its own files"
-    assert run_cli("scaledet-labels", "graph", "--out", str(out)).returncode == 0
+    assert run_cli("scaledet-labels", "graph", "--labelspace", str(out)).returncode == 0
     (out / "graph" / "my-notes.md").write_text("mine")
     before = _tree(out)
     _one_line_error(run_cli(*BUILD, "--out", str(out)), "'graph'")
@@ -228,7 +229,7 @@ def test_an_output_never_replaces_its_input(builtin_union, tmp_path):
     before = _tree(out)
     for command in (["export", "--format", "yolo-world", "--datasets", "coco", "--name", "manifest"],
                     ["graph"], ["merge"], ["report"]):
-        _one_line_error(run_cli("scaledet-labels", *command, "--out", str(out), "--to", str(out), "--force"),
+        _one_line_error(run_cli("scaledet-labels", *command, "--labelspace", str(out), "--out", str(out), "--force"),
                         "is the input")
     assert _tree(out) == before
 
@@ -259,3 +260,122 @@ def test_predict_never_replaces_an_input_image(shapes_world, tmp_path):
     with pytest.raises(OutputError, match="would replace the input file"):
         write_predictions([{"image": str(first), "detections": []}, {"image": str(second), "detections": []}], folder)
     assert second.read_bytes() == before
+
+
+def test_a_killed_similarity_cache_copy_is_swept_by_the_next_build(tmp_path, minilm, private_cache):
+    """A kill while the similarity file is copied into the cache leaves a temporary as large as the file;
+    the next build that writes the cache removes it (and never a look-alike of the user's)."""
+    from scaledet.labelspace import DatasetFile, build_labelspace, load_taxonomies
+
+    directory = private_cache / "similarity"
+    directory.mkdir(parents=True, exist_ok=True)
+    stale = _stale(directory, "tmp", "0" * 64, ".parquet")
+    stale.write_bytes(b"\0" * 4096)
+    lookalike = directory / f".{'0' * 64}.tmp{_dead_pid()}-0123abcd-{'f' * 20}.parquet"
+    lookalike.write_bytes(b"mine")
+    (tmp_path / "names.txt").write_text("fresh label one\nfresh label two\n")
+    build_labelspace(load_taxonomies([], [DatasetFile("mine", tmp_path / "names.txt")]), minilm, tmp_path / "out")
+    assert not stale.exists() and lookalike.read_bytes() == b"mine"
+
+
+def test_a_full_disk_during_a_library_write_names_the_file(tmp_path):
+    """torch and pyarrow report a failed write as a RuntimeError of their own: one line naming the file."""
+    from scaledet.labelspace.atomic import atomic_write
+    from scaledet.labelspace.errors import OutputError
+
+    def torch_like_failure(tmp):
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing file data/0: file write failed")
+
+    with pytest.raises(OutputError, match=r"x\.pt: cannot be written \(.*PytorchStreamWriter failed writing"):
+        atomic_write(tmp_path / "x.pt", torch_like_failure)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _whole_or_previous(folder: Path) -> dict[str, str]:
+    """The files of an output folder after a kill: every file its marker lists is there with the recorded
+    sha256, and nothing else is there but the marker and scaledet's own signed temporaries."""
+    from scaledet.labelspace.output_dirs import _read_marker, _temporary_owner, file_sha256
+
+    recorded = _read_marker(folder).get("files") or {}
+    for name, digest in recorded.items():
+        assert (folder / name).is_file() and file_sha256(folder / name) == digest, f"{folder / name} is not whole"
+    for entry in folder.iterdir():
+        assert entry.name in recorded or entry.name == ".scaledet-output.json" or _temporary_owner(entry.name), entry
+    return recorded
+
+
+def _kill_after(command: list[str], seconds: float) -> int:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return -9
+
+
+@pytest.mark.parametrize("command", ["build", "merge", "export", "train"])
+def test_kills_at_several_points_leave_whole_outputs(command, shapes_world, tmp_path):
+    """kill -9 at seeded points of a command's run over an earlier output: each output folder then holds the
+    earlier output whole or the new one whole, never files of two runs; the next run completes."""
+    import random
+
+    bin_dir = Path(sys.executable).parent
+    build = tmp_path / "labelspace"
+    names = tmp_path / "names.txt"
+    names.write_text("forklift\npallet\nhand truck\n")
+    assert run_cli(*BUILD, "--out", str(build)).returncode == 0
+    if command == "build":
+        argv, folder = [str(bin_dir / "scaledet-labels"), *BUILD[1:], "--dataset-file", f"mine={names}", "--out",
+                        str(build)], build
+    elif command == "merge":
+        argv, folder = [str(bin_dir / "scaledet-labels"), "merge", "--labelspace", str(build), "--no-wordnet"], build / "merge"
+    elif command == "export":
+        argv, folder = [str(bin_dir / "scaledet-labels"), "export", "--labelspace", str(build), "--format", "torch",
+                        "--name", "vocab"], build / "exports"
+    else:
+        config = write_train_config(shapes_world, tmp_path / "run",
+                                    schedule={"iterations": 4, "batch_size": 2, "lr": 0.01, "checkpoint_every": 1})
+        argv, folder = [str(bin_dir / "scaledet"), "train", "--config", str(config), "-q"], tmp_path / "run"
+    started = time.time()
+    assert subprocess.run(argv, capture_output=True).returncode == 0
+    duration = time.time() - started
+    if command == "train":
+        argv += ["--resume", "schedule.iterations=8"]
+    rng = random.Random(f"kill-{command}")
+    for fraction in sorted(rng.uniform(0.3, 1.0) for _ in range(3)):
+        _kill_after(argv, duration * fraction)
+        if command == "build":
+            from scaledet.labelspace.outputs import LabelSpaceOutput
+
+            LabelSpaceOutput.load(folder)  # the earlier build or the new one, whole
+        elif command == "train":
+            from scaledet.detector.checkpoint import load_checkpoint
+
+            load_checkpoint(folder / (folder / "last_checkpoint").read_text().strip())  # whole, as recorded
+        else:
+            _whole_or_previous(folder)
+    if command == "train":
+        argv[-1] = "schedule.iterations=12"
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    if command in ("merge", "export"):
+        assert {n.split(".")[0] for n in _whole_or_previous(folder)} >= {"merged" if command == "merge" else "vocab"}
+
+
+def test_resume_after_a_kill_during_the_first_checkpoint_starts_over(shapes_world, tmp_path):
+    """A run killed while writing its first checkpoint has a run folder but no complete checkpoint: --resume
+    starts the schedule from its beginning (detectron2's resume_or_load does the same), with a note."""
+    config = write_train_config(shapes_world, tmp_path / "run", schedule={"iterations": 2, "checkpoint_every": 1})
+    assert run_cli("scaledet", "train", "--config", str(config), "-q").returncode == 0
+    run = tmp_path / "run"
+    for checkpoint in run.glob("model_*.pth"):
+        checkpoint.unlink()
+    (run / "last_checkpoint").unlink()
+    _stale(run, "tmp", "model_0000000", ".pth").write_bytes(b"half a checkpoint")
+    done = run_cli("scaledet", "train", "--config", str(config), "-q", "--resume")
+    assert done.returncode == 0, done.stderr
+    assert "has no complete checkpoint yet" in done.stderr and "starting from iteration 0" in done.stderr
+    rows = [json.loads(line) for line in (run / "metrics.json").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if "total_loss" in r][0] == 0 and (run / "model_final.pth").is_file()

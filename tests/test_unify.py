@@ -53,9 +53,9 @@ def sources(lvis_coco_oid_build, tmp_path_factory):
 
 
 def _unify(build: Path, root: Path, to: str, *extra: str):
-    return run_cli("scaledet-labels", "unify", "--out", str(build), "--annotations", f"lvis={LVIS_FIXTURE}",
+    return run_cli("scaledet-labels", "unify", "--labelspace", str(build), "--annotations", f"lvis={LVIS_FIXTURE}",
                    f"coco={root / 'coco.json'}", "--images", f"lvis={root / 'lvis-images'}",
-                   f"coco={root / 'coco-images'}", "--to", str(root / to), *extra)
+                   f"coco={root / 'coco-images'}", "--out", str(root / to), *extra)
 
 
 def test_unify_explicit_lvis_file(lvis_coco_oid_build, sources):
@@ -173,16 +173,16 @@ def test_unify_to_yolo_and_from_yolo(lvis_coco_oid_build, sources):
     (yolo / "data.yaml").write_text("names:\n  0: person\n  1: dog\n")
     Image.new("RGB", (200, 100)).save(yolo / "images" / "train" / "a.jpg")
     (yolo / "labels" / "train" / "a.txt").write_text("1 0.5 0.5 0.5 0.5\n")
-    done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
-                   "--to", str(sources / "from-yolo"))
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
+                   "--out", str(sources / "from-yolo"))
     assert done.returncode == 0, done.stderr
     document = json.loads((sources / "from-yolo" / "unified.json").read_text())
     (annotation,) = document["annotations"]
     assert annotation["bbox"] == [50.0, 25.0, 100.0, 50.0]
     assert document["categories"][annotation["category_id"] - 1]["name"] == "coco/dog"
     (yolo / "labels" / "train" / "a.txt").write_text("7 0.5 0.5 0.5 0.5\n")
-    done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
-                   "--to", str(sources / "from-yolo"))
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
+                   "--out", str(sources / "from-yolo"))
     assert done.returncode == 2 and "a.txt:1: class 7 out of range" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
@@ -196,12 +196,12 @@ def test_unify_bad_inputs_are_one_line(lvis_coco_oid_build, tmp_path):
     for name, document, expected in (("class", bad_class, "'spaceship' is not a label of dataset 'coco'"),
                                      ("id", absent_id, "category_id 9, which is not in 'categories'")):
         (tmp_path / f"{name}.json").write_text(json.dumps(document))
-        done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations",
-                       f"coco={tmp_path / f'{name}.json'}", "--to", str(tmp_path / f"out-{name}"))
+        done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations",
+                       f"coco={tmp_path / f'{name}.json'}", "--out", str(tmp_path / f"out-{name}"))
         assert done.returncode == 2 and expected in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert not (tmp_path / f"out-{name}" / "unified.json").exists()
-    done = run_cli("scaledet-labels", "unify", "--out", str(lvis_coco_oid_build), "--annotations",
-                   f"o365={tmp_path / 'class.json'}", "--to", str(tmp_path / "out-key"))
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations",
+                   f"o365={tmp_path / 'class.json'}", "--out", str(tmp_path / "out-key"))
     assert done.returncode == 2 and "'o365' is not a dataset of" in done.stderr
 
 
@@ -216,10 +216,10 @@ def test_train_and_eval_on_a_compact_unified_file(shapes_world, tmp_path):
     from conftest import write_train_config
 
     unified = tmp_path / "unified"
-    done = run_cli("scaledet-labels", "unify", "--out", str(shapes_world / "labelspace"), "--annotations",
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(shapes_world / "labelspace"), "--annotations",
                    *(f"{n}={shapes_world / n / 'train' / 'annotations.json'}" for n in ("shapesa", "shapesb")),
                    "--images", *(f"{n}={shapes_world / n / 'train' / 'images'}" for n in ("shapesa", "shapesb")),
-                   "--to", str(unified))
+                   "--out", str(unified))
     assert done.returncode == 0, done.stderr
     entry = {"name": "all", "annotations": str(unified / "unified.json"), "images": str(unified),
              "labelspace_key": "unified"}

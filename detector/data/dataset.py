@@ -138,7 +138,12 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
         image = int(self.images[index])
         boxes_slice = self._box_slice(image)
         ordinary = np.asarray(self.index.crowd[boxes_slice]) == 0
-        boxes = torch.from_numpy(np.array(self.index.boxes[boxes_slice])[ordinary])
+        raw = np.array(self.index.boxes[boxes_slice])
+        if not (np.isfinite(raw).all() and (raw[:, 2] > raw[:, 0]).all() and (raw[:, 3] > raw[:, 1]).all()):
+            raise ScaledetError(f"annotation index {self.index.directory} of {self.annotation_file} is damaged (image "
+                                f"{int(self.index.image_ids[image])} has a box that is not x1 < x2, y1 < y2); delete "
+                                "that folder and run again: it is rebuilt from the annotation file")
+        boxes = torch.from_numpy(raw[ordinary])
         labels = torch.from_numpy(np.array(self.index.labels[boxes_slice], dtype=np.int64)[ordinary])
         tensor = read_image_uint8(self.image_root / self.index.file_name(image))
         height, width = int(self.index.heights[image]), int(self.index.widths[image])

@@ -43,10 +43,25 @@ def _decode_with_pil(data: bytes, path: Path) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.mode.startswith("I") or image.mode == "F":
+                return _wide_grey_to_rgb(np.asarray(image), image.mode)
             return np.array(image.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         detail = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", one_line(err, 100))  # we decode from memory
         raise ScaledetError(f"{path}: not a readable image ({detail})") from None
+
+
+def _wide_grey_to_rgb(values: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit (``I;16``, ``I``) and float (``F``) greyscale to 8-bit RGB by scaling, not clipping: PIL's
+    ``convert("RGB")`` clips at 255, which turns a 16-bit PNG (thermal, depth, medical) white."""
+    values = values.astype(np.float64)
+    if mode == "F":
+        top = values.max() if values.size and values.max() > 1.0 else 1.0
+        scaled = values / top * 255.0
+    else:
+        scaled = values / 257.0  # 0 … 65535 → 0 … 255
+    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def read_image_array(path: Path) -> np.ndarray:

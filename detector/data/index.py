@@ -49,11 +49,12 @@ from scaledet.labelspace.json_values import category_ids_as_labels
 from scaledet.labelspace.label_states import protocol_of_file
 from scaledet.labelspace.readers import sha256_of_file
 from scaledet.labelspace.weights_hash import sampled_sha256
-from scaledet.labelspace.text_files import stream_json_items
+from scaledet.labelspace.text_files import check_list_or_absent, stream_json_items
 
-from .records import BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, image_file_name
+from .records import (BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, check_image_path,
+                      image_file_name)
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 COLUMNS = {  # name → (dtype, columns per row or 0 for a vector)
     "image_ids": (np.int64, 0), "widths": (np.int32, 0), "heights": (np.int32, 0), "first_box": (np.int64, 0),
     "box_count": (np.int32, 0), "ordinary_count": (np.int32, 0), "name_offsets": (np.int64, 0),
@@ -126,7 +127,26 @@ class AnnotationIndex:
         for name, (dtype, _) in COLUMNS.items():
             if columns[name].dtype != dtype or columns[name].shape != expected[name]:
                 raise IndexDamaged(f"{name}.npy has shape {columns[name].shape}, expected {expected[name]}")
+        digests = meta.get("column_sha256")
+        if not isinstance(digests, dict):
+            raise IndexDamaged("no column checksums (an index of an older scaledet)")
+        for name in COLUMNS:
+            if digests.get(name) != _column_digest(directory / f"{name}.npy", meta):
+                raise IndexDamaged(f"{name}.npy does not match the checksum recorded when it was built")
         return cls(directory, meta, columns)
+
+
+#: Index columns up to this size in all are checked whole (sha256) at every open; larger indexes (Objects365's
+#: is ~0.6 GB) are checked by sampled windows, and each image's boxes are checked when it is read.
+FULL_CHECK_BYTES = 256 << 20
+
+
+def _column_digest(path: Path, meta: dict) -> str:
+    """sha256 of a column file, whole when the index is small, else of its size and three 1 MiB windows."""
+    from scaledet.labelspace.readers import sha256_of_file
+
+    small = meta.get("boxes", 0) * 16 + meta.get("images", 0) * 64 + meta.get("name_bytes", 0) <= FULL_CHECK_BYTES
+    return ("sha256:" + sha256_of_file(path)) if small else ("sampled:" + sampled_sha256(path))
 
 
 # --------------------------------------------------------------------------- finding and building
@@ -134,7 +154,7 @@ def index_key(spec: DatasetSpec, label_ids_digest: str, check_images: bool) -> s
     path = Path(spec.annotations).resolve()
     stat = path.stat()
     parts = [str(INDEX_VERSION), str(path), str(stat.st_size), str(stat.st_mtime_ns), spec.key, label_ids_digest,
-             str(Path(spec.images).resolve()), str(check_images)]
+             str(Path(spec.images).resolve()), str(check_images), str(spec.allow_paths_outside_images)]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
@@ -217,7 +237,9 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
         image_ids.append(image["id"])
         widths.append(image["width"])
         heights.append(image["height"])
-        names += image_file_name(image).encode("utf-8")
+        file_name = image_file_name(image)
+        check_image_path(file_name, image["id"], path, spec)
+        names += file_name.encode("utf-8")
         name_offsets.append(len(names))
         for field, code in IMAGE_LISTS.items():
             values = image.get(field)
@@ -254,6 +276,8 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
         labels.append(union)
         crowd.append(1 if annotation.get("iscrowd", 0) else 0)
 
+    if not box_image:
+        check_list_or_absent(path, "annotations")
     raw_images = np.frombuffer(box_image, dtype=np.int64) if box_image else np.zeros(0, np.int64)
     found = np.searchsorted(sorted_ids, raw_images)
     found = np.clip(found, 0, len(sorted_ids) - 1)
@@ -367,6 +391,7 @@ def _write_atomically(directory: Path, columns: dict[str, np.ndarray], meta: dic
     try:
         for name, values in columns.items():
             np.save(staging / f"{name}.npy", np.ascontiguousarray(values, dtype=COLUMNS[name][0]))
+        meta = {**meta, "column_sha256": {name: _column_digest(staging / f"{name}.npy", meta) for name in columns}}
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         os.replace(staging, directory)
     except OSError as err:

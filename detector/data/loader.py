@@ -8,6 +8,8 @@ number of workers, sees exactly the images and augmentations an uninterrupted ru
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import torch
 
@@ -17,16 +19,38 @@ from ..sampling import MultiDatasetBatchSampler, stable_seed
 from .dataset import CocoDetectionDataset
 
 
-def free_cores() -> int:
-    """Cores this process may use that are not busy now: the cores it is allowed, less the machine's
-    one-minute load (at least 1). Threads and workers sized to all cores of a busy machine spin against each
-    other: the demo took 734 s of CPU time on a loaded 2-core machine against 200 s idle."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+def _cpu_times(cpus: set[int], stat: Path) -> dict[int, tuple[int, int]]:
+    """Per allowed CPU: (idle ticks, all ticks) from ``/proc/stat``; idle includes iowait."""
+    times = {}
+    for line in stat.read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            ticks = [int(value) for value in fields[:8]]
+            times[int(name[3:])] = (ticks[3] + ticks[4], sum(ticks))
+    return times
+
+
+def free_cores(sample_seconds: float = 0.5, stat: Path = Path("/proc/stat")) -> int:
+    """Cores this process may use that are idle now (at least 1), measured over ``sample_seconds``.
+
+    Threads sized to all cores of a busy machine spin against each other: the demo took 734 s of CPU time on
+    a loaded 2-core machine against 200 s idle. The one-minute load average is no measure of this: it counts
+    tasks waiting on I/O and, in containers, the host's housekeeping, so an idle 2-core container can show a
+    load of 1 and would train on one thread. Where ``/proc/stat`` is not there, the load average is used."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
     try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return max(1, min(cores, round(cores - load)))
+        before = _cpu_times(cores, stat)
+        time.sleep(sample_seconds)
+        after = _cpu_times(cores, stat)
+        idle = sum((after[c][0] - before[c][0]) / max(1, after[c][1] - before[c][1]) for c in after if c in before)
+        if not after:
+            raise OSError("no per-CPU lines")
+    except (OSError, ValueError, IndexError):
+        try:
+            idle = len(cores) - os.getloadavg()[0]
+        except OSError:
+            idle = float(len(cores))
+    return max(1, min(len(cores), round(idle)))
 
 
 def default_num_workers(processes_per_node: int = 1) -> int:

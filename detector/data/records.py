@@ -5,8 +5,9 @@ for evaluation, never per training step.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 
 from scaledet.labelspace.errors import ScaledetError, one_line
@@ -32,6 +33,9 @@ class DatasetSpec:
     ratio: float = 1.0
     evaluator: str | None = None  # coco | lvis | oid | oid-expanded; default from the labelspace key
     check_images: bool = True  # check once, when the index is built, that every image file exists
+    #: Image ``file_name``s must stay inside ``images`` (no absolute path, no ``..``) unless this is set:
+    #: an annotation file from elsewhere must not make training read, or a crafted one probe, other files.
+    allow_paths_outside_images: bool = False
 
     @property
     def key(self) -> str:
@@ -85,9 +89,23 @@ def check_annotation(annotation, position: int, source: Path) -> None:
     for key in ("image_id", "category_id"):
         if not is_int(annotation.get(key)):
             raise ScaledetError(f"{source}: annotation {annotation['id']} has no integer '{key}'")
+    if annotation.get("iscrowd", 0) not in (0, 1):  # (True and False compare equal to 1 and 0)
+        raise ScaledetError(f"{source}: annotation {annotation['id']} has iscrowd {str(annotation['iscrowd'])[:40]!r}; "
+                            "expected 0 or 1")
     bbox = annotation.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_finite_number(v) for v in bbox):
         raise ScaledetError(f"{source}: annotation {annotation['id']} has bbox {bbox!r}; expected [x, y, width, height]")
+
+
+def check_image_path(name: str, image_id, source: Path, spec: DatasetSpec) -> None:
+    """An image path that stays inside the dataset's ``images`` folder: relative, without ``..``."""
+    if spec.allow_paths_outside_images:
+        return
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise ScaledetError(f"{source}: image {image_id} has file_name {name[:120]!r}, which leaves the images folder "
+                            f"({spec.images}); set allow_paths_outside_images: true on dataset {spec.name!r} in the "
+                            "config to read it anyway")
 
 
 def image_file_name(image: dict) -> str:

@@ -1,7 +1,10 @@
-"""COCO box AP with pycocotools, the official COCO evaluator.
+"""COCO box AP, computed by faster-coco-eval: the official COCO evaluator's algorithm (pycocotools'
+``COCOeval``) in C++, the one evaluation library the project depends on (it also serves LVIS).
 
-Ground truth that omits fields pycocotools requires but the format leaves optional (``iscrowd`` in LVIS v1
-and many exports, ``area``) gets COCO's defaults (not crowd; the box area) instead of a ``KeyError``.
+Its numbers are pycocotools': ``tests/test_evaluators.py`` scores random cases with both (pycocotools is a
+``dev`` extra for that check) and ``benchmarks/evaluation.py`` compares them at Objects365-val scale. Ground
+truth that omits fields the evaluator requires but the format leaves optional (``iscrowd`` in LVIS v1 and
+many exports, ``area``) gets COCO's defaults (not crowd; the box area) instead of a ``KeyError``.
 """
 from __future__ import annotations
 
@@ -14,8 +17,9 @@ METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def coco_ground_truth(ground_truth: GroundTruth):
-    """A pycocotools ``COCO`` object built from the document, with the optional fields filled in."""
-    from pycocotools.coco import COCO
+    """A ``COCO`` object (faster-coco-eval's, pycocotools' interface) built from the document, with the
+    optional fields filled in."""
+    from faster_coco_eval import COCO
 
     document = dict(ground_truth.document)
     document["annotations"] = [
@@ -37,13 +41,14 @@ class CocoEvaluator:
     protocol = "coco"
 
     def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
-        from pycocotools.cocoeval import COCOeval
+        from faster_coco_eval import COCOeval_faster
 
         if not results:
             return {name: 0.0 for name in METRIC_NAMES}
         with contextlib.redirect_stdout(io.StringIO()):
             gt = coco_ground_truth(ground_truth)
-            evaluator = COCOeval(gt, gt.loadRes(standard_results(results)), iouType="bbox")
+            evaluator = COCOeval_faster(gt, gt.loadRes(standard_results(results)), iouType="bbox",
+                                        print_function=lambda *a, **k: None)
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()

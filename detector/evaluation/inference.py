@@ -44,7 +44,7 @@ def detect_dataset(model, dataset: CocoDetectionDataset, text_embeddings: torch.
 
 
 def coco_map(annotation_file: str | Path, results: list[dict]) -> dict[str, float]:
-    """pycocotools box AP of ``results`` against a COCO-format file (percent)."""
+    """COCO box AP of ``results`` against a COCO-format file (percent)."""
     return CocoEvaluator().evaluate(read_ground_truth(annotation_file), results)
 
 
