@@ -136,10 +136,17 @@ def whole_output(destination: Path, kind: str, keep_recorded: bool = False, **de
     export's ``.labels.txt``, or a new ``merged.parquet`` beside an old ``unified.csv``.
 
     ``keep_recorded``: the files ``destination``'s marker records (an export folder holds several exports)
-    are carried over into the staging folder first, hard-linked where the file system allows."""
+    are carried over into the staging folder first, hard-linked where the file system allows. A folder that
+    holds anything scaledet did not write (``--force``) is written into in place instead, file by file."""
     from .atomic import atomic_write_json
-    from .output_dirs import MARKER_FILE, _read_marker, mark_output_dir
+    from .output_dirs import MARKER_FILE, _read_marker, is_owned_output, mark_output_dir
 
+    if destination.is_dir() and any(destination.iterdir()) and not is_owned_output(destination, (kind,)):
+        # a folder that also holds files of yours (written into with --force): those are never moved or
+        # removed, so the files are written in place, each atomically, as before
+        mark_output_dir(destination, kind, **details)
+        yield destination
+        return
     previous = _read_marker(destination) if keep_recorded else {}
     with atomic_directory(destination) as staging:
         if previous.get("kind") == kind:

@@ -379,3 +379,18 @@ def test_resume_after_a_kill_during_the_first_checkpoint_starts_over(shapes_worl
     assert "has no complete checkpoint yet" in done.stderr and "starting from iteration 0" in done.stderr
     rows = [json.loads(line) for line in (run / "metrics.json").read_text().splitlines()]
     assert [r["iteration"] for r in rows if "total_loss" in r][0] == 0 and (run / "model_final.pth").is_file()
+
+
+def test_an_export_forced_into_a_folder_of_yours_moves_none_of_your_files(builtin_union, tmp_path):
+    """Whole-or-nothing exports swap a folder of their own; a folder that also holds your files (--force) is
+    written into file by file, and your files stay where they are."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "data.bin").write_bytes(b"\x00mine")
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(builtin_union.out_dir), "--format", "parquet",
+                   "--datasets", "coco", "--out", str(folder), "--force")
+    assert done.returncode == 0, done.stderr
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "sub" / "data.bin").read_bytes() == b"\x00mine"
+    assert (folder / "coco.parquet").is_file()
