@@ -1,6 +1,6 @@
 """Box AP at Objects365-val scale: ``scaledet eval --results`` beside pycocotools and faster-coco-eval.
 
-    python benchmarks/evaluation.py [--scale 1.0] [--detections-per-image 100] [--keep DIR]
+    python benchmarks/evaluation.py [--scale 1.0] [--detections-per-image 100] [--limit 1800] [--keep DIR]
 
 Objects365 v2's validation set has 80,000 images and about 1.24M boxes of 365 classes; a detector evaluated
 on it submits up to 100 detections per image. This writes a ground-truth file of that shape (``--scale``
@@ -13,7 +13,8 @@ under ``/usr/bin/time`` (wall time, peak RSS):
 * pycocotools called directly (``COCO``, ``loadRes``, ``COCOeval``), the official evaluator;
 * faster-coco-eval called directly (``COCO``, ``loadRes``, ``COCOeval_faster``).
 
-Each prints AP and AP50; the table shows them so that the three can be seen to agree.
+Each prints AP and AP50; the table shows them so that the three can be seen to agree. A process the kernel
+kills for memory, or that runs past ``--limit`` seconds, is a row that says so.
 """
 from __future__ import annotations
 
@@ -90,12 +91,16 @@ def write_files(directory: Path, images: int, detections_per_image: int, seed: i
     return gt_path, results_path, boxes, detections
 
 
-def timed(command: list[str]) -> tuple[float, float, dict]:
-    """(wall seconds, peak RSS MiB, the JSON it printed last) of one process."""
-    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:3])} … failed:\n{done.stderr[-3000:]}")
+def timed(command: list[str], limit: float) -> tuple[float, float, dict | None]:
+    """(wall seconds, peak RSS MiB, the JSON it printed last) of one process; None for a process the kernel
+    killed for memory, or stopped at ``limit`` seconds (the row then says so)."""
+    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", "timeout", "-s", "KILL", str(int(limit)), *command],
+                          capture_output=True, text=True)
     wall, peak_kb = done.stderr.strip().splitlines()[-1].split()
+    if done.returncode != 0:
+        if "signal 9" in done.stderr or done.returncode in (124, 137):
+            return float(wall), int(peak_kb) / 1024, None
+        raise SystemExit(f"{' '.join(command[:3])} … failed:\n{done.stderr[-3000:]}")
     printed = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
     return float(wall), int(peak_kb) / 1024, printed
 
@@ -105,6 +110,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of Objects365-val's 80,000 images")
     parser.add_argument("--detections-per-image", type=int, default=100)
     parser.add_argument("--keep", type=Path, help="write the files here and keep them")
+    parser.add_argument("--limit", type=float, default=1800, help="seconds each evaluator may run")
     args = parser.parse_args()
     directory = args.keep or Path(tempfile.mkdtemp(prefix="scaledet-eval-bench-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -121,10 +127,13 @@ def main() -> None:
     }
     rows = []
     for name, command in commands.items():
-        wall, peak, printed = timed(command)
-        metrics = printed.get("metrics", printed)
-        metrics = next(iter(metrics.values())) if "AP" not in metrics else metrics
-        rows.append((name, f"{wall:,.1f}", f"{peak:,.0f}", f"{metrics['AP']:.3f}", f"{metrics['AP50']:.3f}"))
+        wall, peak, printed = timed(command, args.limit)
+        if printed is None:
+            why = "stopped at the time limit" if wall >= args.limit - 1 else "killed for memory"
+            rows.append((name, f"{wall:,.1f}", f"{peak:,.0f}", why, ""))
+            print(f"  {name}: {why} after {wall:,.1f} s at {peak:,.0f} MiB", flush=True)
+            continue
+        rows.append((name, f"{wall:,.1f}", f"{peak:,.0f}", f"{printed['AP']:.3f}", f"{printed['AP50']:.3f}"))
         print(f"  {name}: {wall:,.1f} s, {peak:,.0f} MiB", flush=True)
     print(f"\nbox AP at {args.scale:g} × Objects365-val ({images:,} images, {boxes:,} boxes, {detections:,} detections)")
     print(table(rows, ("evaluator (a whole process)", "wall s", "peak RSS MiB", "AP", "AP50")))

@@ -51,3 +51,13 @@ def test_similarity_benchmark_prints_its_table():
     assert [(r[0], r[1]) for r in rows] == [("300", "warm"), ("600", "cold"), ("600", "warm")]
     assert all(r[7] in ("union", "embed", "write", "similarity") for r in rows)
     assert "MiB per 10k labels" in command
+
+
+def test_evaluation_benchmark_agrees_with_the_official_evaluator():
+    """benchmarks/evaluation.py at toy scale: the three evaluators, each a process, print the same AP."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "evaluation.py"), "--scale", "0.002",
+                           "--detections-per-image", "20"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("  ") for line in done.stdout.splitlines() if line.startswith(("scaledet", "pycocotools", "faster"))]
+    values = [[cell.strip() for cell in row if cell.strip()][-2:] for row in rows if not row[0].startswith("  ")]
+    assert len(values) == 3 and values[0] == values[1] == values[2], done.stdout

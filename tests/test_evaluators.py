@@ -265,3 +265,55 @@ def test_coco_numbers_are_pycocotools_numbers(lvis_fixture, seed):
     results = _jittered_detections(document, rng, per_image_noise=3)
     ours = CocoEvaluator().evaluate(GroundTruth(LVIS_FIXTURE, document), results)
     assert [ours[name] for name in CocoEvaluator.metric_names] == _pycocotools_stats(document, results)
+
+
+def test_coco_in_category_groups_is_the_one_pass_result(lvis_fixture):
+    """Memory bounded by evaluating categories in groups: the numbers of 1-category, 7-category and
+    one-pass groups are the same, on real ground truth."""
+    import random
+
+    rng = random.Random(7)
+    document = json.loads(json.dumps(lvis_fixture))
+    for annotation in document["annotations"]:
+        annotation["iscrowd"] = 0  # (pycocotools requires the field; LVIS files leave it out)
+    results = _jittered_detections(document, rng, per_image_noise=2)
+    ground_truth = GroundTruth(LVIS_FIXTURE, document)
+    images = len(document["images"])
+    one_pass = CocoEvaluator().evaluate(ground_truth, results)
+    assert one_pass == _pycocotools_stats_dict(document, results)
+    for per_pass in (1, 7):
+        assert CocoEvaluator(pairs_per_pass=images * per_pass).evaluate(ground_truth, results) == one_pass
+
+
+def _pycocotools_stats_dict(document: dict, results: list[dict]) -> dict:
+    return dict(zip(CocoEvaluator.metric_names, _pycocotools_stats(document, results)))
+
+
+def test_lvis_in_category_groups_is_the_librarys_one_pass_summary(lvis_fixture):
+    """The LVIS evaluator's grouped passes and its own APr / APc / APf against faster-coco-eval's one-pass
+    ``summarize`` (``stats_as_dict``), on the LVIS API's real ground truth with jittered detections."""
+    import contextlib
+    import io
+    import random
+
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    rng = random.Random(11)
+    document = json.loads(json.dumps(lvis_fixture))
+    results = _jittered_detections(document, rng, per_image_noise=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(json.loads(json.dumps(document)))
+        library = COCOeval_faster(gt, gt.loadRes(json.loads(json.dumps(results))), iouType="bbox", lvis_style=True,
+                                  print_function=lambda *a, **k: None)
+        library.params.maxDets = [300]
+        library.evaluate()
+        library.accumulate()
+        library.summarize()
+    names = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APs": "AP_small", "APm": "AP_medium",
+             "APl": "AP_large", "APr": "APr", "APc": "APc", "APf": "APf"}
+    expected = {name: (None if library.stats_as_dict[key] < 0 else round(100 * float(library.stats_as_dict[key]), 3))
+                for name, key in names.items()}
+    ground_truth = GroundTruth(LVIS_FIXTURE, document)
+    for per_pass in (None, 1, 13):
+        evaluator = LvisEvaluator() if per_pass is None else LvisEvaluator(pairs_per_pass=len(document["images"]) * per_pass)
+        assert evaluator.evaluate(ground_truth, results) == expected

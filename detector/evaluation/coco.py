@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 
+import numpy as np
+
 from .ground_truth import GroundTruth, standard_results
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -33,26 +35,83 @@ def coco_ground_truth(ground_truth: GroundTruth):
     return coco
 
 
+#: Image × category pairs evaluated in one pass. The evaluator keeps a record per pair while it evaluates
+#: (faster-coco-eval as pycocotools: ~1 KB each), so Objects365 val (80,000 images × 365 classes) in one
+#: pass needs more than 24 GB; in passes of this many pairs it stays near 1.5 GB, with the same numbers.
+PAIRS_PER_PASS = 1_500_000
+
+
 class CocoEvaluator:
-    """AP averaged over IoU 0.50:0.95, at 0.50 and 0.75, and by object size; 100 detections per image."""
+    """AP averaged over IoU 0.50:0.95, at 0.50 and 0.75, and by object size; 100 detections per image.
+
+    The categories are evaluated in groups, so that memory is bounded by ``pairs_per_pass`` image ×
+    category pairs, not by images × categories. Each category's precision curve depends on that category
+    alone, so the curves of all groups, put side by side, are those of one pass, and COCO's summary (the
+    mean over the entries that are not -1) is computed from them as ``COCOeval.summarize`` does."""
 
     name = "coco"
     metric_names = METRIC_NAMES
     protocol = "coco"
 
-    def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
-        from faster_coco_eval import COCOeval_faster
+    def __init__(self, pairs_per_pass: int = PAIRS_PER_PASS) -> None:
+        self.pairs_per_pass = pairs_per_pass
 
+    def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
         if not results:
             return {name: 0.0 for name in METRIC_NAMES}
         with contextlib.redirect_stdout(io.StringIO()):
             gt = coco_ground_truth(ground_truth)
-            evaluator = COCOeval_faster(gt, gt.loadRes(standard_results(results)), iouType="bbox",
-                                        print_function=lambda *a, **k: None)
-            evaluator.evaluate()
-            evaluator.accumulate()
-            evaluator.summarize()
-        return {name: percent(v) for name, v in zip(METRIC_NAMES, evaluator.stats[:6])}
+            precision, params = precision_in_groups(gt, gt.loadRes(standard_results(results)), self.pairs_per_pass)
+        stats = coco_summary(precision, params)
+        return {name: percent(v) for name, v in zip(METRIC_NAMES, stats)}
+
+
+def precision_in_groups(gt, detections, pairs_per_pass: int, lvis_style: bool = False,
+                        max_detections: int | None = None) -> tuple[np.ndarray, object]:
+    """faster-coco-eval's precision array (IoU × recall × category × area × max detections) over every
+    category of ``gt``, evaluated a group of categories at a time (at most ``pairs_per_pass`` image ×
+    category pairs each), and the parameters it was computed with. Categories come out sorted by id."""
+    from faster_coco_eval import COCOeval_faster
+
+    categories = sorted(gt.getCatIds())
+    per_pass = max(1, pairs_per_pass // max(1, len(gt.getImgIds())))
+    curves, params = [], None
+    for start in range(0, len(categories), per_pass):
+        evaluator = COCOeval_faster(gt, detections, iouType="bbox", lvis_style=lvis_style,
+                                    print_function=lambda *a, **k: None)
+        if max_detections is not None:
+            evaluator.params.maxDets = [max_detections]
+        evaluator.params.catIds = categories[start:start + per_pass]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        curves.append(np.asarray(evaluator.eval["precision"]))
+        params = evaluator.params
+        del evaluator
+    return np.concatenate(curves, axis=2), params
+
+
+def coco_summary(precision: np.ndarray, params, max_detections: int = 100,
+                 categories: np.ndarray | None = None) -> list[float]:
+    """The first six numbers of ``COCOeval.summarize`` from its precision array (IoU × recall × category ×
+    area × max detections): AP, AP50, AP75, APs, APm, APl at ``max_detections`` per image, over all
+    categories or the positions ``categories`` (LVIS's APr / APc / APf take the AP of a frequency group);
+    -1 where a slice has no entry that is not -1."""
+    area = {label: i for i, label in enumerate(params.areaRngLbl)}
+    detections = list(params.maxDets).index(max_detections)
+    thresholds = np.asarray(params.iouThrs)
+    if categories is not None:
+        precision = precision[:, :, categories]
+
+    def mean(values: np.ndarray) -> float:
+        kept = values[values > -1]
+        return -1.0 if kept.size == 0 else float(np.mean(kept))
+
+    def at(iou: float | None, region: str) -> float:
+        rows = precision if iou is None else precision[np.flatnonzero(np.isclose(thresholds, iou))]
+        return mean(rows[:, :, :, area[region], detections])
+
+    return [at(None, "all"), at(0.5, "all"), at(0.75, "all"), at(None, "small"), at(None, "medium"),
+            at(None, "large")]
 
 
 def percent(value: float) -> float | None:

@@ -19,17 +19,15 @@ from __future__ import annotations
 import contextlib
 import io
 
+import numpy as np
+
 from scaledet.labelspace.errors import ScaledetError
 
-from .coco import percent
+from .coco import PAIRS_PER_PASS, coco_summary, percent, precision_in_groups
 from .ground_truth import GroundTruth, standard_results
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 MAX_DETECTIONS = 300
-#: faster-coco-eval's names for the same numbers.
-_LIBRARY_NAMES = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APs": "AP_small", "APm": "AP_medium",
-                  "APl": "AP_large", "APr": "APr", "APc": "APc", "APf": "APf"}
-
 
 #: Fixed AP's budget: detections per category over the dataset.
 FIXED_AP_PER_CLASS = 10_000
@@ -42,8 +40,11 @@ class LvisEvaluator:
     #: what bounds the detections scored: the LVIS API's per-image cap
     fixed_ap = False
 
+    def __init__(self, pairs_per_pass: int = PAIRS_PER_PASS) -> None:
+        self.pairs_per_pass = pairs_per_pass  # categories in groups, as CocoEvaluator (memory bounded)
+
     def evaluate(self, ground_truth: GroundTruth, results: list[dict]) -> dict[str, float]:
-        from faster_coco_eval import COCO, COCOeval_faster
+        from faster_coco_eval import COCO
 
         missing = [c["id"] for c in ground_truth.document["categories"] if c.get("frequency") not in ("r", "c", "f")]
         if missing:
@@ -59,14 +60,14 @@ class LvisEvaluator:
             per_image = MAX_DETECTIONS
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO(ground_truth.document)
-            evaluator = COCOeval_faster(gt, gt.loadRes(standard_results(results)), iouType="bbox", lvis_style=True,
-                                        print_function=lambda *a, **k: None)
-            evaluator.params.maxDets = [per_image]
-            evaluator.evaluate()
-            evaluator.accumulate()
-            evaluator.summarize()
-            stats = evaluator.stats_as_dict
-        return {name: percent(float(stats[_LIBRARY_NAMES[name]])) for name in METRIC_NAMES}
+            precision, params = precision_in_groups(gt, gt.loadRes(standard_results(results)), self.pairs_per_pass,
+                                                    lvis_style=True, max_detections=per_image)
+        metrics = dict(zip(METRIC_NAMES, coco_summary(precision, params, per_image)))
+        frequency = {c["id"]: c["frequency"] for c in ground_truth.document["categories"]}
+        order = np.asarray([frequency[c] for c in sorted(gt.getCatIds())])
+        for name, group in (("APr", "r"), ("APc", "c"), ("APf", "f")):
+            metrics[name] = coco_summary(precision, params, per_image, np.flatnonzero(order == group))[0]
+        return {name: percent(value) for name, value in metrics.items()}
 
 
 def _top_per(results: list[dict], key: str, limit: int) -> list[dict]:
