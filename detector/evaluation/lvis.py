@@ -13,6 +13,10 @@ on a current stack. faster-coco-eval's ``lvis_style`` applies the same federated
 Large-Vocabulary Object Detectors: The Devil is in the Details"): no per-image cap, and instead at most
 10,000 detections per category over the whole dataset, so a rare class's detections are not crowded out of
 an image by frequent ones. Users confuse the two, so every output names the protocol.
+
+Categories are evaluated in groups (``coco.precision_in_groups``) so that LVIS val's 20k images × 1,203
+classes fit in memory; AP and APr / APc / APf are then computed from the precision curves as the library's
+``summarize`` does (equal to its one-pass numbers: ``tests/test_evaluators.py``).
 """
 from __future__ import annotations
 
