@@ -207,7 +207,7 @@ def test_report_is_written_with_its_figures(output, tmp_path):
     assert page.count("data:image/png;base64,") == 1 and page.count("<svg") == 1
     # concepts come from the merge rules: one concept per sense, never bat the animal with baseball bat
     concepts = page[page.index("Concepts shared"):page.index("Same name, different senses")]
-    assert "coco/person, lvis/person, o365/Person, oid/Person" in concepts
+    assert "<td>airplane</td><td>4</td><td>lvis/airplane, coco/airplane, o365/Airplane, oid/Airplane" in concepts
     rows = concepts.split("<tr>")
     assert not any("lvis/bat_(animal)" in row and "baseball_bat" in row for row in rows)
     assert not any("lvis/toaster" in row and "Toast" in row for row in rows)

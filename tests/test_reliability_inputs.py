@@ -102,7 +102,7 @@ def test_manifest_of_the_wrong_shape(pristine_build, tmp_path, manifest):
     shutil.copytree(pristine_build, copy)
     (copy / "manifest.json").write_text(json.dumps(manifest))
     for command in (["list"], ["inspect", "fish"], ["graph"], ["export", "--format", "csv"], ["report"]):
-        done = run_cli("scaledet-labels", *command, "--out", str(copy))
+        done = run_cli("scaledet-labels", *command, "--labelspace", str(copy))
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "manifest.json" in done.stderr, done.stderr
 
 
