@@ -173,6 +173,17 @@ th{background:#f0f0f0}img,.map svg{max-width:100%;height:auto;border:1px solid #
 
 
 
+def _granularity_beside(findings: list[dict], concepts: list[dict]) -> list[dict]:
+    """The label graph's coarser-label findings that say something the concepts do not: not a pair that is
+    one concept (``coco/sports ball`` and ``oid/Ball`` merged), nor one found both ways (each "coarser" than
+    the other says neither is)."""
+    concept_of = {label: concept["concept"] for concept in concepts for label in concept["labels"]}
+    pairs = {(f["label"], f["coarser"]) for f in findings}
+    return [f for f in findings
+            if (f["coarser"], f["label"]) not in pairs
+            and not (f["label"] in concept_of and concept_of[f["label"]] == concept_of.get(f["coarser"]))]
+
+
 def write_report(output: LabelSpaceOutput, destination: Path, threshold: float = 0.8, top: int = 25) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     mark_output_dir(destination, REPORT_KIND, build=str(output.directory))
@@ -185,7 +196,7 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
                atomic_write_text(destination / "map.svg", svg)]
     manifest = output.manifest
     overlap = base64.b64encode(overlap_png).decode()
-    granularity = graph.granularity()
+    granularity = _granularity_beside(graph.granularity(), concepts)
     parts = [
         f"<h1>scaledet label space: {manifest['n_labels']} labels</h1>",
         f"<p class=note>build {html.escape(str(output.directory))}, encoder {html.escape(manifest['encoder']['identity'][:60])}…, "
@@ -207,7 +218,8 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
         _table(["label", "label", "evidence"], [[a["a"], a["b"], a["detail"]] for a in apart[:top]]),
         f"<h2>Granularity mismatches ({len(granularity)} findings)</h2>",
         "<p class=note>A label and a coarser label of another dataset (an OpenImages group whose children it "
-        "resembles, or a catch-all such as 'Other Shoes').</p>",
+        "resembles, or a catch-all such as 'Other Shoes'), except pairs that are one concept above or are "
+        "found both ways.</p>",
         _table(["label", "coarser label", "reason", "cosine"],
                [[g["label"], g["coarser"], g["reason"], f"{g['cosine']:.2f}"] for g in granularity[:top]]),
         "<h2>Map of the label embeddings</h2>",

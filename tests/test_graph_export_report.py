@@ -213,6 +213,9 @@ def test_report_is_written_with_its_figures(output, tmp_path):
     assert not any("lvis/toaster" in row and "Toast" in row for row in rows)
     kept_apart = page[page.index("Same name, different senses"):page.index("Granularity mismatches")]
     assert "oid/Mouse" in kept_apart and "coco/mouse" in kept_apart  # the animal and the computer mouse
+    coarser = page[page.index("Granularity mismatches"):page.index("Map of")].split("<tr>")
+    assert not any("coco/sports ball" in row and "oid/Ball" in row for row in coarser)  # one concept: not coarser
+    assert not any("oid/Vehicle" in row and "lvis/motor_vehicle" in row for row in coarser)  # found both ways
     # every label is on the map, named on hover; few are written on it
     svg = (tmp_path / "r" / "map.svg").read_text()
     assert svg.count("<circle") >= len(output.global_ids) and svg.count("<title>") == len(output.global_ids)
