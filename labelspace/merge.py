@@ -342,7 +342,7 @@ def merge_labels(output: LabelSpaceOutput, settings: MergeSettings | None = None
 
 
 def _refusal(candidate: Candidate, senses: list[LabelSense], resolver: SenseResolver, groups: set[str],
-             ids: list[str], rows: list[dict], sole_kind_of) -> str:
+             ids: list[str], rows: list[dict], sole_kind_of: "_SoleKinds") -> str:
     """Why a candidate may not merge (rules 2 and 3 of the module docstring), or "" when it may."""
     first, second = senses[candidate.a], senses[candidate.b]
     if first.kinds is not None and second.kinds is not None:

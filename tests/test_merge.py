@@ -40,6 +40,26 @@ def test_terms_singulars_and_alternatives():
     assert not is_modified_form("table", "tablet")
 
 
+def test_names_written_other_ways():
+    """Two words as one, an LVIS qualifier as a modifier, and one-word alternatives sharing a head word."""
+    assert "hotdog" in label_terms("hot dog")[0] and "hot dog" in label_terms("hot dog")[0]
+    assert "american football" in label_terms("football_(American)")[0]
+    assert "mouse" in label_terms("mouse_(computer_equipment)")[0]  # a qualifier of two words stays context
+    names, wider = label_terms("Cutting/chopping Board")
+    assert "cutting board" in names and wider == {"chopping board"}
+    assert "bowlbasin" not in label_terms("Bowl/Basin")[0]  # a joined ``/`` name is not closed up
+
+
+def test_a_modifier_that_narrows_nothing_merges(merged):
+    """COCO's sports ball is COCO's only ball: it is LVIS's ball (the LVIS API maps both to ball.n.01).
+    Objects365's Side Table sits beside its other tables: it stays a kind of table."""
+    concept_of, result = merged
+    assert concept_of["coco/sports ball"] == concept_of["lvis/ball"]
+    assert concept_of["o365/American Football"] == concept_of["lvis/football_(American)"]
+    assert concept_of["o365/Side Table"] != concept_of["lvis/table"]
+    assert concept_of["o365/Other Fish"] != concept_of["lvis/fish"]  # a catch-all never merges this way
+
+
 def test_at_most_one_label_per_dataset_per_concept(merged):
     concept_of, result = merged
     counts = Counter((concept, gid.split("/")[0]) for gid, concept in concept_of.items())
