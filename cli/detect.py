@@ -131,8 +131,7 @@ def predict(
     """Detect any vocabulary: writes OUT/detections.json and one PNG per image with boxes drawn."""
     from scaledet.detector.checkpoint import check_compatible
     from scaledet.detector.engine import DistributedContext, resolve_device
-    from scaledet.detector.predict import (PREDICT_KIND, ground_truth_of_images, image_ids_from_annotations,
-                                           load_model_from_checkpoint,
+    from scaledet.detector.predict import (PREDICT_KIND, annotated_images, load_model_from_checkpoint,
                                            predict_images, vocabulary_from_dataset, vocabulary_from_text,
                                            write_predictions)
     from scaledet.labelspace.output_dirs import check_output_dir
@@ -154,8 +153,11 @@ def predict(
     for image in images:
         if not image.is_file():
             raise ScaledetError(f"{image}: image not found")
-    image_ids = image_ids_from_annotations(images, annotations) if fmt == "coco" else None
-    ground_truth = ground_truth_of_images(images, annotations) if annotations is not None else None
+    listed = annotated_images(images, annotations) if annotations is not None else None
+    ground_truth = [image.boxes for image in listed] if listed is not None else None
+    image_ids = None
+    if fmt == "coco":  # the file's ids, so the results can be scored against it; else 1 … N in the order given
+        image_ids = [image.image_id for image in listed] if listed is not None else list(range(1, len(images) + 1))
     torch_device = resolve_device(device, DistributedContext())
     model, state = load_model_from_checkpoint(checkpoint, torch_device)
     if vocab is not None:

@@ -79,7 +79,7 @@ def run_demo(root: Path, settings: DemoSettings, force: bool = False, progress: 
     from .config import load_config
     from .engine import Trainer
     from .evaluation.checkpoint_eval import evaluate_checkpoint
-    from .predict import ground_truth_of_images, predict_images, vocabulary_from_text, write_predictions
+    from .predict import annotated_images, predict_images, vocabulary_from_text, write_predictions
 
     import torch
 
@@ -111,6 +111,6 @@ def run_demo(root: Path, settings: DemoSettings, force: bool = False, progress: 
                                  score_threshold=settings.score_threshold)
     # geo's ground truth beside: geo never labels stars, which the detector learnt from things
     written = write_predictions(predictions, root / "predictions", vocabulary=vocabulary.names,
-                                ground_truth=ground_truth_of_images(images, test_set / "annotations.json"))
+                                ground_truth=[i.boxes for i in annotated_images(images, test_set / "annotations.json")])
     return {"metrics": table, "evaluation": folder, "checkpoint": final, "predictions": written[1:],
             "config": config_path}

@@ -1,12 +1,13 @@
 """Open-vocabulary inference: any vocabulary is text embeddings made with the checkpoint's encoder."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from scaledet.labelspace import builtin
-from scaledet.labelspace.atomic import atomic_write, atomic_write_json
+from scaledet.labelspace.atomic import atomic_write_json
 from scaledet.labelspace.cache import EmbeddingCache
 from scaledet.labelspace.output_dirs import mark_output_dir, record_output_files, refuse_shadowing
 from scaledet.labelspace.embed import embed_prompt_names
@@ -109,44 +110,33 @@ def drawing_names(images: list[str]) -> list[str]:
     return names
 
 
-def _ground_truth_by_name(annotations: Path) -> tuple[dict, dict]:
-    """(file name → image entry, image id → its boxes as {label, box x1 y1 x2 y2}) of a COCO-format file."""
+@dataclass
+class AnnotatedImage:
+    """An input image as a COCO-format file lists it: its ``image_id`` and its ground-truth boxes."""
+
+    image_id: int
+    boxes: list[dict]  # {label, box as x1 y1 x2 y2}
+
+
+def annotated_images(images: list[Path], annotations: Path) -> list[AnnotatedImage]:
+    """Each input image's id and ground truth in ``annotations`` (read once), matched by file name: the ids
+    make results scorable against the file, the boxes the drawings' ground-truth panel. An image the file
+    does not list is an error."""
     from .evaluation.ground_truth import read_ground_truth
 
     document = read_ground_truth(annotations).document
     names = {category["id"]: category["name"] for category in document["categories"]}
-    by_name = {Path(image_file_name(image)).name: image for image in document["images"]}
+    by_name = {Path(image_file_name(image)).name: image["id"] for image in document["images"]}
     boxes: dict = {}
     for annotation in document["annotations"]:
         x, y, w, h = annotation["bbox"]
         boxes.setdefault(annotation["image_id"], []).append(
             {"label": names.get(annotation["category_id"], str(annotation["category_id"])), "box": [x, y, x + w, y + h]})
-    return by_name, boxes
-
-
-def image_ids_from_annotations(images: list[Path], annotations: Path | None) -> list[int]:
-    """COCO ``image_id`` of each input image: looked up by file name in ``annotations`` when given (so the
-    results can be scored against it), else 1 … N in the order given."""
-    if annotations is None:
-        return list(range(1, len(images) + 1))
-    by_name, _ = _ground_truth_by_name(annotations)
-    ids = []
-    for path in images:
-        if path.name not in by_name:
-            raise ScaledetError(f"{path}: no image named {path.name!r} in {annotations}")
-        ids.append(by_name[path.name]["id"])
-    return ids
-
-
-def ground_truth_of_images(images: list[Path], annotations: Path) -> list[list[dict]]:
-    """Each image's ground-truth boxes ({label, box}) in ``annotations``, matched by file name, for the
-    ground-truth panel of the drawings; an image the file does not list is an error."""
-    by_name, boxes = _ground_truth_by_name(annotations)
     found = []
     for path in images:
         if path.name not in by_name:
             raise ScaledetError(f"{path}: no image named {path.name!r} in {annotations}")
-        found.append(boxes.get(by_name[path.name]["id"], []))
+        found.append(AnnotatedImage(by_name[path.name], boxes.get(by_name[path.name], [])))
     return found
 
 

@@ -9,6 +9,7 @@ does not recognise is reported as a bug (exit 1) in one line too.
 from __future__ import annotations
 
 import errno
+import os
 
 #: Exit codes of both commands: a user's mistake or an unusable input, and a bug of ours.
 EXIT_USER_ERROR = 2
@@ -63,8 +64,6 @@ def os_error_words(err: OSError) -> str:
 
 def describe_os_error(err: OSError) -> str:
     """``PATH: what went wrong`` for an error of the file system."""
-    import os
-
     words = os_error_words(err)
     if err.errno == errno.EEXIST and err.filename is not None and os.path.isfile(err.filename):
         words = "is a file, so no folder can be made there or under it"  # mkdir(parents=True) on a/file/sub

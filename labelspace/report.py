@@ -209,7 +209,7 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
         "The diagonal (a dataset against itself) is left out.</p>",
         f"<img alt='overlap heat map' src='data:image/png;base64,{overlap}'>",
         f"<h2>Concepts shared by several datasets ({len(concepts)} in all)</h2>",
-        f"<p class=note>From {html.escape(source)}. Largest first; all in merge/unified.csv once merged.</p>",
+        f"<p class=note>From {html.escape(source)}. Those of the most datasets first; all in merge/unified.csv once merged.</p>",
         _table(["concept", "datasets", "labels"],
                [[c["name"], len(c["datasets"]), ", ".join(c["labels"])] for c in concepts[:top]]),
         f"<h2>Same name, different senses ({len(apart)} pairs kept apart)</h2>",

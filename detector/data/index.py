@@ -143,8 +143,6 @@ FULL_CHECK_BYTES = 256 << 20
 
 def _column_digest(path: Path, meta: dict) -> str:
     """sha256 of a column file, whole when the index is small, else of its size and three 1 MiB windows."""
-    from scaledet.labelspace.readers import sha256_of_file
-
     small = meta.get("boxes", 0) * 16 + meta.get("images", 0) * 64 + meta.get("name_bytes", 0) <= FULL_CHECK_BYTES
     return ("sha256:" + sha256_of_file(path)) if small else ("sampled:" + sampled_sha256(path))
 

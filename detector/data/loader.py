@@ -40,11 +40,11 @@ def free_cores(sample_seconds: float = 0.5, stat: Path = Path("/proc/stat")) -> 
     cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
     try:
         before = _cpu_times(cores, stat)
+        if not before:
+            raise OSError("no per-CPU lines")
         time.sleep(sample_seconds)
         after = _cpu_times(cores, stat)
         idle = sum((after[c][0] - before[c][0]) / max(1, after[c][1] - before[c][1]) for c in after if c in before)
-        if not after:
-            raise OSError("no per-CPU lines")
     except (OSError, ValueError, IndexError):
         try:
             idle = len(cores) - os.getloadavg()[0]
