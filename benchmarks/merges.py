@@ -1,6 +1,6 @@
 """Concept merges against hand-made references: pairwise precision and recall, one table.
 
-    python benchmarks/merges.py [--references ../shared/references] [--keep DIR]
+    python benchmarks/merges.py [--references ../shared/references] [--build DIR]
 
 Runs the two commands a user would, ``scaledet-labels build --datasets coco o365 oid500 lvis`` and
 ``scaledet-labels merge``, then scores ``merge/merged.parquet`` pair by pair against
@@ -159,7 +159,15 @@ def main() -> None:
     unidet, synsets = args.references / "unidet_manual_dev.csv", args.references / "coco_to_synset.json"
     if not (unidet.is_file() and synsets.is_file()):
         raise SystemExit(f"{args.references}: the reference files are not there (unidet_manual_dev.csv, coco_to_synset.json)")
-    build = args.build or build_and_merge(Path(tempfile.mkdtemp(prefix="scaledet-merges-")))
+    if args.build:
+        report(args.build, unidet, synsets)
+    else:
+        with tempfile.TemporaryDirectory(prefix="scaledet-merges-") as work:
+            report(build_and_merge(Path(work)), unidet, synsets)
+
+
+def report(build: Path, unidet: Path, synsets: Path) -> None:
+    """Scores ``build``'s merge against both references and prints the misses, the extras and the table."""
     labels = pq.read_table(build / "labels.parquet").to_pylist()
     merged = pq.read_table(build / "merge" / "merged.parquet").to_pylist()
     why = {row["global_id"]: row["why"] for row in merged}

@@ -10,11 +10,13 @@ one detection per concept at prediction time. Rules, in order:
 2. **Senses.** Candidates whose possible kinds of sense do not meet are refused (``senses.py``):
    ``oid/Mouse`` under ``Animal`` against ``coco/mouse`` in ``electronic``.
 3. **Coarser is a parent, not a merge.** A ``/`` name is wider than its later alternatives (``Monitor/TV``
-   against ``tv``). For a pair found by synset or embedding alone: a WordNet hypernym (``Gun`` above
+   against ``tv``), and a pair with a ``/`` name found by embedding alone is not merged: the prompt of
+   several things lies near each of them (``Moniter/TV`` near ``computer monitor``). For a pair found by
+   synset or embedding alone: a WordNet hypernym (``Gun`` above
    ``Handgun``), a group of its dataset's hierarchy (has children) or a catch-all (``Other Shoes``), or
    the same name with words added (``Side Table``, ``table tennis racket``) is reported and not merged,
    unless the label with the added words is its dataset's only one of that name (COCO's ``sports ball``
-   is COCO's one ball: the pair merges) and neither label is a ``/`` name or a catch-all.
+   is COCO's one ball: the pair merges) and neither label is a catch-all.
    Same-named labels still merge (``oid/Person`` with its children, and ``coco/person``).
 4. **One label per dataset per concept.** Candidates are taken strongest first: shared name, then shared
    synset, then embedding; among equals the one with fewer possible senses in common, then narrower
@@ -47,6 +49,7 @@ from .wordnet import load_wordnet
 
 EVIDENCE_RANK = {"decision": 4, "name": 3, "synset": 2, "wider name": 1, "embedding": 0}
 COARSER = "coarser (a parent, not a merge)"
+SEVERAL_THINGS = "a / name is several things; only a shared name or synset says which one the other label is"
 DECISIONS = ("accept", "reject")
 
 
@@ -355,10 +358,13 @@ def _refusal(candidate: Candidate, senses: list[LabelSense], resolver: SenseReso
     if candidate.evidence == "wider name":
         return COARSER
     if candidate.evidence == "embedding":  # (a shared synset says the two names are synonyms)
+        if any("/" in rows[i]["name"] for i in (candidate.a, candidate.b)):
+            # ``Moniter/TV`` close to ``computer monitor``: the prompt of several things is near each of them
+            return SEVERAL_THINGS
         pairs = [(t, u, candidate.b) for t in first.terms for u in second.terms] + \
                 [(u, t, candidate.a) for t in first.terms for u in second.terms]
         kinds = [(t, owner) for t, u, owner in pairs if is_modified_form(t, u) and u.endswith(" " + t)]
-        plain = not any("/" in rows[i]["name"] or CATCH_ALL.match(rows[i]["name"]) for i in (candidate.a, candidate.b))
+        plain = not any(CATCH_ALL.match(rows[i]["name"]) for i in (candidate.a, candidate.b))
         if kinds and plain and all(sole_kind_of(owner, t) for t, owner in kinds):
             return ""  # COCO's ``sports ball`` is its only ball: the word added narrows nothing there
         if kinds:

@@ -20,6 +20,7 @@ Without WordNet, the terms alone decide and every sense check passes.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -104,6 +105,14 @@ def _closed_up(form: str) -> tuple[str, ...]:
     return ("".join(words), singular("".join(words))) if len(words) == 2 else ()
 
 
+def _spelled_alike(word: str, other: str) -> bool:
+    """Two spellings of one word (``racket`` / ``racquet``, ``gray`` / ``grey``), not a word and its
+    derivative (``sign`` / ``signal``) nor two words (``sign`` / ``mark``)."""
+    if word == other or word[:2] != other[:2] or other.startswith(word) or word.startswith(other):
+        return False
+    return difflib.SequenceMatcher(None, word, other).ratio() >= 0.75
+
+
 def is_modified_form(term: str, other: str) -> bool:
     """``other`` is ``term`` with words added before or after: a kind of it (``side table``, ``sports
     ball``) or a thing used with it (``table tennis racket``); either way not the same concept."""
@@ -158,13 +167,47 @@ class SenseResolver:
         return self._hypernym_words[offset]
 
     def term_senses(self, term: str) -> set[int]:
-        """Noun senses of a term, trying its singular when the term itself is not a lemma."""
+        """Noun senses of a term, trying its singular, then its other spellings (:meth:`_spelled_otherwise`),
+        when the term itself is not a lemma."""
         if self.wordnet is None:
             return set()
-        senses = self.wordnet.noun_senses(term)
-        if not senses and singular(term) != term:
-            senses = self.wordnet.noun_senses(singular(term))
-        return set(senses)
+        for form in dict.fromkeys((term, singular(term))):
+            if senses := self.wordnet.noun_senses(form):
+                return set(senses)
+        return self._spelled_otherwise(singular(term))
+
+    def _other_spellings(self, words: str, synonyms: bool) -> list[str]:
+        """``words`` hyphenated and closed up (``ping-pong``, ``pingpong``), and the same for the lemmas of its
+        senses that are other spellings of it (``racquet``), or any of those lemmas when ``synonyms`` (only
+        for a compound, whose senses are few: ``table tennis`` → ``ping-pong``; a single word has too many:
+        ``sign`` → ``mark``)."""
+        lemmas = {lemma for sense in self.wordnet.noun_senses(words) for lemma in self.wordnet.words(sense)}
+        forms = [words, *sorted(lemma for lemma in lemmas if synonyms or _spelled_alike(words, lemma))]
+        spelled = (variant for form in forms for variant in (form, form.replace(" ", "-"),
+                                                              form.replace(" ", "").replace("-", "")))
+        return list(dict.fromkeys(spelled))
+
+    def _spelled_otherwise(self, term: str) -> set[int]:
+        """Senses of a compound that WordNet lists under other words for its parts.
+
+        * Its modifier or its head spelled otherwise, or a compound modifier replaced by a synonym
+          (:meth:`_other_spellings`): ``table tennis racket`` is
+          WordNet's ``table-tennis racquet`` and ``table tennis paddle`` its ``pingpong paddle``, one synset.
+          A replaced compound must itself be a lemma, so a wrong reading needs a lemma to exist by chance.
+        * ``A B C`` read as ``A B / A C`` (a dropped slash): ``trash bin can`` is ``trash bin`` or ``trash
+          can``, when those two are lemmas of one synset."""
+        words = term.split()
+        if len(words) < 2:
+            return set()
+        modifier, head = " ".join(words[:-1]), words[-1]
+        for modified in self._other_spellings(modifier, synonyms=" " in modifier):
+            for headed in self._other_spellings(head, synonyms=False):
+                if senses := self.wordnet.noun_senses(f"{modified} {headed}"):
+                    return set(senses)
+        if len(words) == 3:
+            first, second = (set(self.wordnet.noun_senses(f"{words[0]} {w}")) for w in words[1:])
+            return first & second
+        return set()
 
     def kinds(self, senses: frozenset[int]) -> frozenset[int]:
         return frozenset(_KIND_ALIASES.get(k, k) for k in (self.wordnet.lexicographer_file(s) for s in senses))

@@ -50,6 +50,28 @@ def test_names_written_other_ways():
     assert "bowlbasin" not in label_terms("Bowl/Basin")[0]  # a joined ``/`` name is not closed up
 
 
+def test_compounds_that_wordnet_spells_otherwise():
+    """WordNet lists ``table-tennis racquet`` / ``pingpong paddle`` and ``trash bin`` / ``trash can``; a wrong
+    synonym of a single word (``sign`` ~ ``mark``, ``sign`` ~ ``signal``) never makes a compound."""
+    from scaledet.labelspace.senses import SenseResolver
+    from scaledet.labelspace.wordnet import load_wordnet
+
+    wordnet = load_wordnet()
+    resolver = SenseResolver(wordnet)
+    racquet = set(wordnet.noun_senses("table-tennis racquet"))
+    assert resolver.term_senses("table tennis racket") == racquet == resolver.term_senses("table tennis paddle")
+    assert resolver.term_senses("trash bin can") == set(wordnet.noun_senses("trash can"))
+    for term in ("stop sign", "traffic sign", "wild bird", "cigar cigarette", "potted plant"):
+        assert resolver.term_senses(term) == set(), term
+
+
+def test_compounds_spelled_otherwise_merge(merged):
+    concept_of, _ = merged
+    assert concept_of["o365/Table Teniis paddle"] == concept_of["oid500/Table tennis racket"]
+    assert concept_of["o365/Trash bin Can"] == concept_of["lvis/trash_can"]
+    assert concept_of["oid500/Table tennis racket"] != concept_of["lvis/tennis_racket"]
+
+
 def test_a_modifier_that_narrows_nothing_merges(merged):
     """COCO's sports ball is COCO's only ball: it is LVIS's ball (the LVIS API maps both to ball.n.01).
     Objects365's Side Table sits beside its other tables: it stays a kind of table."""
@@ -74,6 +96,10 @@ def test_same_names_merge_and_finer_labels_stay_parents(merged):
     assert concept_of["coco/tv"] != concept_of["o365/Moniter/TV"]  # Monitor/TV is wider than a tv
     outcomes = {(result.global_ids[c.a], result.global_ids[c.b]): c.outcome for c in result.candidates}
     assert outcomes[("o365/Side Table", "lvis/table")].startswith("coarser")
+    monitor = "lvis/monitor_(computer_equipment) computer_monitor"  # (LVIS v1's name)
+    assert concept_of["o365/Moniter/TV"] != concept_of[monitor]  # close prompts, but Monitor/TV is two things
+    assert outcomes[("o365/Moniter/TV", monitor)].startswith("a / name is several things")
+    assert concept_of[monitor] == concept_of["oid500/Computer monitor"]
 
 
 def test_senses_keep_same_names_apart(merged):
