@@ -33,21 +33,18 @@ VAL_IMAGES = 80_000
 BOXES_PER_IMAGE = 15.5  # 1.24M boxes over 80k images
 CLASSES = 365
 
-PYCOCOTOOLS = """
+#: A library called directly, as its README shows: ground truth, loadRes, evaluate, accumulate, summarize.
+CALLED_DIRECTLY = """
 import json, sys
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
-gt = COCO(sys.argv[1]); evaluator = COCOeval(gt, gt.loadRes(sys.argv[2]), "bbox")
+{imports}
+gt = COCO(sys.argv[1]); evaluator = {evaluator}(gt, gt.loadRes(sys.argv[2]), "bbox")
 evaluator.evaluate(); evaluator.accumulate(); evaluator.summarize()
-print(json.dumps({"AP": round(100 * evaluator.stats[0], 3), "AP50": round(100 * evaluator.stats[1], 3)}))
+print(json.dumps({{"AP": round(100 * evaluator.stats[0], 3), "AP50": round(100 * evaluator.stats[1], 3)}}))
 """
-FASTER_COCO_EVAL = """
-import json, sys
-from faster_coco_eval import COCO, COCOeval_faster
-gt = COCO(sys.argv[1]); evaluator = COCOeval_faster(gt, gt.loadRes(sys.argv[2]), "bbox")
-evaluator.evaluate(); evaluator.accumulate(); evaluator.summarize()
-print(json.dumps({"AP": round(100 * evaluator.stats[0], 3), "AP50": round(100 * evaluator.stats[1], 3)}))
-"""
+PYCOCOTOOLS = CALLED_DIRECTLY.format(imports="from pycocotools.coco import COCO\nfrom pycocotools.cocoeval import COCOeval",
+                                     evaluator="COCOeval")
+FASTER_COCO_EVAL = CALLED_DIRECTLY.format(imports="from faster_coco_eval import COCO, COCOeval_faster",
+                                          evaluator="COCOeval_faster")
 
 
 def write_files(directory: Path, images: int, detections_per_image: int, seed: int = 0) -> tuple[Path, Path, int, int]:

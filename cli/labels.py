@@ -260,7 +260,6 @@ def merge(
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
     build, destination = build_and_destination(labelspace, out, old_to, "merge")
-
     output = LabelSpaceOutput.load(build)
     destination = check_output_dir(destination, MERGE_KIND, "--out", force, inputs=(build,))
     chosen = read_decisions(decisions, output.global_ids) if decisions else []
@@ -341,7 +340,6 @@ def export(
         selection.description = {"expand": expand}
     else:
         selection = select_from_build(output, datasets or None, name=name)
-    check_export_name(selection.name)  # also a name taken from --vocab-file or --expand
     written = run_export(selection, output, fmt, destination)
     console.print(f"exported {len(selection.names)} labels × {selection.embeddings.shape[1]} dims as {fmt}: "
                   + ", ".join(str(p) for p in written))
@@ -360,8 +358,8 @@ def report(
     from scaledet.labelspace.outputs import LabelSpaceOutput
     from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.labelspace.report import REPORT_KIND, write_report
-    build, destination = build_and_destination(labelspace, out, old_to, "report")
 
+    build, destination = build_and_destination(labelspace, out, old_to, "report")
     destination = check_output_dir(destination, REPORT_KIND, "--out", force, inputs=(build,))
     path = write_report(LabelSpaceOutput.load(build), destination, threshold)
     console.print(f"wrote {path} (figures overlap.png, map.svg beside it)")

@@ -17,10 +17,11 @@ from scaledet.labelspace.prompts import normalize_name, prompt_name
 from scaledet.labelspace.text_files import check_name_text
 
 from .checkpoint import load_checkpoint, load_weights
-from .drawing import ClassColours, draw_detections
 from .data import InputConfig, image_file_name, read_image
+from .drawing import ClassColours, draw_detections
 from .model import ModelConfig, build_detector
 from .vocabulary import Vocabulary
+
 
 def load_model_from_checkpoint(path: str | Path, device: torch.device):
     state = load_checkpoint(path)

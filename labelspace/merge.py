@@ -168,16 +168,18 @@ class _SoleKinds:
     (Objects365's ``Side Table`` beside its ``Dining Table`` and ``Coffee Table``)."""
 
     def __init__(self, terms: list[set[str]], datasets: list[str]) -> None:
-        self.terms, self.datasets = terms, datasets
-        self.by_dataset: dict[str, list[int]] = defaultdict(list)
-        for index, dataset in enumerate(datasets):
-            self.by_dataset[dataset].append(index)
+        self.datasets = datasets
+        #: (dataset, t) → the labels with a term that is ``t`` or ends in `` t``: every term's word suffixes,
+        #: indexed once, so a question costs a lookup and not a pass over the dataset's labels
+        self.named: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for index, (dataset, names) in enumerate(zip(datasets, terms)):
+            for term in names:
+                words = term.split(" ")
+                for start in range(len(words)):
+                    self.named[(dataset, " ".join(words[start:]))].add(index)
 
     def __call__(self, label: int, t: str) -> bool:
-        for other in self.by_dataset[self.datasets[label]]:
-            if other != label and any(u == t or u.endswith(" " + t) for u in self.terms[other]):
-                return False
-        return True
+        return self.named.get((self.datasets[label], t), set()) <= {label}
 
 
 def _contexts(rows: list[dict]) -> list[list[str]]:

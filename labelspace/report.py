@@ -14,6 +14,7 @@ import base64
 import csv
 import html
 import io
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -97,10 +98,10 @@ def map_svg(output: LabelSpaceOutput, written_on: list[tuple[str, str]]) -> str:
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {MAP_WIDTH} {MAP_HEIGHT}' width='{MAP_WIDTH}' "
              f"height='{MAP_HEIGHT}' font-family='system-ui,sans-serif' font-size='12'>",
              f"<rect width='{MAP_WIDTH}' height='{MAP_HEIGHT}' fill='white'/>"]
+    counts = Counter(datasets)
     x_legend = MAP_MARGIN
     for dataset in output.datasets:
-        count = sum(1 for d in datasets if d == dataset)
-        text = f"{dataset} ({count})"
+        text = f"{dataset} ({counts[dataset]})"
         parts.append(f"<circle cx='{x_legend + 5}' cy='14' r='5' fill='{colour[dataset]}'/>"
                      f"<text x='{x_legend + 14}' y='18'>{html.escape(text)}</text>")
         x_legend += 24 + 7 * len(text)
@@ -169,8 +170,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f0f0f0}img,.map svg{max-width:100%;height:auto;border:1px solid #ddd}h2{margin-top:1.6em}.note{color:#555;font-size:13px}"""
-
-
 
 
 def _granularity_beside(findings: list[dict], concepts: list[dict]) -> list[dict]:
