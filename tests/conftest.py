@@ -11,6 +11,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TAXONOMIES = REPO.parent / "shared" / "taxonomies"
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one process per core (pytest -n): one compute thread each, inherited by the commands tests run, so
+    # that the workers' torch and BLAS threads do not spin against each other on the same cores
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):

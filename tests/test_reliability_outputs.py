@@ -336,13 +336,13 @@ def test_kills_at_several_points_leave_whole_outputs(command, shapes_world, tmp_
                         "--name", "vocab"], build / "exports"
     else:
         config = write_train_config(shapes_world, tmp_path / "run",
-                                    schedule={"iterations": 4, "batch_size": 2, "lr": 0.01, "checkpoint_every": 1})
+                                    schedule={"iterations": 2, "batch_size": 2, "lr": 0.01, "checkpoint_every": 1})
         argv, folder = [str(bin_dir / "scaledet"), "train", "--config", str(config), "-q"], tmp_path / "run"
     started = time.time()
     assert subprocess.run(argv, capture_output=True).returncode == 0
     duration = time.time() - started
     if command == "train":
-        argv += ["--resume", "schedule.iterations=8"]
+        argv += ["--resume", "schedule.iterations=4"]
     rng = random.Random(f"kill-{command}")
     for fraction in sorted(rng.uniform(0.3, 1.0) for _ in range(3)):
         _kill_after(argv, duration * fraction)
@@ -357,7 +357,7 @@ def test_kills_at_several_points_leave_whole_outputs(command, shapes_world, tmp_
         else:
             _whole_or_previous(folder)
     if command == "train":
-        argv[-1] = "schedule.iterations=12"
+        argv[-1] = "schedule.iterations=6"
     done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     if command in ("merge", "export"):
