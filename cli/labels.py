@@ -32,7 +32,7 @@ def build(
     dataset_file: List[str] = typer.Option([], "--dataset-file", help="Your own dataset as NAME=PATH (COCO JSON, OpenImages CSV, YOLO data.yaml, names .txt)."),
     hierarchy: List[str] = typer.Option([], "--hierarchy", help="NAME=PATH of an OpenImages hierarchy JSON for a --dataset-file CSV."),
     slash: str = typer.Option("alternatives", "--slash", help="How '/' in your files' class names reads: alternatives (Objects365's 'Cabinet/shelf': one prompt 'cabinet or shelf') or synonyms (Ultralytics' lvis.yaml 'aerosol can/spray can': the first a prompt, the rest synonyms)."),
-    encoder: str = typer.Option("minilm", "--encoder", help="Text encoder: minilm (offline, default) or clip."),
+    encoder: str = typer.Option("minilm", "--encoder", help="Text encoder: minilm (offline, default), clip (an open_clip model: --clip-weights or --clip-pretrained), or sentence-transformers:NAME_OR_FOLDER (a sentence-transformers model from a folder or the Hugging Face cache, offline)."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="Local open_clip checkpoint for --encoder clip."),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="Instead of --clip-weights: an open_clip pretrained tag of --clip-arch (openai, laion2b_s34b_b79k, …), read from open_clip's cache; nothing is downloaded."),
     clip_arch: str = typer.Option("ViT-B-32-quickgelu", "--clip-arch", help="open_clip architecture of --clip-weights: ViT-B-32-quickgelu for OpenAI's and Detic's weights (also OpenAI's TorchScript .pt), ViT-B-32 for LAION / open_clip-trained ones."),
@@ -309,9 +309,11 @@ def export(
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default LABELSPACE/exports)."),
     old_to: Optional[Path] = typer.Option(None, "--to", hidden=True, help="Old spelling of --out."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For a build made with --encoder clip."),
+    any_template: bool = typer.Option(False, "--any-template", help="--format ultralytics from a build whose template is not '{}' (YOLOWorld encodes bare names): export anyway."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
 ) -> None:
-    """Export label embeddings (with their order and a metadata file) for other detectors."""
+    """Export label embeddings (with their order and a metadata file) for other detectors: detic, torch,
+    csv, parquet, yolo-world or ultralytics."""
     from scaledet.labelspace.errors import ScaledetError
     from scaledet.labelspace.export import EXPORT_FORMATS, EXPORT_KIND, check_export_name, export as run_export
     from scaledet.labelspace.export import read_vocabulary_file, select_from_build, select_vocabulary
@@ -340,7 +342,7 @@ def export(
         selection.description = {"expand": expand}
     else:
         selection = select_from_build(output, datasets or None, name=name)
-    written = run_export(selection, output, fmt, destination)
+    written = run_export(selection, output, fmt, destination, any_template)
     console.print(f"exported {len(selection.names)} labels × {selection.embeddings.shape[1]} dims as {fmt}: "
                   + ", ".join(str(p) for p in written))
 
@@ -375,7 +377,8 @@ def unify(
     old_to: Optional[Path] = typer.Option(None, "--to", hidden=True, help="Old spelling of --out."),
     space: str = typer.Option("union", "--space", help="union (one category per label) or concepts (one per concept of the build's merge)."),
     fmt: str = typer.Option("coco", "--format", help="coco (COCO/LVIS JSON) or yolo (an Ultralytics dataset)."),
-    explicit_negatives: bool = typer.Option(False, "--explicit-negatives", help="Write every image's full negative and not-exhaustive lists (large at Objects365 scale)."),
+    compact: bool = typer.Option(False, "--compact", help="Write only the lists the sources gave (scaledet recomputes the rest from scaledet.sources; the LVIS API, faster-coco-eval, detectron2, mmdetection and Detic read such a file without an exhaustive source's negatives). Default: every image's full negative and not-exhaustive lists."),
+    explicit_negatives: bool = typer.Option(False, "--explicit-negatives", hidden=True, help="The default since 0.2 (full lists); kept so older command lines run."),
     merge: Optional[str] = typer.Option("auto", "--merge", help="The merged.parquet whose concepts the states use: auto (LABELSPACE/merge/ when present), a path, or none."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on stderr."),
@@ -386,7 +389,8 @@ def unify(
 
     from scaledet.labelspace.build import parse_assignment
     from scaledet.labelspace.errors import ScaledetError
-    from scaledet.labelspace.output_dirs import UNIFY_KIND, check_output_dir, mark_output_dir, record_output_files
+    from scaledet.labelspace.output_dirs import (UNIFY_KIND, check_output_dir, mark_output_dir, record_output_files,
+                                                 undone_on_failure)
     from scaledet.labelspace.unify import FORMATS, SPACES, unify as run_unify
 
     if space not in SPACES:
@@ -398,13 +402,23 @@ def unify(
         raise ScaledetError("name the output folder with --out")
     sources = [(key, Path(path)) for key, path in (parse_assignment(a, "--annotations") for a in annotations)]
     image_dirs = {key: Path(path) for key, path in (parse_assignment(i, "--images") for i in images)}
+    if compact and explicit_negatives:
+        raise ScaledetError("--compact and --explicit-negatives: choose one (full lists are the default)")
+    if compact and fmt == "yolo":
+        raise ScaledetError("--compact: YOLO labels have no per-image lists; it applies to --format coco")
     destination = check_output_dir(destination, UNIFY_KIND, "--out", force, inputs=(build, *(p for _, p in sources)))
-    destination.mkdir(parents=True, exist_ok=True)
-    mark_output_dir(destination, UNIFY_KIND, build=str(build))
-    report = run_unify(build, sources, image_dirs, destination, space, fmt, explicit_negatives,
-                       None if merge == "none" else merge,
-                       say=(lambda text: None) if quiet or not sys.stderr.isatty() else (lambda text: print(text, file=sys.stderr)))
-    record_output_files(destination, report.written)
+    with undone_on_failure(destination):
+        destination.mkdir(parents=True, exist_ok=True)
+        mark_output_dir(destination, UNIFY_KIND, build=str(build))
+        report = run_unify(build, sources, image_dirs, destination, space, fmt, compact,
+                           None if merge == "none" else merge,
+                           say=(lambda text: None) if quiet or not sys.stderr.isatty() else (lambda text: print(text, file=sys.stderr)))
+        record_output_files(destination, report.written)
+    if compact:
+        from scaledet.labelspace.unify import COMPACT_MISREADERS
+
+        print(f"note: --compact: {COMPACT_MISREADERS} read only the lists written and will score or train an "
+              "exhaustive source's images without their negatives; scaledet reads scaledet.sources", file=sys.stderr)
     console.print(f"{report.images} images ({report.shared_images} annotated by two sources, combined), "
                   f"{report.boxes} boxes ({report.duplicates} duplicates kept once); "
                   f"state conflicts: {report.conflicts} → {', '.join(str(p) for p in report.written)}", soft_wrap=True)

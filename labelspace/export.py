@@ -159,11 +159,27 @@ def select_vocabulary(output: LabelSpaceOutput, classes: list[list[str]], name: 
 DETIC_WEIGHT_DIM = 512
 
 
-def check_consumer(fmt: str, output: LabelSpaceOutput) -> None:
+#: Ultralytics' ``YOLOWorld.set_classes`` encodes each class name as it is, with no template around it
+ULTRALYTICS_TEMPLATES = ["{}"]
+#: The lines that install an ``ultralytics`` export into a ``YOLOWorld`` model: what ``set_classes`` does
+#: (``WorldModel.set_classes``: txt_feats and nc; ``YOLOWorld.set_classes``: names, and a new predictor,
+#: since a predictor made by an earlier ``predict`` keeps the old names and class count)
+ULTRALYTICS_INSTALL = ("feats = torch.load(PATH); model.model.txt_feats = feats['txt_feats']; "
+                       "model.model.model[-1].nc = len(feats['names']); model.model.names = feats['names']; "
+                       "model.predictor = None")
+
+
+def check_consumer(fmt: str, output: LabelSpaceOutput, any_template: bool = False) -> None:
     """A build that cannot serve the export's consumer is refused before anything is written: Detic's
     ZeroShotClassifier concatenates a ``ZEROSHOT_WEIGHT_DIM × 1`` zero column to the loaded ``D × C`` matrix,
-    so MiniLM's 384-d rows fail deep inside its init ("Expected size 384 but got size 512")."""
+    so MiniLM's 384-d rows fail deep inside its init ("Expected size 384 but got size 512"); Ultralytics
+    encodes bare names, so features of "a photo of a {}." would sit beside none of its own."""
     encoder = output.manifest["encoder"]
+    templates = list(output.manifest.get("templates") or [])
+    if fmt == "ultralytics" and encoder["name"] == "clip" and templates != ULTRALYTICS_TEMPLATES and not any_template:
+        raise ScaledetError(f"--format ultralytics: {output.directory} was encoded with the template(s) "
+                            f"{', '.join(repr(t) for t in templates)[:120]}, but YOLOWorld encodes bare class names; "
+                            "build with --template '{}', or add --any-template to export these features anyway")
     if fmt == "ultralytics" and encoder["name"] != "clip":
         raise ScaledetError(f"--format ultralytics: YOLOWorld's txt_feats are CLIP ViT-B/32 text features (512-d); "
                             f"{output.directory} was built with {encoder['name']} ({encoder['dim']}-d). Build with "
@@ -175,11 +191,12 @@ def check_consumer(fmt: str, output: LabelSpaceOutput) -> None:
                             "file) and export from that build")
 
 
-def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, destination: Path) -> list[Path]:
+def export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str, destination: Path,
+           any_template: bool = False) -> list[Path]:
     if fmt not in EXPORT_FORMATS:
         raise ScaledetError(f"--format {fmt!r}: unknown export format (choose from {', '.join(EXPORT_FORMATS)})")
     check_export_name(selection.name)
-    check_consumer(fmt, output)
+    check_consumer(fmt, output, any_template)
     with whole_output(destination, EXPORT_KIND, keep_recorded=True) as staging:
         written = _write_export(selection, output, fmt, staging)
         record_output_files(staging, written)
@@ -224,8 +241,7 @@ def _write_export(selection: ExportSelection, output: LabelSpaceOutput, fmt: str
         names = [synonyms[0] for synonyms in selection.synonyms]
         put(destination / f"{selection.name}.txt_feats.pt",
             lambda p: torch.save({"txt_feats": torch.from_numpy(embeddings)[None], "names": names}, p))
-        meta["install"] = ("feats = torch.load(PATH); model.model.txt_feats = feats['txt_feats']; "
-                           "model.model.model[-1].nc = len(feats['names']); model.model.names = feats['names']")
+        meta["install"] = ULTRALYTICS_INSTALL
     elif fmt == "csv":
         def write_csv(p: Path) -> None:
             with open(p, "w", newline="", encoding="utf-8") as handle:

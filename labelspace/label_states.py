@@ -193,6 +193,20 @@ def combine_states(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
     return out, conflicts
 
 
+def image_states(coverages: list["DatasetCoverage"], annotated, lists: dict[str, np.ndarray]) -> np.ndarray:
+    """The states of one image that one or more sources annotate: each source's rules applied to the
+    image's annotated labels and explicit lists, then combined (:func:`combine_states`). Training on a
+    unified file, ``unify``'s explicit lists and evaluation of a compact unified file all call this, so
+    that every reader of one file sees the same states."""
+    states = None
+    for coverage in coverages:
+        these = coverage.states(annotated, negatives=lists.get("neg_category_ids", ()),
+                                not_exhaustive=lists.get("not_exhaustive_category_ids", ()),
+                                verified_present=lists.get("pos_category_ids", ()))
+        states = these if states is None else combine_states(states, these)[0]
+    return states
+
+
 def hard_loss_columns(states, own):
     """The labels whose hard-loss column an image vouches for on every region (``federated`` scope):
     its NEGATIVE labels, and its own POSITIVE ones (exhaustively boxed: a region off their boxes is not

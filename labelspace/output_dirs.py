@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -165,6 +166,28 @@ def check_output_dir(path: str | Path, kind: str, flag: str, force: bool = False
             raise OutputError(f"{flag} {path}: holds {what}, not a {kind}; choose a new or empty directory, "
                               "or add --force to write into it anyway")
     return path
+
+
+@contextmanager
+def undone_on_failure(directory: Path):
+    """Run an output's writing so that, if it fails, no folder is left that was not there before: a folder
+    this run made is removed whole, an empty one it found is emptied again (what was in it is all this
+    run's). A folder that held an earlier output is left to the command's own clean-up of what it wrote."""
+    directory = Path(directory)
+    existed = directory.exists()
+    was_empty = existed and directory.is_dir() and _is_empty(directory)
+    try:
+        yield
+    except BaseException:
+        if not existed and directory.is_dir() and not directory.is_symlink():
+            shutil.rmtree(directory, ignore_errors=True)
+        elif was_empty:
+            for entry in list(directory.iterdir()):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
 
 
 def check_replaceable(path: Path, flag: str) -> None:

@@ -2,20 +2,34 @@
 
 The categories are the build's labels of the sources' datasets (``--space union``: ``coco/person`` and
 ``o365/Person`` stay apart) or their concepts (``--space concepts``, from ``merge``). Each category carries
-``labels`` (its members' global ids), ``synonyms``, and LVIS's ``image_count`` and ``frequency`` (r ≤ 10
-images < c ≤ 100 < f), so the LVIS evaluator and detectron2's federated loss can use it. Annotations are
-remapped; every box also gets a box-shaped polygon, since detectron2's LVIS loader requires one.
+a ``name`` in plain words (``category_names.py``: never a global id, qualified in words where two would
+coincide), ``labels`` (its members' global ids), ``synonyms``, and LVIS's ``image_count`` and
+``frequency``. A category with an LVIS member keeps what the LVIS source file says of it (``frequency``,
+``image_count``, ``synset``, ``synonyms`` in LVIS's order): LVIS's r / c / f groups come from its training
+set, which no other file can recount. Only the other categories get computed values: ``image_count`` is the
+number of images of the unified file with a box of the category, and ``frequency`` groups it as LVIS does
+(r ≤ 10 images < c ≤ 100 < f). Annotations are remapped; every box also gets a box-shaped polygon, since
+detectron2's LVIS loader requires one.
 
 What each image says about each category (``label_states.py``) goes into LVIS's own fields:
 ``neg_category_ids`` (negative), ``not_exhaustive_category_ids`` (present but not every instance boxed,
-or present with no box of that category), unknown = in neither and without boxes. By default the file is
-compact: the per-image lists are only those the sources gave, and ``scaledet.sources`` records each
-source's protocol, from which scaledet recomputes the rest; ``--explicit-negatives`` writes the full lists
-for tools that need them (at Objects365 scale they are large).
+or present with no box of that category), unknown = in neither and without boxes. By default the lists are
+explicit: every state is written, so a reader that knows only LVIS's fields (the LVIS API, faster-coco-eval,
+detectron2, mmdetection, Detic's federated loss) gets the numbers and the training signal scaledet gets.
+``--compact`` writes only the lists the sources gave, plus each source's protocol in ``scaledet.sources``,
+from which scaledet recomputes the rest (``complete_label_lists``); other readers then score an exhaustive
+source's images without their negatives.
 
 An image that two sources annotate (LVIS annotates COCO's images) is one image, found by its file's base
 name: its states combine (present in any source wins over negative; each such disagreement is counted and
 listed in ``conflicts.csv``), and a box that both give for one category (IoU ≥ 0.7) is kept once.
+
+With ``--images KEY=ROOT`` each image is linked (never copied) under ``OUT/images/KEY/``: its path under
+ROOT is the source's ``file_name``, or for LVIS v1 (which has none) ``coco_url``'s split folder and name
+(``ROOT/val2017/000000266409.jpg``). ``file_name`` and ``coco_url`` then become ``images/KEY/NAME``, which
+detectron2's ``load_lvis_json`` (image root ``OUT/images/``), Detic's ``custom_load_lvis_json`` and
+Ultralytics (image root ``OUT``) all resolve. Without ``--images``, ``file_name`` is that path under the
+source's own root.
 
 Memory stays bounded: sources are read one at a time into flat arrays (``unify_sources.py``), images and
 annotations are streamed to disk as they are made, and only images shared by sources are held until all
@@ -37,10 +51,11 @@ from typing import Callable
 import numpy as np
 
 from .errors import ScaledetError
+from .category_names import label_qualifiers, plain_name, unique_names
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
-                           combine_states, relations_for_build)
+                           combine_states, image_states, relations_for_build)
 from .text_files import csv_cell
-from .unify_sources import LabelLookup, SourceData, image_key, read_source
+from .unify_sources import LIST_FIELDS, LabelLookup, SourceData, image_key, read_source
 
 UNIFY_FORMAT = "scaledet.unified/1"
 UNIFIED_FILE = "unified.json"
@@ -50,6 +65,8 @@ FORMATS = ("coco", "yolo")
 RARE_MAX, COMMON_MAX = 10, 100
 DUPLICATE_IOU = 0.7
 CONFLICTS_LISTED = 10_000
+#: The readers a ``--compact`` file misleads: they know only LVIS's per-image lists, not ``scaledet.sources``
+COMPACT_MISREADERS = "the LVIS API, faster-coco-eval, detectron2, mmdetection and Detic"
 
 
 @dataclass
@@ -63,14 +80,14 @@ class OutputSpace:
 
 
 def output_space(output, relations: LabelRelations, keys: list[str], space: str, names: list[str]) -> OutputSpace:
-    """``union``: one category per label of the sources' datasets; ``concepts``: one per concept of them,
-    named by the merge's concept name."""
+    """``union``: one category per label of the sources' datasets, named by the label's name; ``concepts``:
+    one per concept of them, named by the merge's concept name (``names`` holds one name per label)."""
     wanted = [j for j in range(len(relations.global_ids)) if relations.datasets[relations.dataset_of[j]] in keys]
     category_of = np.full(len(relations.global_ids), -1, dtype=np.int64)
     if space == "union":
         for c, j in enumerate(wanted):
             category_of[j] = c
-        return OutputSpace([relations.global_ids[j] for j in wanted], [[j] for j in wanted], category_of)
+        return OutputSpace([names[j] for j in wanted], [[j] for j in wanted], category_of)
     by_concept: dict[int, int] = {}
     members: list[list[int]] = []
     for j in wanted:
@@ -95,18 +112,22 @@ class UnifyReport:
 
 @dataclass
 class _Image:
-    """One output image before it is written: boxes as categories, states per category."""
+    """One output image before it is written: its boxes (union labels and categories) and what its sources
+    said of it, from which its states are computed when it is written (after sources that share it are
+    combined)."""
 
     sources: list[str]
+    coverages: list[DatasetCoverage]
     file_name: str
     coco_url: str | None
     width: int
     height: int
     boxes: np.ndarray
+    labels: np.ndarray  # union index of each box's label
     categories: np.ndarray
     concepts: np.ndarray  # the build's concept of each box's label: duplicates across sources are found by it
     crowd: np.ndarray
-    states: np.ndarray  # int8 per output category
+    lists: dict[str, np.ndarray]  # the sources' explicit lists, as union indices
 
 
 def category_states(states: np.ndarray, space: OutputSpace) -> np.ndarray:
@@ -136,30 +157,88 @@ def merge_images(first: _Image, second: _Image) -> tuple[_Image, int, int]:
         same = first.boxes[first.concepts == second.concepts[k]]
         keep.append(not (len(same) and np.max(_iou(second.boxes[k], same)) >= DUPLICATE_IOU))
     keep = np.asarray(keep, dtype=bool) if keep else np.zeros(0, dtype=bool)
-    states, conflicts = combine_states(first.states, second.states)
-    merged = _Image(first.sources + second.sources, first.file_name, first.coco_url, first.width, first.height,
+    conflicts = combine_states(image_states(first.coverages, first.labels, first.lists),
+                               image_states(second.coverages, second.labels, second.lists))[1]
+    merged = _Image(first.sources + second.sources, first.coverages + second.coverages, first.file_name,
+                    first.coco_url, first.width, first.height,
                     np.concatenate([first.boxes, second.boxes[keep]]),
+                    np.concatenate([first.labels, second.labels[keep]]),
                     np.concatenate([first.categories, second.categories[keep]]),
                     np.concatenate([first.concepts, second.concepts[keep]]),
-                    np.concatenate([first.crowd, second.crowd[keep]]), states)
+                    np.concatenate([first.crowd, second.crowd[keep]]),
+                    {f: np.union1d(first.lists[f], second.lists[f]) for f in LIST_FIELDS})
     return merged, int((~keep).sum()), conflicts
+
+
+def compact_states(labels: np.ndarray, lists: dict[str, np.ndarray], size: int) -> np.ndarray:
+    """``--compact``: only what the sources themselves say of the image, nothing their protocols imply."""
+    states = np.zeros(size, dtype=np.int8)
+    states[lists["neg_category_ids"]] = NEGATIVE
+    states[lists["pos_category_ids"]] = PARTIAL
+    states[labels] = POSITIVE
+    states[np.intersect1d(lists["not_exhaustive_category_ids"], labels)] = PARTIAL
+    return states
+
+
+def state_lists(category_state: np.ndarray, boxed: np.ndarray) -> tuple[list[int], list[int]]:
+    """(neg_category_ids, not_exhaustive_category_ids) of an image from its category states: present
+    categories without a box of their own are not exhaustive too."""
+    negatives = np.flatnonzero(category_state == NEGATIVE)
+    unboxed_present = np.setdiff1d(np.flatnonzero(category_state >= POSITIVE), boxed)
+    partial = np.union1d(np.flatnonzero(category_state == PARTIAL), unboxed_present)
+    return (negatives + 1).tolist(), (partial + 1).astype(np.int64).tolist()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def source_image(root: Path, name: str, coco_url: str | None, output: Path, flag: str) -> Path:
+    """The file an image of a source names under its ``--images`` root: ``ROOT/file_name``, else COCO's
+    split layout from ``coco_url`` (``ROOT/val2017/NAME``), else ``ROOT/NAME``. A name that leaves the root
+    (absolute, ``..``) and an image that already lies in the output folder (linking it would replace it with
+    a link to itself) are refused in one line."""
+    candidates = [name]
+    if coco_url:
+        candidates.append("/".join(coco_url.split("/")[-2:]))
+    candidates.append(name.split("/")[-1])
+    for relative in dict.fromkeys(candidates):
+        parts = Path(relative).parts
+        if "\0" in relative or not relative or Path(relative).is_absolute() or ".." in parts:
+            raise ScaledetError(f"{flag}: image {relative[:120]!r} is not a path inside the image folder")
+        candidate = root / relative
+        if candidate.is_file():
+            target = candidate.resolve()
+            if _inside(target, output.resolve()):
+                raise ScaledetError(f"{flag}: image {candidate} already lies in the output folder {output}; name "
+                                    "the folder the images came from (unify links them, it never moves them)")
+            return target
+    tried = " or ".join(str(root / r) for r in dict.fromkeys(candidates))
+    raise ScaledetError(f"{flag}: image {name[:120]} not found (looked for {tried[:400]})")
 
 
 class _Writer:
     """Where output images go: a COCO/LVIS JSON assembled from streamed parts, or a YOLO dataset."""
 
-    def __init__(self, to: Path, space: OutputSpace, fmt: str, image_dirs: dict[str, Path],
+    def __init__(self, to: Path, space: OutputSpace, fmt: str, image_dirs: dict[str, Path], compact: bool,
                  global_ids: list[str], category_synonyms: list[list[str]]) -> None:
         from .output_dirs import temporary_file_name
 
-        self.to, self.space, self.fmt = to, space, fmt
+        self.to, self.space, self.fmt, self.compact = to, space, fmt, compact
         self.space_ids, self.space_synonyms = global_ids, category_synonyms
+        self.category_facts: dict[int, dict] = {}
         self.image_dirs = image_dirs
         self.image_count = np.zeros(len(space.names), dtype=np.int64)
         self.next_image, self.next_box = 1, 1
         self.parts = [temporary_file_name(to / "images.json"), temporary_file_name(to / "annotations.json")]
         self.handles = [open(p, "w", encoding="utf-8") for p in self.parts] if fmt == "coco" else []
         self.links: set[Path] = set()
+        self.made: list[Path] = []  # links and folders this run made: removed again if it fails
+
+    def _make_dirs(self, folder: Path) -> None:
+        missing = [d for d in (folder, *folder.parents) if not d.exists() and _inside(d, self.to)]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.made.extend(reversed(missing))
 
     def path_of(self, image: _Image) -> tuple[str, str | None]:
         """(file_name, coco_url): with --images, the link under ``images/KEY/`` (one folder per source, so
@@ -170,13 +249,15 @@ class _Writer:
         flat = image.file_name.replace("/", "__")
         link = self.to / "images" / source / flat
         if link not in self.links:
-            link.parent.mkdir(parents=True, exist_ok=True)
-            target = (self.image_dirs[source] / image.file_name).resolve()
-            if not target.is_file():
-                raise ScaledetError(f"--images {source}={self.image_dirs[source]}: image {image.file_name} not found")
-            if link.is_symlink() or link.exists():
+            target = source_image(self.image_dirs[source], image.file_name, image.coco_url, self.to,
+                                  f"--images {source}={self.image_dirs[source]}")
+            self._make_dirs(link.parent)
+            if link.is_symlink():
                 link.unlink()
+            elif link.exists():
+                raise ScaledetError(f"{link}: exists and is not a link that unify made; move it away and run again")
             os.symlink(target, link)
+            self.made.append(link)
             self.links.add(link)
         return f"images/{source}/{flat}", f"images/{source}/{flat}"
 
@@ -192,12 +273,13 @@ class _Writer:
         return len(image.categories)
 
     def _write_coco(self, image: _Image, file_name: str, coco_url: str | None, boxed: np.ndarray) -> None:
-        negatives = np.flatnonzero(image.states == NEGATIVE)
-        unboxed_present = np.setdiff1d(np.flatnonzero(image.states >= POSITIVE), boxed)
-        partial = np.union1d(np.flatnonzero(image.states == PARTIAL), unboxed_present)
+        if self.compact:
+            states = compact_states(image.labels, image.lists, len(self.space.category_of))
+        else:
+            states = image_states(image.coverages, image.labels, image.lists)
+        negatives, partial = state_lists(category_states(states, self.space), boxed)
         record = {"id": self.next_image, "file_name": file_name, "width": image.width, "height": image.height,
-                  "sources": image.sources, "neg_category_ids": (negatives + 1).tolist(),
-                  "not_exhaustive_category_ids": (partial + 1).tolist()}
+                  "sources": image.sources, "neg_category_ids": negatives, "not_exhaustive_category_ids": partial}
         if coco_url is not None:
             record["coco_url"] = coco_url
         images, annotations = self.handles
@@ -212,24 +294,32 @@ class _Writer:
 
     def _write_yolo(self, image: _Image, file_name: str) -> None:
         label = self.to / "labels" / Path(file_name).relative_to("images").with_suffix(".txt")
-        label.parent.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(label.parent)
         lines = [f"{c} {(x + w / 2) / image.width:.6f} {(y + h / 2) / image.height:.6f} {w / image.width:.6f} "
                  f"{h / image.height:.6f}\n"
                  for (x, y, w, h), c, crowd in zip(image.boxes.tolist(), image.categories.tolist(), image.crowd.tolist())
                  if not crowd]
         label.write_text("".join(lines), encoding="utf-8")
+        self.made.append(label)
 
     def categories(self) -> list[dict]:
-        return [{"id": c + 1, "name": name, "labels": [self.space_ids[j] for j in self.space.members[c]],
-                 "synonyms": self.space_synonyms[c], "image_count": int(self.image_count[c]),
-                 "frequency": "r" if self.image_count[c] <= RARE_MAX else "c" if self.image_count[c] <= COMMON_MAX else "f"}
-                for c, name in enumerate(self.space.names)]
+        """The category records: source facts where an LVIS source gave them, computed values elsewhere."""
+        records = []
+        for c, name in enumerate(self.space.names):
+            facts = next((self.category_facts[j] for j in self.space.members[c] if j in self.category_facts), {})
+            count = int(self.image_count[c])
+            record = {"id": c + 1, "name": name, "labels": [self.space_ids[j] for j in self.space.members[c]],
+                      "synonyms": self.space_synonyms[c], "image_count": count,
+                      "frequency": "r" if count <= RARE_MAX else "c" if count <= COMMON_MAX else "f"}
+            record.update(facts)
+            records.append(record)
+        return records
 
     def finish(self, meta: dict) -> list[Path]:
         from .atomic import atomic_write, atomic_write_text
 
         if self.fmt == "yolo":
-            names = "".join(f"  {c}: {json.dumps(n)}\n" for c, n in enumerate(self.space.names))
+            names = "".join(f"  {c}: {json.dumps(n, ensure_ascii=False)}\n" for c, n in enumerate(self.space.names))
             return [atomic_write_text(self.to / "data.yaml", f"path: {json.dumps(str(self.to.resolve()))}\n"
                                       f"train: images\nval: images\nnames:\n{names}")]
         for handle in self.handles:
@@ -257,6 +347,27 @@ class _Writer:
         for part in self.parts:
             part.unlink(missing_ok=True)
 
+    def undo(self) -> None:
+        """A failed run: remove the links, label files and folders it made, newest first."""
+        self.discard()
+        for path in reversed(self.made):
+            try:
+                if path.is_symlink() or path.is_file():
+                    path.unlink()
+                elif path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
+            except OSError:
+                pass
+
+
+def category_synonyms(space: OutputSpace, names: list[str], synonyms: list) -> list[list[str]]:
+    """Each category's texts in order: each member's name, then its synonyms (no repeats)."""
+    result = []
+    for members in space.members:
+        texts = [text for j in members for text in (names[j], *(synonyms[j] if synonyms[j] is not None else ()))]
+        result.append(list(dict.fromkeys(texts)))
+    return result
+
 
 def partial_classes(space: OutputSpace, coverages: dict[str, DatasetCoverage]) -> list[str]:
     """Categories some source cannot vouch for on all its images: it does not annotate them exhaustively
@@ -272,7 +383,7 @@ def partial_classes(space: OutputSpace, coverages: dict[str, DatasetCoverage]) -
 
 
 def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Path], to: Path,
-          space_name: str = "union", fmt: str = "coco", explicit_negatives: bool = False,
+          space_name: str = "union", fmt: str = "coco", compact: bool = False,
           merge: str | Path | None = "auto", say: Callable[[str], None] = lambda text: None) -> UnifyReport:
     from .outputs import LabelSpaceOutput
 
@@ -300,10 +411,15 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
 
         names = [name for _, name in load_concepts(Path(relations.merge_file), output)]
     space = output_space(output, relations, keys, space_name, names)
+    qualifiers = label_qualifiers(output)
+    local_ids = output.labels.column("local_id").to_pylist()
+    firsts = [m[0] for m in space.members]
+    space.names = unique_names([space.names[c] for c in range(len(firsts))], [qualifiers[j] for j in firsts],
+                               [relations.datasets[relations.dataset_of[j]] for j in firsts],
+                               [str(local_ids[j]) for j in firsts])
     shared = _shared_image_keys(sources)
-    synonyms = output.labels.column("synonyms").to_pylist()
-    writer = _Writer(to, space, fmt, image_dirs, relations.global_ids,
-                     [sorted({s for j in m for s in (label_names[j], *(synonyms[j] or []))}) for m in space.members])
+    writer = _Writer(to, space, fmt, image_dirs, compact, relations.global_ids,
+                     category_synonyms(space, label_names, output.labels.column("synonyms").to_pylist()))
     report, held, coverages, conflicts = UnifyReport(), {}, {}, []
     lookup = LabelLookup(output)
     try:
@@ -312,8 +428,10 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
             data = read_source(key, path, lookup)
             coverage = relations.coverage(key, data.protocol)
             coverages[key] = coverage
+            for label, facts in data.category_facts.items():
+                writer.category_facts.setdefault(label, facts)
             for image in range(data.num_images):
-                item = _image_of(data, image, coverage, space, explicit_negatives)
+                item = _image_of(data, image, coverage, space)
                 name = data.image_key(image)
                 if hash(name) in shared:
                     if name in held:
@@ -336,47 +454,37 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
             report.shared_images += len(item.sources) > 1
         meta = {"format": UNIFY_FORMAT, "build": str(Path(build).resolve()), "space": space_name,
                 "merge_file": relations.merge_file, "merge_sha256": relations.merge_sha256,
-                "explicit_negatives": explicit_negatives,
+                "explicit_negatives": not compact,
                 "sources": {key: {"path": str(path), "protocol": coverages[key].protocol} for key, path in sources},
                 "images": report.images, "boxes": report.boxes, "duplicate_boxes_dropped": report.duplicates,
                 "state_conflicts": report.conflicts}
         report.written = writer.finish(meta)
-    except BaseException:
-        writer.discard()
-        raise
-    from .atomic import atomic_write_text
+        from .atomic import atomic_write_text
 
-    if conflicts:
-        buffer = io.StringIO()
-        rows = [(csv_cell(name), csv_cell(sources), count) for name, sources, count in conflicts]
-        csv.writer(buffer, lineterminator="\n").writerows([("image", "sources", "categories in conflict"), *rows])
-        report.written.append(atomic_write_text(to / "conflicts.csv", buffer.getvalue()))
-    report.partial_classes = partial_classes(space, coverages)
-    if fmt == "yolo":
-        report.written.append(atomic_write_text(to / "partial_classes.txt",
-                                                "".join(f"{name}\n" for name in report.partial_classes)))
+        if conflicts:
+            buffer = io.StringIO()
+            rows = [(csv_cell(name), csv_cell(sources), count) for name, sources, count in conflicts]
+            csv.writer(buffer, lineterminator="\n").writerows([("image", "sources", "categories in conflict"), *rows])
+            report.written.append(atomic_write_text(to / "conflicts.csv", buffer.getvalue()))
+        report.partial_classes = partial_classes(space, coverages)
+        if fmt == "yolo":
+            report.written.append(atomic_write_text(to / "partial_classes.txt",
+                                                    "".join(f"{name}\n" for name in report.partial_classes)))
+    except BaseException:
+        writer.undo()
+        for path in report.written:
+            path.unlink(missing_ok=True)
+        raise
     return report
 
 
-def _image_of(data: SourceData, image: int, coverage: DatasetCoverage, space: OutputSpace,
-              explicit: bool) -> _Image:
+def _image_of(data: SourceData, image: int, coverage: DatasetCoverage, space: OutputSpace) -> _Image:
     start, count = int(data.first_box[image]), int(data.box_count[image])
     labels = data.labels[start:start + count].astype(np.int64)
     lists = {f: data.image_list(f, image).astype(np.int64) for f in data.lists}
-    if explicit:
-        states = coverage.states(labels, negatives=lists["neg_category_ids"],
-                                 not_exhaustive=lists["not_exhaustive_category_ids"],
-                                 verified_present=lists["pos_category_ids"])
-    else:  # compact: only what the source itself says, per image
-        states = np.zeros(len(space.category_of), dtype=np.int8)
-        states[lists["neg_category_ids"]] = NEGATIVE
-        states[lists["pos_category_ids"]] = PARTIAL
-        states[labels] = POSITIVE
-        states[np.intersect1d(lists["not_exhaustive_category_ids"], labels)] = PARTIAL
-    return _Image([data.key], data.file_names[image], data.coco_urls[image], int(data.widths[image]),
-                  int(data.heights[image]), data.boxes[start:start + count].copy(), space.category_of[labels],
-                  coverage.relations.concept[labels], data.crowd[start:start + count].copy(),
-                  category_states(states, space))
+    return _Image([data.key], [coverage], data.file_names[image], data.coco_urls[image], int(data.widths[image]),
+                  int(data.heights[image]), data.boxes[start:start + count].copy(), labels, space.category_of[labels],
+                  coverage.relations.concept[labels], data.crowd[start:start + count].copy(), lists)
 
 
 def _shared_image_keys(sources: list[tuple[str, Path]]) -> set[int]:
@@ -400,3 +508,59 @@ def _shared_image_keys(sources: list[tuple[str, Path]]) -> set[int]:
         return set()
     everything = np.sort(np.concatenate(per_source))
     return set(everything[1:][everything[1:] == everything[:-1]].tolist())
+
+
+def complete_label_lists(document: dict, say: Callable[[str], None] = lambda text: None) -> dict:
+    """A ``--compact`` unified document with its per-image lists made explicit, as ``unify`` writes them by
+    default: each image's states from its ``sources``' protocols (``scaledet.sources``) and the build the
+    file was made from. Any other document is returned as it is. Evaluation calls this, so that a compact
+    file scores as its explicit twin does."""
+    meta = document.get("scaledet") if isinstance(document, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != UNIFY_FORMAT or meta.get("explicit_negatives", True):
+        return document
+    from .outputs import LabelSpaceOutput
+
+    build = Path(str(meta.get("build")))
+    try:
+        output = LabelSpaceOutput.load(build, with_embeddings=False)
+    except (ScaledetError, OSError) as error:
+        raise ScaledetError(f"a compact unified file (made with --compact) names its negatives through the build "
+                            f"it was made from, {build}, which cannot be read ({str(error)[:160]}); unify "
+                            "again without --compact") from None
+    merge = meta.get("merge_file")
+    relations = relations_for_build(output, Path(merge) if merge else None)
+    index_of = {g: i for i, g in enumerate(relations.global_ids)}
+    categories = document["categories"]
+    category_of = np.full(len(relations.global_ids), -1, dtype=np.int64)
+    members = []
+    for position, category in enumerate(categories):
+        labels = [index_of[g] for g in category.get("labels", ()) if g in index_of]
+        if not labels or category["id"] != position + 1:
+            raise ScaledetError(f"unified file: category {category.get('id')} does not match its build {build}")
+        category_of[labels] = position
+        members.append(np.asarray(labels, dtype=np.int64))
+    space = OutputSpace([c["name"] for c in categories], [m.tolist() for m in members], category_of)
+    coverages = {key: relations.coverage(key, value["protocol"]) for key, value in meta["sources"].items()}
+    boxed_of: dict[int, set[int]] = {}
+    for annotation in document["annotations"]:
+        boxed_of.setdefault(annotation["image_id"], set()).add(annotation["category_id"] - 1)
+
+    def union_labels(category_ids) -> np.ndarray:
+        found = [members[c - 1] for c in category_ids]
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    say("a compact unified file: its lists are completed from scaledet.sources and the build")
+    images = []
+    for image in document["images"]:
+        boxed = np.asarray(sorted(boxed_of.get(image["id"], ())), dtype=np.int64)
+        annotated = union_labels((boxed + 1).tolist())
+        # a compact file writes a source's present-but-unboxed labels (OpenImages' verified present) as not
+        # exhaustive: without a box they are read back as verified present
+        not_exhaustive = union_labels(image.get("not_exhaustive_category_ids", ()))
+        lists = {"neg_category_ids": union_labels(image.get("neg_category_ids", ())),
+                 "not_exhaustive_category_ids": np.intersect1d(not_exhaustive, annotated),
+                 "pos_category_ids": np.setdiff1d(not_exhaustive, annotated)}
+        states = image_states([coverages[s] for s in image["sources"]], annotated, lists)
+        negatives, partial = state_lists(category_states(states, space), boxed)
+        images.append({**image, "neg_category_ids": negatives, "not_exhaustive_category_ids": partial})
+    return {**document, "images": images, "scaledet": {**meta, "explicit_negatives": True, "completed_from": "sources"}}

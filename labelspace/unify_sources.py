@@ -28,6 +28,9 @@ from .label_states import protocol_of_file
 from .text_files import load_yaml, stream_json_items
 
 LIST_FIELDS = ("neg_category_ids", "not_exhaustive_category_ids", "pos_category_ids")
+#: What an LVIS category record says of itself, kept in the unified file as the source gives it: LVIS's
+#: r / c / f groups come from its *training* set's image counts, which no other file can recompute.
+CATEGORY_FACTS = ("synset", "synonyms", "def", "frequency", "image_count", "instance_count")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -49,6 +52,9 @@ class SourceData:
     crowd: np.ndarray          # M uint8
     #: field → (offsets N + 1, union indices): each image's explicit label lists, in CSR form
     lists: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: union index → the facts an LVIS-style category record gives (``frequency``, ``image_count``,
+    #: ``synset``, ``synonyms`` in the file's order, …): kept as the source wrote them
+    category_facts: dict[int, dict] = field(default_factory=dict)
 
     @property
     def num_images(self) -> int:
@@ -107,13 +113,15 @@ def _items(path: Path, prefix: str):
 
 
 def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
-    categories, union_of = [], {}
+    categories, union_of, facts = [], {}, {}
     for position, category in enumerate(_items(path, "categories.item")):
         if not isinstance(category, dict) or "id" not in category or not isinstance(category.get("name"), str):
             raise ScaledetError(f"{path}: categories[{position}] needs an 'id' and a 'name'")
         local = str(category.get("mid") or category["id"])
         union_of[category["id"]] = lookup.index(key, local, category["name"], str(path))
-        categories.append(category)
+        categories.append({k: category[k] for k in ("id", "name", "mid") if k in category})
+        if category.get("frequency") in ("r", "c", "f"):
+            facts[union_of[category["id"]]] = {k: category[k] for k in CATEGORY_FACTS if k in category}
     if not categories:
         raise ScaledetError(f"{path}: no 'categories' (not a COCO-format annotation file)")
     file_names, coco_urls, widths, heights, ids = [], [], array("i"), array("i"), array("q")
@@ -129,7 +137,9 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
         name, url = image.get("file_name"), image.get("coco_url")
         if not isinstance(name, str) and not isinstance(url, str):
             raise ScaledetError(f"{path}: image {image['id']} has neither a 'file_name' nor a 'coco_url'")
-        file_names.append(name if isinstance(name, str) else url.split("/")[-1])
+        # LVIS v1 has no file_name: its coco_url names COCO's split folder (…/val2017/000000266409.jpg), and
+        # that relative path is what an image root of COCO's layout resolves
+        file_names.append(name if isinstance(name, str) else "/".join(url.split("/")[-2:]))
         coco_urls.append(url if isinstance(url, str) else None)
         ids.append(image["id"])
         widths.append(image["width"])
@@ -166,6 +176,7 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
     data.lists = {f: (np.frombuffer(offsets[f], dtype=np.int64),
                       np.frombuffer(values[f], dtype=np.int32) if values[f] else np.zeros(0, np.int32))
                   for f in LIST_FIELDS}
+    data.category_facts = facts
     return data
 
 

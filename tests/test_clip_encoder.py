@@ -3,6 +3,8 @@ local file (no pretrained weights can be downloaded here): they check loading, i
 normalisation and error handling, not the quality of the embeddings."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -130,44 +132,61 @@ def test_detics_zero_shot_classifier_loads_a_detic_export(random_clip_weights, t
     assert scores.shape == (5, num_classes + 1) and torch.isfinite(scores).all()
 
 
-def test_ultralytics_yoloworld_takes_the_txt_feats_export(random_clip_weights, tmp_path):
-    """The lines Ultralytics' ``WorldModel.set_classes`` runs (``self.txt_feats = …``, ``self.model[-1].nc =
-    len(text)``) and ``YOLOWorld.set_classes`` (``self.model.names = classes``), and how ``WorldModel.predict``
-    uses the features (``txt_feats.expand(batch, -1, -1)``), replicated on our export of a random-init CLIP
-    build (the plumbing is real, the numbers are not). A MiniLM build is refused."""
-    import torch
+def test_ultralytics_yoloworld_takes_the_txt_feats_export(tmp_path):
+    """The export installed into Ultralytics' own ``YOLOWorld`` (``yolov8n-worldv2.yaml``, built from its
+    config: no weights are fetched) with the documented lines, which do what ``YOLOWorld.set_classes`` does,
+    a predictor reset included: a ``predict`` before them uses the 80 placeholder classes, one after them
+    names the export's 7 classes and gives class ids below 7. Without the reset the old predictor keeps 80
+    names. The build is a random-init CLIP ViT-M-32 (512-d, as YOLO-World's text width): the plumbing is
+    real, the numbers are not. A build whose template is not '{}' is refused unless --any-template."""
+    pytest.importorskip("ultralytics", reason="Ultralytics is in the dev extra")
+    from ultralytics import YOLOWorld
 
     from conftest import run_cli
+    from scaledet.labelspace.export import ULTRALYTICS_INSTALL
 
+    torch.manual_seed(0)
+    weights = tmp_path / "random_vit_m_32.pt"
+    torch.save(open_clip.create_model("ViT-M-32", pretrained=None).state_dict(), weights)
     out = tmp_path / "ls"
     done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip", "--template", "{}",
-                   "--clip-weights", str(random_clip_weights), "--clip-arch", "RN50-quickgelu", "--out", str(out), "-q")
+                   "--clip-weights", str(weights), "--clip-arch", "ViT-M-32", "--out", str(out), "-q")
     assert done.returncode == 0, done.stderr
     done = run_cli("scaledet-labels", "export", "--labelspace", str(out), "--format", "ultralytics", "--out", str(tmp_path / "x"))
     assert done.returncode == 0, done.stderr
     (path,) = (tmp_path / "x").glob("*.txt_feats.pt")
-    feats = torch.load(path, weights_only=True)
+    meta = json.loads(next((tmp_path / "x").glob("*.ultralytics.meta.json")).read_text())
+    assert meta["install"] == ULTRALYTICS_INSTALL and meta["install"].endswith("model.predictor = None")
 
-    class Head(torch.nn.Module):
-        nc = 80
+    image = np.zeros((64, 64, 3), np.uint8)
+    model = YOLOWorld("yolov8n-worldv2.yaml")
+    before = model.predict(image, conf=0.0, imgsz=64, verbose=False)[0]
+    assert len(before.names) == 80
+    namespace = {"torch": torch, "model": model}
+    exec(ULTRALYTICS_INSTALL.replace("PATH", repr(str(path))), namespace)  # the documented lines, as written
+    feats = namespace["feats"]
+    assert model.model.txt_feats.shape == (1, 7, 512) and model.model.model[-1].nc == 7
+    assert torch.allclose(model.model.txt_feats.norm(dim=-1), torch.ones(1, 7), atol=1e-5)
+    after = model.predict(image, conf=0.0, imgsz=64, verbose=False)[0]
+    assert after.names == dict(enumerate(feats["names"])) and after.names[0] == "fish"
+    assert len(after.boxes) > 0 and int(after.boxes.cls.max()) < 7
+    # the same lines without the reset: the predictor of the first predict keeps 80 classes
+    stale = YOLOWorld("yolov8n-worldv2.yaml")
+    stale.predict(image, conf=0.0, imgsz=64, verbose=False)
+    exec(ULTRALYTICS_INSTALL.replace("PATH", repr(str(path))).replace("; model.predictor = None", ""),
+         {"torch": torch, "model": stale})
+    assert len(stale.predict(image, conf=0.0, imgsz=64, verbose=False)[0].names) == 80
 
-    class WorldModel(torch.nn.Module):  # the attributes set_classes touches
-        def __init__(self) -> None:
-            super().__init__()
-            self.txt_feats = torch.randn(1, 80, 512)  # Ultralytics' placeholder
-            self.model = torch.nn.ModuleList([Head()])
-            self.names = {}
-
-    model = WorldModel()
-    model.txt_feats = feats["txt_feats"]
-    model.model[-1].nc = len(feats["names"])
-    model.names = feats["names"]
-    assert model.txt_feats.shape == (1, 7, 1024) and model.model[-1].nc == 7
-    assert torch.allclose(model.txt_feats.norm(dim=-1), torch.ones(1, 7), atol=1e-5)
-    assert model.names[0] == "fish" and all(isinstance(n, str) for n in model.names)
-    batch = torch.zeros(4, 3, 64, 64)
-    txt_feats = model.txt_feats.to(device=batch.device, dtype=batch.dtype)
-    assert txt_feats.expand(batch.shape[0], -1, -1).shape == (4, 7, 1024)
+    photo = tmp_path / "ls-photo"  # the default template, "a photo of a {}.": not what YOLOWorld encodes
+    done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip",
+                   "--clip-weights", str(weights), "--clip-arch", "ViT-M-32", "--out", str(photo), "-q")
+    assert done.returncode == 0, done.stderr
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(photo), "--format", "ultralytics", "--out", str(tmp_path / "y"))
+    assert done.returncode == 2 and "YOLOWorld encodes bare class names" in done.stderr and "--any-template" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "y").exists()
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(photo), "--format", "ultralytics", "--out",
+                   str(tmp_path / "y"), "--any-template")
+    assert done.returncode == 0, done.stderr
 
 
 def test_encoders_read_files_not_packages_and_say_no_to_what_is_not_here(tmp_path, monkeypatch):

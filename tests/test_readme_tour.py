@@ -42,7 +42,8 @@ def test_the_tour_parses_into_the_commands_a_reader_sees():
     assert commands[0] == "scaledet demo"
     assert all(c.split()[0] in ("scaledet", "scaledet-labels") for c in commands)
     joined = [c for c in commands if c.startswith("scaledet-labels unify")]
-    assert joined and "things=runs/demo/world/things/train/annotations.json --out runs/unified" in joined[0]
+    assert joined and "things=runs/demo/world/things/train/annotations.json --images geo=" in joined[0]
+    assert "things=runs/demo/world/things/train/images --out runs/unified" in joined[0]
 
 
 def test_readme_tour_runs_top_to_bottom(tmp_path):
@@ -63,6 +64,9 @@ def test_readme_tour_runs_top_to_bottom(tmp_path):
                      "predict/detections.json", "predict-odinw/detections.json", "predict-concepts/detections.json"):
         assert (runs / expected).exists(), expected
     unified = json.loads((runs / "unified" / "unified.json").read_text())
-    assert {image["file_name"].split("_")[0] for image in unified["images"]} == {"geo", "things"}
+    assert {Path(image["file_name"]).name.split("_")[0] for image in unified["images"]} == {"geo", "things"}
+    for image in unified["images"]:  # detectron2's rule (image root + coco_url's folder) and the file_name
+        folder, name = image["coco_url"].split("/")[-2:]
+        assert (runs / "unified" / "images" / folder / name).is_file() and (runs / "unified" / image["file_name"]).is_file()
     metrics = [json.loads(line) for line in (runs / "tour" / "metrics.json").read_text().splitlines()]
     assert metrics[-1]["iteration"] == 19

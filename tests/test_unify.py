@@ -1,8 +1,9 @@
-"""``scaledet-labels unify`` on real-format files: the LVIS API's own 100-image file, a COCO file written
-field by field whose images overlap it (LVIS annotates COCO's images), and a YOLO dataset folder. The
-outputs are read the way their consumers read them: the LVIS API's ``LVIS`` index, detectron2's
-``load_lvis_json`` field reads (replicated: neither installs here), faster-coco-eval's LVIS mode through
-``scaledet eval --evaluator lvis``, and Ultralytics' label layout."""
+"""``scaledet-labels unify`` on real-format files: the LVIS API's own 100-image file (also in LVIS v1's
+layout, without ``file_name``), a COCO file written field by field whose images overlap it (LVIS annotates
+COCO's images), and a YOLO dataset folder. The outputs are read by their consumers: the real LVIS API
+(``pip install lvis``) and Ultralytics (``check_det_dataset``, ``YOLODataset``, ``YOLOMultiModalDataset``),
+both in the dev extra; detectron2's ``load_lvis_json`` and Detic's ``custom_load_lvis_json`` path rules,
+replicated (neither installs from the registries); faster-coco-eval's LVIS mode through ``scaledet eval``."""
 from __future__ import annotations
 
 import json
@@ -58,16 +59,23 @@ def _unify(build: Path, root: Path, to: str, *extra: str):
                    f"coco={root / 'coco-images'}", "--out", str(root / to), *extra)
 
 
+def _by_label(document: dict) -> dict[str, dict]:
+    return {c["labels"][0]: c for c in document["categories"]}
+
+
 def test_unify_explicit_lvis_file(lvis_coco_oid_build, sources):
-    done = _unify(lvis_coco_oid_build, sources, "explicit", "--explicit-negatives")
+    done = _unify(lvis_coco_oid_build, sources, "explicit")  # full lists are the default
     assert done.returncode == 0, done.stderr
     assert "2 annotated by two sources" in done.stdout and "1 duplicates kept once" in done.stdout
     document = json.loads((sources / "explicit" / "unified.json").read_text())
-    category = {c["name"]: c for c in document["categories"]}
+    category = _by_label(document)
     assert len(document["images"]) == 101 and document["scaledet"]["explicit_negatives"] is True
     assert set(category) >= {"coco/person", "lvis/baby", "lvis/bed", "coco/bed"} and "oid/Cat" not in category
     assert category["lvis/bed"]["labels"] == ["lvis/bed"] and "bed" in category["lvis/bed"]["synonyms"]
-    name_of = {c["id"]: c["name"] for c in document["categories"]}
+    # names are words, never global ids; where two would coincide, a word from the taxonomy tells them apart
+    assert category["coco/dog"]["name"] == "dog (animal)" and category["lvis/dog"]["name"] == "dog (LVIS)"
+    assert category["lvis/baby"]["name"] == "baby" and not any("/" in c["name"] for c in document["categories"])
+    name_of = {c["id"]: c["labels"][0] for c in document["categories"]}
     image = {Path(i["file_name"]).stem.split("_")[-1]: i for i in document["images"]}
     anns = defaultdict(list)
     for a in document["annotations"]:
@@ -95,7 +103,7 @@ def test_unified_file_loads_as_the_lvis_api_and_detectron2_read_it(lvis_coco_oid
     maps ``category_id - 1`` to a contiguous index and asserts unique ids and non-empty polygons."""
     path = sources / "explicit" / "unified.json"
     if not path.exists():
-        assert _unify(lvis_coco_oid_build, sources, "explicit", "--explicit-negatives").returncode == 0
+        assert _unify(lvis_coco_oid_build, sources, "explicit").returncode == 0
     dataset = json.loads(path.read_text())
     assert type(dataset) == dict  # noqa: E721 - the LVIS API's own check
     imgs = {img["id"]: img for img in dataset["images"]}
@@ -127,7 +135,7 @@ def test_unified_file_loads_as_the_lvis_api_and_detectron2_read_it(lvis_coco_oid
 def test_unified_file_scores_with_the_lvis_evaluator(lvis_coco_oid_build, sources):
     path = sources / "explicit" / "unified.json"
     if not path.exists():
-        assert _unify(lvis_coco_oid_build, sources, "explicit", "--explicit-negatives").returncode == 0
+        assert _unify(lvis_coco_oid_build, sources, "explicit").returncode == 0
     document = json.loads(path.read_text())
     perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
                for a in document["annotations"]]
@@ -139,8 +147,9 @@ def test_unified_file_scores_with_the_lvis_evaluator(lvis_coco_oid_build, source
 
 
 def test_unify_compact_and_concepts(lvis_coco_oid_build, sources):
-    done = _unify(lvis_coco_oid_build, sources, "concepts", "--space", "concepts")
+    done = _unify(lvis_coco_oid_build, sources, "concepts", "--space", "concepts", "--compact")
     assert done.returncode == 0, done.stderr
+    assert "note: --compact: the LVIS API, faster-coco-eval, detectron2" in done.stderr
     document = json.loads((sources / "concepts" / "unified.json").read_text())
     assert document["scaledet"]["explicit_negatives"] is False and document["scaledet"]["space"] == "concepts"
     assert document["scaledet"]["sources"]["lvis"]["protocol"] == "federated"
@@ -161,7 +170,8 @@ def test_unify_to_yolo_and_from_yolo(lvis_coco_oid_build, sources):
     out = sources / "yolo"
     assert "names:" in (out / "data.yaml").read_text()
     partial = (out / "partial_classes.txt").read_text().split("\n")
-    assert "lvis/bed" in partial and "coco/person" in partial  # LVIS is federated; COCO does not cover all
+    assert "bed (LVIS)" in partial and "person" in partial  # LVIS is federated; COCO does not cover all
+    assert "names:" in (out / "data.yaml").read_text() and "/" not in "".join(partial)
     label = out / "labels" / "coco" / "000000999999.txt"
     cls, cx, cy, w, h = label.read_text().split()
     assert (float(cx), float(cy), float(w), float(h)) == pytest.approx((60 / 320, 50 / 240, 100 / 320, 80 / 240), abs=1e-6)
@@ -179,7 +189,7 @@ def test_unify_to_yolo_and_from_yolo(lvis_coco_oid_build, sources):
     document = json.loads((sources / "from-yolo" / "unified.json").read_text())
     (annotation,) = document["annotations"]
     assert annotation["bbox"] == [50.0, 25.0, 100.0, 50.0]
-    assert document["categories"][annotation["category_id"] - 1]["name"] == "coco/dog"
+    assert document["categories"][annotation["category_id"] - 1]["labels"] == ["coco/dog"]
     (yolo / "labels" / "train" / "a.txt").write_text("7 0.5 0.5 0.5 0.5\n")
     done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
                    "--out", str(sources / "from-yolo"))
@@ -246,3 +256,194 @@ def test_train_and_eval_on_a_compact_unified_file(shapes_world, tmp_path):
     assert done.returncode == 0, done.stderr
     record = json.loads((tmp_path / "run" / "eval" / "model_final" / "metrics.json").read_text())
     assert record["protocols"] == {"all": "lvis-federated"} and "AP" in record["metrics"]["all"]
+
+
+@pytest.fixture(scope="module")
+def lvis_v1_world(tmp_path_factory):
+    """The LVIS API's 100-image file in LVIS v1's layout (no ``file_name``: ``coco_url`` names COCO's split
+    folder), a COCO-format file written from two of its images plus one of COCO's own, and a COCO image
+    root in COCO's layout (``ROOT/val2017/NAME``) holding real, small JPEGs of the sizes the files give."""
+    root = tmp_path_factory.mktemp("lvis-v1")
+    lvis = _lvis()
+    for image in lvis["images"]:
+        del image["file_name"]
+    (root / "lvis_v1_val.json").write_text(json.dumps(lvis))
+    by_id = {i["id"]: i for i in lvis["images"]}
+    coco = {"images": [{"id": i, "file_name": by_id[i]["coco_url"].split("/")[-1], "width": by_id[i]["width"],
+                        "height": by_id[i]["height"]} for i in (66523, 266409)]
+            + [{"id": 999999, "file_name": "000000999999.jpg", "width": 320, "height": 240}],
+            "annotations": [
+                {"id": 1, "image_id": 66523, "category_id": 1, "bbox": [5.0, 5.0, 40.0, 90.0], "area": 3600.0, "iscrowd": 0},
+                {"id": 2, "image_id": 266409, "category_id": 1, "bbox": [100.0, 50.0, 80.0, 200.0], "area": 16000.0, "iscrowd": 0},
+                {"id": 3, "image_id": 999999, "category_id": 18, "bbox": [10.0, 10.0, 100.0, 80.0], "area": 8000.0, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person", "supercategory": "person"},
+                           {"id": 18, "name": "dog", "supercategory": "animal"},
+                           {"id": 65, "name": "bed", "supercategory": "furniture"}]}
+    (root / "coco_val.json").write_text(json.dumps(coco))
+    folder = root / "coco" / "val2017"
+    folder.mkdir(parents=True)
+    for image in [*lvis["images"], coco["images"][-1]]:
+        name = image.get("file_name") or image["coco_url"].split("/")[-1]
+        Image.new("RGB", (image["width"], image["height"])).save(folder / name, quality=50)
+    return root
+
+
+def _unify_v1(build: Path, world: Path, to: str, *extra: str):
+    return run_cli("scaledet-labels", "unify", "--labelspace", str(build),
+                   "--annotations", f"lvis={world / 'lvis_v1_val.json'}", f"coco={world / 'coco_val.json'}",
+                   "--images", f"lvis={world / 'coco'}", f"coco={world / 'coco' / 'val2017'}", "--out", str(world / to), *extra)
+
+
+def _lvis_api():
+    import numpy as np
+
+    np.float = float  # the LVIS API (0.5.3) still uses NumPy's removed alias
+    lvis = pytest.importorskip("lvis", reason="the LVIS API is in the dev extra")
+    return lvis
+
+
+def test_lvis_v1_unified_file_reads_right_in_the_lvis_api_and_the_loaders(lvis_coco_oid_build, lvis_v1_world):
+    """The default file of LVIS v1-layout ground truth plus a COCO file: every image path resolves by the
+    real loaders' rules; LVIS's categories keep their r / c / f, image counts, synsets and synonym order; a
+    false positive of each COCO category that a COCO image lacks lowers the LVIS API's AP below 100, and
+    ``scaledet eval`` gives the LVIS API's number."""
+    lvis_api = _lvis_api()
+    done = _unify_v1(lvis_coco_oid_build, lvis_v1_world, "unified")
+    assert done.returncode == 0, done.stderr
+    out = lvis_v1_world / "unified"
+    path = out / "unified.json"
+    document = json.loads(path.read_text())
+    # paths: detectron2 load_lvis_json (image_root + coco_url's split folder), Detic custom_load_lvis_json
+    # (image_root joined with file_name, a 'COCO…' name cut to its last 16 characters), Ultralytics (file_name)
+    for image in document["images"]:
+        split_folder, name = image["coco_url"].split("/")[-2:]
+        assert os.path.isfile(os.path.join(str(out / "images") + "/" + split_folder, name))
+        detic_name = image["file_name"][-16:] if image["file_name"].startswith("COCO") else image["file_name"]
+        assert os.path.isfile(os.path.join(str(out), detic_name))
+        assert Path(out / image["file_name"]).resolve().parent == lvis_v1_world / "coco" / "val2017"
+    # source facts kept
+    source = {f"lvis/{c['name']}": c for c in _lvis()["categories"]}
+    kept = [c for c in document["categories"] if c["labels"][0] in source]
+    assert len(kept) == 1230
+    for category in kept:
+        original = source[category["labels"][0]]
+        assert (category["frequency"], category["image_count"], category["synset"], category["synonyms"]) == \
+            (original["frequency"], original["image_count"], original["synset"], original["synonyms"])
+    coco_dog = next(c for c in document["categories"] if c["labels"] == ["coco/dog"])
+    assert (coco_dog["image_count"], coco_dog["frequency"]) == (1, "r") and "synset" not in coco_dog  # computed
+    # the LVIS API's own index and evaluation
+    gt = lvis_api.LVIS(str(path))
+    assert len(gt.get_img_ids()) == 101 and len(gt.get_cat_ids()) == len(document["categories"])
+    coco_categories = [c["id"] for c in document["categories"] if c["labels"][0].startswith("coco/")]
+    boxed = defaultdict(set)
+    for annotation in document["annotations"]:
+        boxed[annotation["image_id"]].add(annotation["category_id"])
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.5}
+               for a in document["annotations"]]
+    results += [{"image_id": i["id"], "category_id": c, "bbox": [1.0, 1.0, 30.0, 30.0], "score": 0.9}
+                for i in document["images"] if "coco" in i["sources"] for c in coco_categories if c not in boxed[i["id"]]]
+    (lvis_v1_world / "false_positives.json").write_text(json.dumps(results))
+    evaluation = lvis_api.LVISEval(gt, lvis_api.LVISResults(gt, str(lvis_v1_world / "false_positives.json")), "bbox")
+    evaluation.run()
+    assert evaluation.results["AP"] < 0.999
+    done = run_cli("scaledet", "eval", "--results", str(lvis_v1_world / "false_positives.json"), "--annotations",
+                   str(path), "--evaluator", "lvis", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["AP"] == pytest.approx(100 * evaluation.results["AP"], abs=1e-3)
+    # a compact file: the LVIS API loses COCO's negatives (AP 100); scaledet completes them from its sources
+    done = _unify_v1(lvis_coco_oid_build, lvis_v1_world, "compact", "--compact")
+    assert done.returncode == 0 and "note: --compact" in done.stderr, done.stderr
+    gt = lvis_api.LVIS(str(lvis_v1_world / "compact" / "unified.json"))
+    compact = lvis_api.LVISEval(gt, lvis_api.LVISResults(gt, str(lvis_v1_world / "false_positives.json")), "bbox")
+    compact.run()
+    assert compact.results["AP"] == pytest.approx(1.0)
+    done = run_cli("scaledet", "eval", "--results", str(lvis_v1_world / "false_positives.json"), "--annotations",
+                   str(lvis_v1_world / "compact" / "unified.json"), "--evaluator", "lvis", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["AP"] == pytest.approx(100 * evaluation.results["AP"], abs=1e-3)
+
+
+def test_lvis_v1_yolo_dataset_reads_in_ultralytics(lvis_coco_oid_build, lvis_v1_world):
+    """``--format yolo`` from LVIS v1-layout files, read by Ultralytics' own ``check_det_dataset``,
+    ``YOLODataset`` and, for YOLO-World training, ``YOLOMultiModalDataset``, whose class texts are the
+    names split at '/': each must be one plain name."""
+    pytest.importorskip("ultralytics", reason="Ultralytics is in the dev extra")
+    from ultralytics.data.dataset import YOLODataset, YOLOMultiModalDataset
+    from ultralytics.data.utils import check_det_dataset
+
+    done = _unify_v1(lvis_coco_oid_build, lvis_v1_world, "yolo", "--format", "yolo")
+    assert done.returncode == 0, done.stderr
+    data = check_det_dataset(str(lvis_v1_world / "yolo" / "data.yaml"))
+    assert data["nc"] == 1230 + 80 and data["names"][0] == "person"
+    dataset = YOLODataset(img_path=data["train"], data=data, task="detect", augment=False, imgsz=320)
+    unified = json.loads((lvis_v1_world / "unified" / "unified.json").read_text()) \
+        if (lvis_v1_world / "unified" / "unified.json").exists() else None
+    assert len(dataset.labels) == 101
+    assert sum(len(label["cls"]) for label in dataset.labels) == 977 + 3  # every box of both files
+    if unified is not None:
+        assert [c["name"] for c in unified["categories"]] == [data["names"][i] for i in range(data["nc"])]
+    texts = YOLOMultiModalDataset(img_path=data["train"], data=data, task="detect", augment=False,
+                                  imgsz=320).update_labels_info(dict(dataset.labels[0]))["texts"]
+    assert all(len(t) == 1 and "/" not in t[0] for t in texts) and texts[0] == ["person"]
+    assert ["dog (animal)"] in texts and ["dog (LVIS)"] in texts
+
+
+def test_unify_paths_are_checked_and_a_failed_run_leaves_nothing(lvis_coco_oid_build, lvis_v1_world, tmp_path):
+    """An image root of another layout is one line naming the image, and a failed run leaves no folder;
+    names that leave the image root and images that already lie in the output folder are refused."""
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build),
+                   "--annotations", f"lvis={lvis_v1_world / 'lvis_v1_val.json'}",
+                   "--images", f"lvis={lvis_v1_world}", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "not found (looked for" in done.stderr and "val2017/000000" in done.stderr
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build),
+                   "--annotations", f"lvis={lvis_v1_world / 'lvis_v1_val.json'}",
+                   "--images", f"lvis={lvis_v1_world}", "--out", str(tmp_path / "empty"))
+    assert done.returncode == 2 and list((tmp_path / "empty").iterdir()) == []
+    escape = {"images": [{"id": 1, "file_name": "../../../../etc/hostname", "width": 10, "height": 10}],
+              "annotations": [], "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "escape.json").write_text(json.dumps(escape))
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations",
+                   f"coco={tmp_path / 'escape.json'}", "--images", f"coco={lvis_v1_world / 'coco'}", "--out",
+                   str(tmp_path / "escape"))
+    assert done.returncode == 2 and "is not a path inside the image folder" in done.stderr
+    assert not (tmp_path / "escape").exists()
+    # images copied into OUT/images/coco (no longer links) and unified again from there: refused, kept
+    out = tmp_path / "again"
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations",
+                   f"coco={lvis_v1_world / 'coco_val.json'}", "--images", f"coco={lvis_v1_world / 'coco' / 'val2017'}",
+                   "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    for link in (out / "images" / "coco").iterdir():
+        data = link.read_bytes()
+        link.unlink()
+        link.write_bytes(data)
+    before = {p.name: p.read_bytes() for p in (out / "images" / "coco").iterdir()}
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations",
+                   f"coco={lvis_v1_world / 'coco_val.json'}", "--images", f"coco={out / 'images' / 'coco'}",
+                   "--out", str(out))
+    assert done.returncode == 2 and "already lies in the output folder" in done.stderr
+    assert {p.name: p.read_bytes() for p in (out / "images" / "coco").iterdir()} == before
+    assert not any(p.is_symlink() for p in (out / "images" / "coco").iterdir())
+
+
+def test_names_of_the_four_dataset_union_read_as_text_and_differ(builtin_union):
+    """The rule of ``category_names.py`` on the 2,249 labels of LVIS + COCO + Objects365 + OpenImages (373
+    names shared by two or more labels): every name distinct, none a global id or holding '/', and the
+    qualifier each shared name gets comes from the label's own taxonomy where it tells the label apart."""
+    from scaledet.labelspace.category_names import label_qualifiers, unique_names
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+
+    output = LabelSpaceOutput.load(builtin_union.out_dir, with_embeddings=False)
+    table = output.labels
+    names = unique_names(table.column("name").to_pylist(), label_qualifiers(output), table.column("dataset").to_pylist(),
+                         [str(x) for x in table.column("local_id").to_pylist()])
+    assert len(names) == 2249 and len({n.casefold() for n in names}) == 2249
+    assert not any("/" in n for n in names)
+    name = dict(zip(output.global_ids, names))
+    assert name["oid/Mouse"] == "Mouse (Mammal)" and name["coco/mouse"] == "mouse (electronic)"  # hierarchy, supercategory
+    assert name["o365/Mouse"] == "Mouse (Objects365)"      # no taxonomy word: who annotates it
+    assert name["lvis/aerosol_can"] == "aerosol can" and name["o365/Moniter/TV"] == "Moniter or TV"
+    assert name["coco/bus"] == "bus (vehicle, COCO)" and name["lvis/bus_(vehicle)"] == "bus (vehicle, LVIS)"

@@ -80,17 +80,11 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
     def label_states(self, image: int) -> np.ndarray:
         """The int8 state of every union label on index image ``image`` (``labelspace/label_states.py``);
         an image of several sources combines theirs (present in any wins over negative)."""
-        from scaledet.labelspace.label_states import combine_states
+        from scaledet.labelspace.label_states import image_states
 
         lists = {k: self._members(v) for k, v in self.index.image_lists(image).items()}
         annotated = self._members(np.asarray(self.index.labels[self._box_slice(image)], dtype=np.int64))
-        states = None
-        for coverage in self._coverages(image):
-            these = coverage.states(annotated, negatives=lists["neg_category_ids"],
-                                    not_exhaustive=lists["not_exhaustive_category_ids"],
-                                    verified_present=lists["pos_category_ids"])
-            states = these if states is None else combine_states(states, these)[0]
-        return states
+        return image_states(self._coverages(image), annotated, lists)
 
     def own_labels(self, image: int) -> torch.Tensor:
         """The labels an image's annotations speak for: its dataset's, or in a unified file its sources'."""

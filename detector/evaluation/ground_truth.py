@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.unify import complete_label_lists
 
 from ..data.records import check_annotation, check_category, check_image, read_json
 
@@ -40,7 +41,7 @@ def read_ground_truth(path: str | Path) -> GroundTruth:
         check_image(image, position, path)
     for position, annotation in enumerate(document["annotations"]):
         check_annotation(annotation, position, path)
-    return GroundTruth(path, document)
+    return GroundTruth(path, complete_label_lists(document))
 
 
 def check_results(results, ground_truth: GroundTruth, source: str) -> list[dict]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from scaledet.labelspace.unify import complete_label_lists
+
 from ..data import CocoDetectionDataset, to_float
 from . import build_evaluator, default_evaluator_name
 from .coco import CocoEvaluator
@@ -67,5 +69,5 @@ def evaluate_dataset(model, dataset: CocoDetectionDataset, union_embeddings: tor
         results = detect_dataset(model, dataset, text_embeddings, device, batch_size, progress)
     finally:
         model.roi_heads.detections_per_img = previous
-    ground_truth = GroundTruth(dataset.annotation_file, dataset.coco)
+    ground_truth = GroundTruth(dataset.annotation_file, complete_label_lists(dataset.coco))
     return evaluator.evaluate(ground_truth, results), results
