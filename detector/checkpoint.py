@@ -1,6 +1,8 @@
 """Checkpoints: atomic writes, and a refusal to mix a checkpoint with a labelspace it was not trained on."""
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import torch
@@ -39,13 +41,28 @@ def point_to(output_dir: Path, checkpoint: Path) -> None:
     atomic_write_text(Path(output_dir) / POINTER_NAME, checkpoint.name + "\n")
 
 
-def prune_checkpoints(output_dir: Path, keep_last: int | None) -> None:
-    """Keep only the newest ``keep_last`` numbered checkpoints (``model_final.pth`` is never removed)."""
+def prune_checkpoints(own: list[Path], keep_last: int | None) -> None:
+    """Keep only the newest ``keep_last`` of ``own``, the numbered checkpoints this run wrote (and, on
+    ``--resume``, those of the run it continues, as its marker lists them), oldest first. Only these are
+    ever removed: a checkpoint of an earlier run started over with ``--force``, or a ``model_*.pth`` someone
+    put in the folder, is not this run's to delete. ``model_final.pth`` is never in the list."""
     if not keep_last:
         return
-    numbered = sorted(Path(output_dir).glob("model_[0-9][0-9][0-9][0-9][0-9][0-9][0-9].pth"))
-    for old in numbered[:-keep_last]:
-        old.unlink(missing_ok=True)
+    while len(own) > keep_last:
+        own.pop(0).unlink(missing_ok=True)
+
+
+def run_checkpoints(output_dir: Path, up_to_iteration: int) -> list[Path]:
+    """The numbered checkpoints a run being resumed wrote, oldest first: those its folder's marker lists,
+    up to the iteration it continues from (a later one belongs to no run that leads here)."""
+    from scaledet.labelspace.output_dirs import recorded_files
+
+    found = []
+    for name in recorded_files(output_dir):
+        match = re.fullmatch(r"model_(\d{7})\.pth", name)
+        if match and int(match.group(1)) + 1 <= up_to_iteration and (output_dir / name).is_file():
+            found.append(output_dir / name)
+    return sorted(found)
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

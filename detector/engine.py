@@ -22,7 +22,8 @@ from scaledet.labelspace.output_dirs import (check_output_dir, mark_output_dir, 
                                             remove_stale_temporaries)
 
 from .checkpoint import (FINAL_NAME, check_compatible, labelspace_ids_digest, last_checkpoint, load_checkpoint,
-                         load_weights, numbered_checkpoint_name, point_to, prune_checkpoints, save_checkpoint)
+                         load_weights, numbered_checkpoint_name, point_to, prune_checkpoints, run_checkpoints,
+                         save_checkpoint)
 from .config import TrainConfig, config_to_yaml
 from .data import CocoDetectionDataset, to_float
 from .data.loader import IterationBatches, MultiDataset, build_train_loader, default_num_workers, worker_error
@@ -147,6 +148,7 @@ class Trainer:
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start_iteration = 0
+        self.own_checkpoints: list[Path] = []  # numbered checkpoints of this run, oldest first: what keep_last prunes
         if resume:
             self._resume()
         self.ddp_model = self.model
@@ -174,6 +176,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             self.start_iteration = int(state["iteration"])
+            self.own_checkpoints = run_checkpoints(self.output_dir, self.start_iteration)
         except (KeyError, ValueError, TypeError, RuntimeError) as err:
             raise ScaledetError(f"{path}: its optimizer state does not fit this config ({one_line(err, 100)})") from None
 
@@ -233,7 +236,9 @@ class Trainer:
         save_checkpoint(self.state(done), path)
         record_output_files(self.output_dir, [path])  # its sha256, checked whenever it is loaded
         point_to(self.output_dir, path)
-        prune_checkpoints(self.output_dir, self.config.schedule.keep_last)
+        if path.name != FINAL_NAME and path not in self.own_checkpoints:
+            self.own_checkpoints.append(path)
+        prune_checkpoints(self.own_checkpoints, self.config.schedule.keep_last)
         return path
 
     def _evaluate_during_training(self, done: int, checkpoint: Path, metrics: "MetricsLog | None") -> None:

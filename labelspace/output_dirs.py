@@ -225,6 +225,12 @@ def _read_marker(directory: Path) -> dict:
     return document if isinstance(document, dict) else {}
 
 
+def recorded_files(directory: Path) -> set[str]:
+    """The names of the files an output's marker lists as its own."""
+    files = _read_marker(Path(directory)).get("files")
+    return set(files) if isinstance(files, dict) else set()
+
+
 def file_sha256(path: Path) -> str:
     from .readers import sha256_of_file
 

@@ -210,21 +210,7 @@ def _read_yolo(key: str, folder: Path, lookup: LabelLookup) -> SourceData:
         file_names.append(str(image_path.relative_to(folder / "images")))
         widths.append(width)
         heights.append(height)
-        for line_number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            where = f"{label_file}:{line_number}"
-            if len(parts) < 5:
-                raise ScaledetError(f"{where}: expected 'class cx cy w h', found {len(parts)} values")
-            try:
-                class_id, (cx, cy, w, h) = int(parts[0]), (float(v) for v in parts[1:5])
-            except ValueError:
-                raise ScaledetError(f"{where}: not numbers") from None
-            if not 0 <= class_id < len(union_of):
-                raise ScaledetError(f"{where}: class {class_id} out of range ({data_yaml} names {len(union_of)} classes)")
-            if not all(math.isfinite(v) for v in (cx, cy, w, h)) or w <= 0 or h <= 0:
-                raise ScaledetError(f"{where}: box {cx} {cy} {w} {h} is not a finite box of positive size")
+        for line_number, class_id, (cx, cy, w, h) in _yolo_boxes(label_file, len(union_of), data_yaml):
             box_image.append(position)
             xywh.extend(((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height))
             labels.append(union_of[class_id])
@@ -235,6 +221,40 @@ def _read_yolo(key: str, folder: Path, lookup: LabelLookup) -> SourceData:
                     box_image, xywh, labels, crowd)
     data.lists = {f: (np.zeros(len(file_names) + 1, np.int64), np.zeros(0, np.int32)) for f in LIST_FIELDS}
     return data
+
+
+def _yolo_boxes(label_file: Path, classes: int, data_yaml: Path):
+    """(line number, class, normalised cx cy w h) of each box of a YOLO label file, read as Ultralytics
+    reads it: ``class cx cy w h``, or, when any line has more than six values, every line a segmentation
+    polygon ``class x1 y1 x2 y2 …`` whose box is the polygon's extent (Ultralytics' ``segments2boxes``)."""
+    try:
+        text = label_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ScaledetError(f"{label_file}: not UTF-8 text (a YOLO label file holds 'class cx cy w h' lines)") from None
+    rows = [(number, line.split()) for number, line in enumerate(text.splitlines(), start=1) if line.split()]
+    polygons = any(len(parts) > 6 for _, parts in rows)
+    for number, parts in rows:
+        where = f"{label_file}:{number}"
+        if len(parts) < 5 or (polygons and len(parts) % 2 == 0):
+            expected = "'class x1 y1 x2 y2 x3 y3 …' (a polygon)" if polygons else "'class cx cy w h'"
+            raise ScaledetError(f"{where}: expected {expected}, found {len(parts)} values")
+        try:
+            class_id, values = int(parts[0]), [float(v) for v in parts[1:]]
+        except ValueError:
+            raise ScaledetError(f"{where}: not numbers") from None
+        if not 0 <= class_id < classes:
+            raise ScaledetError(f"{where}: class {class_id} out of range ({data_yaml} names {classes} classes)")
+        if not all(math.isfinite(v) for v in values):
+            raise ScaledetError(f"{where}: values that are not finite numbers")
+        if polygons:
+            xs, ys = values[0::2], values[1::2]
+            x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
+            cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+        else:
+            cx, cy, w, h = values[:4]
+        if w <= 0 or h <= 0:
+            raise ScaledetError(f"{where}: box {cx:g} {cy:g} {w:g} {h:g} is not a finite box of positive size")
+        yield number, class_id, (cx, cy, w, h)
 
 
 def _grouped(key, path, protocol, file_names, coco_urls, widths, heights, box_image, xywh, labels, crowd) -> SourceData:

@@ -200,6 +200,28 @@ def test_a_run_is_laid_out_like_detectron2s(shapes_world, tmp_path):
         "training must go on with the union vocabulary after an evaluation"
 
 
+def test_keep_last_prunes_only_this_runs_checkpoints(shapes_world, tmp_path):
+    """``train --force`` (start over) with ``keep_last`` over an earlier, longer run: the earlier run's
+    higher-numbered checkpoints and a ``model_*.pth`` someone put there are not this run's to delete, and
+    the new run's own checkpoints are the ones kept, so ``last_checkpoint`` names a file that exists."""
+    from scaledet.detector.config import load_config
+
+    schedule = {"iterations": 3, "checkpoint_every": 1, "keep_last": 1, "batch_size": 2, "lr": 0.01,
+                "warmup_iterations": 1, "log_every": 1}
+    run = tmp_path / "run"
+    Trainer(load_config(write_train_config(shapes_world, run, schedule=schedule)), show_progress=False).train()
+    assert sorted(p.name for p in run.glob("model_*.pth")) == ["model_0000002.pth", "model_final.pth"]
+    (run / "model_0000099.pth").write_bytes(b"someone else's checkpoint")
+    shorter = {**schedule, "iterations": 2, "checkpoint_every": 1}
+    trainer = Trainer(load_config(write_train_config(shapes_world, run, schedule=shorter)), show_progress=False,
+                      force=True)
+    trainer.train(stop_after=1)  # killed after its first checkpoint: last_checkpoint must name it
+    last = (run / (run / "last_checkpoint").read_text().strip())
+    assert last.name == "model_0000000.pth" and last.is_file()
+    assert (run / "model_0000099.pth").read_bytes() == b"someone else's checkpoint"
+    assert (run / "model_0000002.pth").is_file()  # the earlier run's: not pruned by this one
+
+
 def test_demo_runs_every_step_at_toy_size(tmp_path):
     """The newcomer's first run, shrunk: its AP50 at full size is measured in docs/detector.md, not here."""
     from scaledet.detector.demo import DemoSettings, run_demo

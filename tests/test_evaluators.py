@@ -317,3 +317,22 @@ def test_lvis_in_category_groups_is_the_librarys_one_pass_summary(lvis_fixture):
     for per_pass in (None, 1, 13):
         evaluator = LvisEvaluator() if per_pass is None else LvisEvaluator(pairs_per_pass=len(document["images"]) * per_pass)
         assert evaluator.evaluate(ground_truth, results) == expected
+
+
+def test_ground_truth_with_an_annotation_id_twice_is_refused(tmp_path):
+    """Two files concatenated by hand repeat annotation ids; evaluators index annotations by id and keep one,
+    so the AP would silently change: ``scaledet eval`` refuses the file in one line instead."""
+    import json
+
+    from conftest import run_cli
+
+    ground_truth = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+                    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+                                    {"id": 1, "image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0}],
+                    "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(ground_truth))
+    (tmp_path / "r.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}]))
+    done = run_cli("scaledet", "eval", "--results", str(tmp_path / "r.json"), "--annotations", str(tmp_path / "gt.json"),
+                   "--evaluator", "coco")
+    assert done.returncode == 2 and "annotation id 1 appears twice" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

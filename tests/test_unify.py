@@ -195,6 +195,17 @@ def test_unify_to_yolo_and_from_yolo(lvis_coco_oid_build, sources):
                    "--out", str(sources / "from-yolo"))
     assert done.returncode == 2 and "a.txt:1: class 7 out of range" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    # a segmentation label (Ultralytics' polygon lines): its box is the polygon's extent, as Ultralytics reads it
+    (yolo / "labels" / "train" / "a.txt").write_text("1 0.25 0.25 0.75 0.25 0.75 0.75 0.5 0.9 0.25 0.75\n")
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
+                   "--out", str(sources / "from-yolo"))
+    assert done.returncode == 0, done.stderr
+    (annotation,) = json.loads((sources / "from-yolo" / "unified.json").read_text())["annotations"]
+    assert annotation["bbox"] == pytest.approx([50.0, 25.0, 100.0, 65.0])
+    (yolo / "labels" / "train" / "a.txt").write_bytes(b"1 0.5 0.5 0.5 0.5 \xff\xfe\n")
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations", f"coco={yolo}",
+                   "--out", str(sources / "from-yolo"))
+    assert done.returncode == 2 and "a.txt: not UTF-8 text" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_unify_bad_inputs_are_one_line(lvis_coco_oid_build, tmp_path):

@@ -41,7 +41,21 @@ def read_ground_truth(path: str | Path) -> GroundTruth:
         check_image(image, position, path)
     for position, annotation in enumerate(document["annotations"]):
         check_annotation(annotation, position, path)
+    check_unique_ids(document, path)
     return GroundTruth(path, complete_label_lists(document))
+
+
+def check_unique_ids(document: dict, path: Path) -> None:
+    """Evaluators index images, annotations and categories by id: two records with one id (files
+    concatenated by hand) collapse into one and give a silently different AP, so they are refused."""
+    for key in ("images", "annotations", "categories"):
+        seen: set = set()
+        for record in document.get(key) or ():
+            identity = record.get("id") if isinstance(record, dict) else None
+            if identity is not None and identity in seen:
+                raise ScaledetError(f"{path}: {key[:-1]} id {str(identity)[:20]} appears twice in '{key}' "
+                                    "(evaluators would keep one of them)")
+            seen.add(identity)
 
 
 def check_results(results, ground_truth: GroundTruth, source: str) -> list[dict]:

@@ -16,7 +16,7 @@ from scaledet.labelspace.unify import complete_label_lists
 from ..data import CocoDetectionDataset, to_float
 from . import build_evaluator, default_evaluator_name
 from .coco import CocoEvaluator
-from .ground_truth import GroundTruth, read_ground_truth
+from .ground_truth import GroundTruth, check_unique_ids, read_ground_truth
 from .lvis import MAX_DETECTIONS as LVIS_MAX_DETECTIONS
 
 
@@ -69,5 +69,6 @@ def evaluate_dataset(model, dataset: CocoDetectionDataset, union_embeddings: tor
         results = detect_dataset(model, dataset, text_embeddings, device, batch_size, progress)
     finally:
         model.roi_heads.detections_per_img = previous
+    check_unique_ids(dataset.coco, dataset.annotation_file)
     ground_truth = GroundTruth(dataset.annotation_file, complete_label_lists(dataset.coco))
     return evaluator.evaluate(ground_truth, results), results
