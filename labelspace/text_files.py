@@ -127,6 +127,15 @@ def control_character(text: str) -> str | None:
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 #: Characters that take no room: a name made of them alone looks empty, or like a name without them.
 ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
+#: Letters that draw nothing (the Hangul fillers): a name of them alone prints as blank.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+
+
+def _visible(char: str) -> bool:
+    """Whether ``char`` shows something on its own: not a space, a zero-width or format character (tag
+    characters included), a blank letter, or a combining mark, which only changes the character before it."""
+    return not (char.isspace() or char in ZERO_WIDTH or char in BLANK_LETTERS
+                or unicodedata.category(char) in ("Cf", "Mn", "Me"))
 
 
 def check_name_text(text: str, where: str, error: type[ScaledetError] = ScaledetError) -> None:
@@ -140,8 +149,9 @@ def check_name_text(text: str, where: str, error: type[ScaledetError] = Scaledet
     if bidi is not None:
         raise error(f"{where}: name {ascii(text)[:80]} contains the bidirectional control U+{ord(bidi):04X}, "
                     "which makes it display as another text; remove it")
-    if not "".join(c for c in text if c not in ZERO_WIDTH).strip():
-        raise error(f"{where}: name {ascii(text)[:80]} is empty once its zero-width characters are removed")
+    if not any(_visible(c) for c in text):
+        raise error(f"{where}: name {ascii(text)[:80]} shows nothing (only spaces, zero-width, format or blank "
+                    "characters and combining marks); give it a visible name")
 
 
 #: OWASP's rule for CSV injection: a cell starting with one of these is a formula in a spreadsheet.

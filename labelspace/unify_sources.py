@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .box_checks import box_problem, flag_problem
 from .errors import ScaledetError
-from .json_values import category_ids_as_labels, is_finite_number, is_whole
+from .json_values import category_ids_as_labels, is_whole
 from .label_states import protocol_of_file
 from .text_files import load_yaml, stream_json_items
 
@@ -157,8 +158,6 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
         if not isinstance(annotation, dict) or not is_whole(annotation.get("image_id")):
             raise ScaledetError(f"{path}: annotations[{position}] has no integer 'image_id'")
         bbox = annotation.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(is_finite_number(v) for v in bbox):
-            raise ScaledetError(f"{path}: annotations[{position}] has bbox {str(bbox)[:40]}; expected [x, y, w, h]")
         union = union_of.get(annotation.get("category_id"))
         if union is None:
             raise ScaledetError(f"{path}: annotations[{position}] has category_id "
@@ -167,10 +166,14 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
         if found >= len(sorted_ids) or sorted_ids[found] != annotation["image_id"]:
             raise ScaledetError(f"{path}: annotations[{position}] refers to image id {annotation['image_id']}, "
                                 "which is not in 'images'")
-        box_image.append(int(order[found]))
+        image = int(order[found])
+        problem = box_problem(bbox, widths[image], heights[image]) or flag_problem(annotation)
+        if problem is not None:  # what training's index refuses, refused here too (box_checks.py)
+            raise ScaledetError(f"{path}: annotations[{position}] (image {annotation['image_id']}) {problem}")
+        box_image.append(image)
         xywh.extend(bbox)
         labels.append(union)
-        crowd.append(1 if annotation.get("iscrowd") in (1, True) or annotation.get("isgroupof") in (1, True) else 0)
+        crowd.append(1 if annotation.get("iscrowd", 0) or annotation.get("isgroupof", 0) else 0)
     data = _grouped(key, path, protocol_of_file(categories, fields), file_names, coco_urls, widths, heights,
                     box_image, xywh, labels, crowd)
     data.lists = {f: (np.frombuffer(offsets[f], dtype=np.int64),
@@ -211,8 +214,12 @@ def _read_yolo(key: str, folder: Path, lookup: LabelLookup) -> SourceData:
         widths.append(width)
         heights.append(height)
         for line_number, class_id, (cx, cy, w, h) in _yolo_boxes(label_file, len(union_of), data_yaml):
+            box = [(cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height]
+            problem = box_problem(box, width, height)
+            if problem is not None:
+                raise ScaledetError(f"{label_file}:{line_number}: {problem.replace('has bbox', 'box')}")
             box_image.append(position)
-            xywh.extend(((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height))
+            xywh.extend(box)
             labels.append(union_of[class_id])
     if not file_names:
         raise ScaledetError(f"{label_root}: no label files")

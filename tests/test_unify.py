@@ -33,8 +33,9 @@ def sources(lvis_coco_oid_build, tmp_path_factory):
     000000266409 (LVIS: ski, ski_pole) with a person; 000000999999 only in COCO, with a dog."""
     root = tmp_path_factory.mktemp("unify")
     lvis = _lvis()
-    coco = {"images": [{"id": 66523, "file_name": "000000066523.jpg", "width": 640, "height": 480},
-                       {"id": 266409, "file_name": "000000266409.jpg", "width": 640, "height": 480},
+    size = {i["id"]: {"width": i["width"], "height": i["height"]} for i in lvis["images"]}
+    coco = {"images": [{"id": 66523, "file_name": "000000066523.jpg", **size[66523]},
+                       {"id": 266409, "file_name": "000000266409.jpg", **size[266409]},
                        {"id": 999999, "file_name": "000000999999.jpg", "width": 320, "height": 240}],
             "annotations": [
                 {"id": 1, "image_id": 66523, "category_id": 1, "bbox": [5.0, 5.0, 40.0, 90.0], "area": 3600.0, "iscrowd": 0},
@@ -458,3 +459,24 @@ def test_names_of_the_four_dataset_union_read_as_text_and_differ(builtin_union):
     assert name["o365/Mouse"] == "Mouse (Objects365)"      # no taxonomy word: who annotates it
     assert name["lvis/aerosol_can"] == "aerosol can" and name["o365/Moniter/TV"] == "Moniter or TV"
     assert name["coco/bus"] == "bus (vehicle, COCO)" and name["lvis/bus_(vehicle)"] == "bus (vehicle, LVIS)"
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"bbox": [10.0, 10.0, 0.0, 5.0]}, "of zero or negative size"),
+    ({"bbox": [10.0, 10.0, -4.0, 5.0]}, "of zero or negative size"),
+    ({"bbox": [300.0, 10.0, 50.0, 5.0]}, "outside its 320×240 image"),
+    ({"bbox": [1e300, 10.0, 5.0, 5.0]}, "outside its 320×240 image"),  # would be Infinity once written
+    ({"iscrowd": 2}, "has iscrowd 2; expected 0 or 1"),
+])
+def test_unify_refuses_what_training_refuses(lvis_coco_oid_build, tmp_path, change, expected):
+    """The boxes and flags that training's annotation index refuses are refused by unify too, by the same
+    rules (``labelspace/box_checks.py``), in one line, with no output written."""
+    document = {"images": [{"id": 1, "file_name": "a.jpg", "width": 320, "height": 240}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10.0, 10.0, 20.0, 20.0],
+                                 "area": 400.0, "iscrowd": 0, **change}],
+                "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(document))
+    done = run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations",
+                   f"coco={tmp_path / 'coco.json'}", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -9,13 +9,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-
+from scaledet.labelspace.box_checks import BOX_TOLERANCE_PX  # noqa: F401 - one tolerance for every reader
 from scaledet.labelspace.errors import ScaledetError, one_line
 from scaledet.labelspace.json_values import is_finite_number
 from scaledet.labelspace.json_values import is_whole as is_int  # one check for every reader of JSON
-
-#: Boxes may poke out of their image by this many pixels (rounding in exporters) before it is an error.
-BOX_TOLERANCE_PX = 1.0
 
 
 #: ``labelspace_key`` of a training set made by ``scaledet-labels unify``: categories map by their ``labels``.
