@@ -132,6 +132,9 @@ def add_version_option(app: typer.Typer, prog_name: str) -> None:
 
 
 def run_app(app: typer.Typer, prog_name: str, multi_value_options: Iterable[str] = ()) -> None:
+    from scaledet.labelspace import output_dirs
+
+    output_dirs.HOLD_LOCKS = True  # a command holds each folder it writes until it exits
     argv = expand_multi_value_options(sys.argv[1:], multi_value_options)
     app(args=argv, prog_name=prog_name)
 

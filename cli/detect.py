@@ -217,7 +217,7 @@ def convert_oid(
     """Convert OpenImages box annotations to COCO-format JSON (categories keep their MIDs)."""
     from scaledet.detector.convert_oid import check_convert_out, convert_openimages
 
-    check_convert_out(out, force)
+    check_convert_out(out, force, inputs=(boxes, classes, image_labels))
     counts = convert_openimages(boxes, classes, images, out, image_labels_csv=image_labels)
     console.print(f"{out}: {counts['images']} images, {counts['annotations']} boxes, {counts['categories']} categories")
 

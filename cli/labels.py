@@ -53,14 +53,16 @@ def build(
     from scaledet.labelspace.outputs import check_build_out
 
     started = time.perf_counter()
-    target = check_build_out(out, force)
     hierarchies = dict(parse_assignment(h, "--hierarchy") for h in hierarchy)
+    inputs = [Path(path) for _, path in hierarchies.items()]
     files = []
     for spec in dataset_file:
         key, path = parse_assignment(spec, "--dataset-file")
         files.append(DatasetFile(key, path, hierarchies.pop(key, None)))
+        inputs.append(Path(path))
     if hierarchies:
         raise ScaledetError(f"--hierarchy {next(iter(hierarchies))}=...: no --dataset-file with that name")
+    target = check_build_out(out, force, inputs=tuple(inputs))
     from scaledet.labelspace.taxonomy import SLASH_MODES, slash_as_synonyms
 
     if slash not in SLASH_MODES:

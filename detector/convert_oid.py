@@ -31,10 +31,15 @@ REQUIRED_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
 INFO = {"description": "OpenImages boxes converted by scaledet convert-oid"}
 
 
-def check_convert_out(out: Path, force: bool = False) -> None:
-    """``--out`` may be new or an earlier convert-oid output; any other file only with ``--force``."""
+def check_convert_out(out: Path, force: bool = False, inputs: tuple[Path, ...] = ()) -> None:
+    """``--out`` may be new or an earlier convert-oid output; any other file only with ``--force``, and
+    never one of the command's own input files, ``--force`` or not."""
     if out.is_dir():
         raise ScaledetError(f"--out {out}: is a directory; give the JSON file to write")
+    for source in inputs:
+        if source is not None and out.exists() and Path(source).exists() and out.resolve() == Path(source).resolve():
+            raise ScaledetError(f"--out {out}: is the input {source} itself; an output never replaces its input, "
+                                "even with --force; name another file")
     if not out.exists() or force:
         return
     try:

@@ -75,6 +75,7 @@ def run_demo(root: Path, settings: DemoSettings, force: bool = False, progress: 
     """Every step of the demo; returns the evaluation table and where the outputs are."""
     from scaledet.labelspace import DatasetFile, build_labelspace, load_taxonomies
     from scaledet.labelspace.encoders import build_encoder
+    from scaledet.labelspace.outputs import check_build_out
 
     from .config import load_config
     from .engine import Trainer
@@ -87,6 +88,7 @@ def run_demo(root: Path, settings: DemoSettings, force: bool = False, progress: 
 
     torch.set_num_threads(free_cores())  # threads for the cores that are free now, not all of them
     root = check_output_dir(root, DEMO_KIND, "--out", force)
+    check_build_out(root / "labelspace", force)  # an earlier demo's build is replaced only if nothing of yours is in it
     root.mkdir(parents=True, exist_ok=True)
     mark_output_dir(root, DEMO_KIND)
     say(f"1/5 generating the shapes world ({', '.join(DATASETS)}) in {root / 'world'}")

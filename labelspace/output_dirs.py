@@ -139,20 +139,88 @@ def _is_empty(directory: Path) -> bool:
         return next(entries, None) is None
 
 
+#: Set by the command-line entry points: a command holds a lock on each folder it writes until it exits
+#: (:func:`hold_output_lock`). Library calls in one process (tests, notebooks) take none.
+HOLD_LOCKS = False
+_held_locks: dict[str, int] = {}
+
+
+def hold_output_lock(directory: Path, flag: str) -> None:
+    """One writer per output folder: take an exclusive lock on it for the rest of this process, or refuse
+    in one line naming the process that holds it. The lock is an ``flock`` on a file in the cache directory
+    named by the folder's resolved path (nothing is written beside your folders); the kernel releases it
+    when the holding process ends, killed or not, so no stale lock is ever left."""
+    import fcntl
+
+    from .cache_dir import cache_root
+
+    resolved = str(Path(directory).resolve())
+    if not HOLD_LOCKS or resolved in _held_locks:
+        return
+    if os.environ.get("RANK", "0") != "0":  # distributed training: rank 0 writes, and holds the lock
+        return
+    lock_dir = cache_root() / "locks"
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(lock_dir / (hashlib.sha256(resolved.encode()).hexdigest()[:32] + ".lock"),
+                             os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return  # no writable cache: no lock, as before (the folder checks still apply)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = os.pread(descriptor, 200, 0).decode("utf-8", "replace").strip() or "another process"
+        except OSError:
+            holder = "another process"
+        os.close(descriptor)
+        raise OutputError(f"{flag} {directory}: is being written by {holder[:160]}; wait for it to finish, or name "
+                          "another folder") from None
+    import sys
+
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"process {os.getpid()} ({' '.join(os.path.basename(a) for a in sys.argv[:2])})".encode(), 0)
+    _held_locks[resolved] = descriptor
+
+
+def refuse_unsafe_output(path: Path, flag: str) -> None:
+    """Folders no command writes into, with or without ``--force``: ``/``, your home folder and every folder
+    above it, and every folder above the current one (writing there puts files among everything below)."""
+    resolved = path.resolve()
+    if resolved == Path(resolved.anchor):
+        raise OutputError(f"{flag} {path}: the root directory cannot be an output; name a new directory")
+    home = Path.home().resolve()
+    if resolved == home or resolved in home.parents:
+        raise OutputError(f"{flag} {path}: is your home directory or above it, which is never written into, even "
+                          "with --force; name a new directory")
+    if resolved in Path.cwd().resolve().parents:
+        raise OutputError(f"{flag} {path}: is above the current directory, which is never written into, even with "
+                          "--force; name a new directory")
+
+
 def check_output_dir(path: str | Path, kind: str, flag: str, force: bool = False,
                      inputs: tuple[Path, ...] = ()) -> Path:
     """Refuse to write into ``path`` unless it is missing, empty, of ``kind``, or ``force`` is given; and
-    refuse, whatever the flags, when ``path`` is one of the ``inputs`` directories (an export into the build
-    itself could replace the build's ``manifest.json``).
+    refuse, whatever the flags, when ``path`` is one of the ``inputs`` or holds one of them (an export into
+    the build itself could replace the build's ``manifest.json``; a build whose ``--out`` holds its own
+    ``--dataset-file`` would replace that file), or is a folder no command writes into
+    (:func:`refuse_unsafe_output`). A command run from the command line then holds the folder's lock.
 
     Returns the path to write to: the target of a symlink, so that replacing the output never replaces
-    the user's link."""
+    the user's link, and ``.`` as an absolute path (it has no name to stage beside)."""
     path = Path(path)
     if path.is_symlink():
         path = path.resolve()
+    if path.name in ("", ".."):  # ``.``: staging and swaps need a folder name
+        path = Path(os.path.abspath(path))
+    refuse_unsafe_output(path, flag)
     for source in inputs:
-        if path.resolve() == Path(source).resolve():
+        source_path = Path(source).resolve()
+        if path.resolve() == source_path:
             raise OutputError(f"{flag} {path}: is the input {source} itself; outputs never go among their inputs' "
+                              "files, even with --force; name another directory")
+        if path.resolve() in source_path.parents:
+            raise OutputError(f"{flag} {path}: holds the input {source}; outputs never go among their inputs' "
                               "files, even with --force; name another directory")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {path}: exists and is not a directory")
@@ -165,6 +233,7 @@ def check_output_dir(path: str | Path, kind: str, flag: str, force: bool = False
             what = f"a {found} output" if found else "files scaledet did not write"
             raise OutputError(f"{flag} {path}: holds {what}, not a {kind}; choose a new or empty directory, "
                               "or add --force to write into it anyway")
+    hold_output_lock(path, flag)
     return path
 
 

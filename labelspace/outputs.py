@@ -75,12 +75,13 @@ def foreign_entries(directory: Path) -> list[Path]:
     return foreign
 
 
-def check_build_out(out: Path, force: bool = False) -> Path:
+def check_build_out(out: Path, force: bool = False, inputs: tuple[Path, ...] = ()) -> Path:
     """The directory ``build --out`` may replace: missing, empty, or an earlier build holding nothing of
-    the user's; anything else only with ``--force``. Returns the real path (a symlink's target)."""
+    the user's; anything else only with ``--force``; never one that holds the build's own input files
+    (``inputs``), which replacing it would delete. Returns the real path (a symlink's target)."""
     from .output_dirs import BUILD_KIND, check_output_dir, check_replaceable
 
-    final = check_output_dir(out, BUILD_KIND, "--out", force)
+    final = check_output_dir(out, BUILD_KIND, "--out", force, inputs=inputs)
     check_replaceable(final, "--out")
     if final.is_dir() and not force:
         foreign = foreign_entries(final)
@@ -141,9 +142,10 @@ def whole_output(destination: Path, kind: str, keep_recorded: bool = False, **de
     from .atomic import atomic_write_json
     from .output_dirs import MARKER_FILE, _read_marker, is_owned_output, mark_output_dir
 
-    if destination.is_dir() and any(destination.iterdir()) and not is_owned_output(destination, (kind,)):
-        # a folder that also holds files of yours (written into with --force): those are never moved or
-        # removed, so the files are written in place, each atomically, as before
+    in_use = destination.resolve() == Path.cwd().resolve()  # swapping it would pull the folder from under you
+    if in_use or (destination.is_dir() and any(destination.iterdir()) and not is_owned_output(destination, (kind,))):
+        # the current folder (``--out .``), or a folder that also holds files of yours (written into with
+        # --force): neither is moved or removed, so the files are written in place, each atomically
         mark_output_dir(destination, kind, **details)
         yield destination
         return

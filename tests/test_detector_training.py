@@ -234,6 +234,10 @@ def test_demo_runs_every_step_at_toy_size(tmp_path):
     assert [p.name for p in (tmp_path / "demo" / "train").glob("*.pth")] == ["model_final.pth"]  # one checkpoint
     done = run_cli("scaledet", "demo", "--out", str(tmp_path), "--iterations", "1")
     assert done.returncode == 2 and "--force" in done.stderr, "a folder with other files is refused"
+    (tmp_path / "demo" / "labelspace" / "notes.txt").write_text("mine")  # a file of yours in the demo's build
+    done = run_cli("scaledet", "demo", "--out", str(tmp_path / "demo"), "--iterations", "1")
+    assert done.returncode == 2 and "notes.txt" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "demo" / "labelspace" / "notes.txt").read_text() == "mine"
 
 
 def test_run_files_read_as_detectron2_tools_read_them(shapes_world, tmp_path):

@@ -394,3 +394,53 @@ def test_an_export_forced_into_a_folder_of_yours_moves_none_of_your_files(builti
     assert done.returncode == 0, done.stderr
     assert (folder / "notes.txt").read_text() == "mine" and (folder / "sub" / "data.bin").read_bytes() == b"\x00mine"
     assert (folder / "coco.parquet").is_file()
+
+
+def test_one_writer_per_output_folder_and_out_rules_for_every_command(lvis_coco_oid_build, tmp_path):
+    """A folder that one command is writing is refused to a second, in one line naming the holder; the
+    lock goes with its process. Every command refuses the home folder and folders above the current one,
+    --force or not; ``--out .`` works for export and merge, written in place; an output never holds its own
+    inputs (a build over its --dataset-file, convert-oid over its --classes)."""
+    out = tmp_path / "exports"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from scaledet.labelspace import output_dirs; "
+        "output_dirs.HOLD_LOCKS = True; output_dirs.check_output_dir(Path(sys.argv[1]), 'labelspace export', '--out'); "
+        "print('held', flush=True); time.sleep(60)"), str(out)], stdout=subprocess.PIPE, text=True,
+        env={**os.environ})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = run_cli("scaledet-labels", "export", "--labelspace", str(lvis_coco_oid_build), "--format", "csv",
+                       "--datasets", "coco", "--out", str(out))
+        _one_line_error(done, f"is being written by process {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    done = run_cli("scaledet-labels", "export", "--labelspace", str(lvis_coco_oid_build), "--format", "csv",
+                   "--datasets", "coco", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    home, work = tmp_path / "home", tmp_path / "home" / "work"
+    work.mkdir(parents=True)
+    (home / "thesis.tex").write_text("mine")
+    for command in (("graph",), ("report",), ("merge", "--no-wordnet"), ("export", "--format", "csv")):
+        for target in (home, tmp_path, Path("/")):
+            done = run_cli("scaledet-labels", *command, "--labelspace", str(lvis_coco_oid_build), "--out",
+                           str(target), "--force", env={**os.environ, "HOME": str(home)}, cwd=work)
+            assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (command, target, done.stderr)
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.tex", "work"]
+    for command in (("merge", "--no-wordnet"), ("export", "--format", "csv", "--datasets", "coco")):
+        here = tmp_path / f"here-{command[0]}"
+        here.mkdir()
+        done = run_cli("scaledet-labels", *command, "--labelspace", str(lvis_coco_oid_build), "--out", ".", cwd=here)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert (here / ".scaledet-output.json").is_file()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "ann.json").write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]}))
+    done = run_cli("scaledet-labels", "build", "--dataset-file", f"g={data / 'ann.json'}", "--out", str(data), "--force", "-q")
+    _one_line_error(done, "holds the input")
+    assert (data / "ann.json").is_file()
+    (tmp_path / "c.csv").write_text("/m/01g317,Person\n")
+    done = run_cli("scaledet", "convert-oid", "--boxes", str(tmp_path / "c.csv"), "--classes", str(tmp_path / "c.csv"),
+                   "--images", str(tmp_path), "--out", str(tmp_path / "c.csv"), "--force")
+    _one_line_error(done, "is the input")
+    assert (tmp_path / "c.csv").read_text() == "/m/01g317,Person\n"
