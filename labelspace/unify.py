@@ -51,7 +51,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ScaledetError
-from .category_names import label_qualifiers, plain_name, unique_names
+from .category_names import label_qualifiers, unique_names
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
                            combine_states, image_states, relations_for_build)
 from .text_files import csv_cell

@@ -139,9 +139,10 @@ def test_ultralytics_yoloworld_takes_the_txt_feats_export(tmp_path):
     names the export's 7 classes and gives class ids below 7. Without the reset the old predictor keeps 80
     names. The build is a random-init CLIP ViT-M-32 (512-d, as YOLO-World's text width): the plumbing is
     real, the numbers are not. A build whose template is not '{}' is refused unless --any-template."""
-    pytest.importorskip("ultralytics", reason="Ultralytics is in the dev extra")
-    from ultralytics import YOLOWorld
+    import importlib.util
 
+    if importlib.util.find_spec("ultralytics") is None:  # not imported here: it patches PIL.Image.open
+        pytest.skip("Ultralytics is in the dev extra")
     from conftest import run_cli
     from scaledet.labelspace.export import ULTRALYTICS_INSTALL
 
@@ -158,24 +159,41 @@ def test_ultralytics_yoloworld_takes_the_txt_feats_export(tmp_path):
     meta = json.loads(next((tmp_path / "x").glob("*.ultralytics.meta.json")).read_text())
     assert meta["install"] == ULTRALYTICS_INSTALL and meta["install"].endswith("model.predictor = None")
 
-    image = np.zeros((64, 64, 3), np.uint8)
-    model = YOLOWorld("yolov8n-worldv2.yaml")
-    before = model.predict(image, conf=0.0, imgsz=64, verbose=False)[0]
-    assert len(before.names) == 80
-    namespace = {"torch": torch, "model": model}
-    exec(ULTRALYTICS_INSTALL.replace("PATH", repr(str(path))), namespace)  # the documented lines, as written
-    feats = namespace["feats"]
-    assert model.model.txt_feats.shape == (1, 7, 512) and model.model.model[-1].nc == 7
-    assert torch.allclose(model.model.txt_feats.norm(dim=-1), torch.ones(1, 7), atol=1e-5)
-    after = model.predict(image, conf=0.0, imgsz=64, verbose=False)[0]
-    assert after.names == dict(enumerate(feats["names"])) and after.names[0] == "fish"
-    assert len(after.boxes) > 0 and int(after.boxes.cls.max()) < 7
-    # the same lines without the reset: the predictor of the first predict keeps 80 classes
-    stale = YOLOWorld("yolov8n-worldv2.yaml")
-    stale.predict(image, conf=0.0, imgsz=64, verbose=False)
-    exec(ULTRALYTICS_INSTALL.replace("PATH", repr(str(path))).replace("; model.predictor = None", ""),
-         {"torch": torch, "model": stale})
-    assert len(stale.predict(image, conf=0.0, imgsz=64, verbose=False)[0].names) == 80
+    script = """
+import json, sys, numpy as np, torch
+from ultralytics import YOLOWorld
+install, path = sys.argv[1], sys.argv[2]
+image = np.zeros((64, 64, 3), np.uint8)
+model = YOLOWorld("yolov8n-worldv2.yaml")
+before = model.predict(image, conf=0.0, imgsz=64, verbose=False)[0]
+namespace = {"torch": torch, "model": model}
+exec(install.replace("PATH", repr(path)), namespace)  # the documented lines, as written
+after = model.predict(image, conf=0.0, imgsz=64, verbose=False)[0]
+stale = YOLOWorld("yolov8n-worldv2.yaml")
+stale.predict(image, conf=0.0, imgsz=64, verbose=False)
+exec(install.replace("PATH", repr(path)).replace("; model.predictor = None", ""), {"torch": torch, "model": stale})
+print(json.dumps({"before": len(before.names), "names": namespace["feats"]["names"],
+                  "after": {str(k): v for k, v in after.names.items()}, "boxes": len(after.boxes),
+                  "max_class": int(after.boxes.cls.max()) if len(after.boxes) else -1,
+                  "shape": list(model.model.txt_feats.shape), "nc": model.model.model[-1].nc,
+                  "norms": model.model.txt_feats.norm(dim=-1).tolist()[0],
+                  "stale": len(stale.predict(image, conf=0.0, imgsz=64, verbose=False)[0].names)}))
+"""
+    import os
+    import subprocess
+    import sys
+
+    # in its own process: importing Ultralytics patches PIL.Image.open for the whole process
+    run = subprocess.run([sys.executable, "-c", script, ULTRALYTICS_INSTALL, str(path)], capture_output=True, text=True,
+                         env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["before"] == 80
+    assert found["shape"] == [1, 7, 512] and found["nc"] == 7
+    assert np.allclose(found["norms"], 1.0, atol=1e-5)
+    assert found["after"] == {str(i): n for i, n in enumerate(found["names"])} and found["names"][0] == "fish"
+    assert found["boxes"] > 0 and found["max_class"] < 7
+    assert found["stale"] == 80  # without the reset, the first predict's predictor keeps 80 classes
 
     photo = tmp_path / "ls-photo"  # the default template, "a photo of a {}.": not what YOLOWorld encodes
     done = run_cli("scaledet-labels", "build", "--datasets", "odinw/Aquarium", "--encoder", "clip",

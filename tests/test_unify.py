@@ -375,27 +375,43 @@ def test_lvis_v1_unified_file_reads_right_in_the_lvis_api_and_the_loaders(lvis_c
     assert json.loads(done.stdout)["AP"] == pytest.approx(100 * evaluation.results["AP"], abs=1e-3)
 
 
+ULTRALYTICS_READ = """
+import json, sys
+from ultralytics.data.dataset import YOLODataset, YOLOMultiModalDataset
+from ultralytics.data.utils import check_det_dataset
+data = check_det_dataset(sys.argv[1])
+dataset = YOLODataset(img_path=data["train"], data=data, task="detect", augment=False, imgsz=320)
+texts = YOLOMultiModalDataset(img_path=data["train"], data=data, task="detect", augment=False,
+                              imgsz=320).update_labels_info(dict(dataset.labels[0]))["texts"]
+print(json.dumps({"nc": data["nc"], "names": [data["names"][i] for i in range(data["nc"])],
+                  "images": len(dataset.labels), "boxes": sum(len(l["cls"]) for l in dataset.labels), "texts": texts}))
+"""
+
+
 def test_lvis_v1_yolo_dataset_reads_in_ultralytics(lvis_coco_oid_build, lvis_v1_world):
     """``--format yolo`` from LVIS v1-layout files, read by Ultralytics' own ``check_det_dataset``,
     ``YOLODataset`` and, for YOLO-World training, ``YOLOMultiModalDataset``, whose class texts are the
-    names split at '/': each must be one plain name."""
-    pytest.importorskip("ultralytics", reason="Ultralytics is in the dev extra")
-    from ultralytics.data.dataset import YOLODataset, YOLOMultiModalDataset
-    from ultralytics.data.utils import check_det_dataset
+    names split at '/': each must be one plain name. Ultralytics runs in its own process: importing it
+    patches ``PIL.Image.open`` for the whole process."""
+    import subprocess
+    import sys
 
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None:  # not imported here: it patches PIL.Image.open
+        pytest.skip("Ultralytics is in the dev extra")
     done = _unify_v1(lvis_coco_oid_build, lvis_v1_world, "yolo", "--format", "yolo")
     assert done.returncode == 0, done.stderr
-    data = check_det_dataset(str(lvis_v1_world / "yolo" / "data.yaml"))
-    assert data["nc"] == 1230 + 80 and data["names"][0] == "person"
-    dataset = YOLODataset(img_path=data["train"], data=data, task="detect", augment=False, imgsz=320)
-    unified = json.loads((lvis_v1_world / "unified" / "unified.json").read_text()) \
-        if (lvis_v1_world / "unified" / "unified.json").exists() else None
-    assert len(dataset.labels) == 101
-    assert sum(len(label["cls"]) for label in dataset.labels) == 977 + 3  # every box of both files
-    if unified is not None:
-        assert [c["name"] for c in unified["categories"]] == [data["names"][i] for i in range(data["nc"])]
-    texts = YOLOMultiModalDataset(img_path=data["train"], data=data, task="detect", augment=False,
-                                  imgsz=320).update_labels_info(dict(dataset.labels[0]))["texts"]
+    read = subprocess.run([sys.executable, "-c", ULTRALYTICS_READ, str(lvis_v1_world / "yolo" / "data.yaml")],
+                          capture_output=True, text=True, env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert read.returncode == 0, read.stderr[-2000:]
+    found = json.loads(read.stdout.strip().splitlines()[-1])
+    assert found["nc"] == 1230 + 80 and found["names"][0] == "person"
+    assert found["images"] == 101 and found["boxes"] == 977 + 3  # every box of both files
+    unified = lvis_v1_world / "unified" / "unified.json"
+    if unified.exists():
+        assert [c["name"] for c in json.loads(unified.read_text())["categories"]] == found["names"]
+    texts = found["texts"]
     assert all(len(t) == 1 and "/" not in t[0] for t in texts) and texts[0] == ["person"]
     assert ["dog (animal)"] in texts and ["dog (LVIS)"] in texts
 
