@@ -260,20 +260,14 @@ def undone_on_failure(directory: Path):
 
 
 def check_replaceable(path: Path, flag: str) -> None:
-    """A directory that is replaced as a whole (by rename) must not be ``/``, a mount point, the current
-    directory, the home directory, or one above either, whatever flags are given."""
+    """A directory that is replaced as a whole (by rename) must, besides what no command writes into
+    (:func:`refuse_unsafe_output`), not be a mount point or the current directory, whatever flags are given."""
+    refuse_unsafe_output(path, flag)
     resolved = path.resolve()
-    if resolved == Path(resolved.anchor):
-        raise OutputError(f"{flag} {path}: the root directory cannot be an output; name a new directory")
     if os.path.ismount(resolved):
         raise OutputError(f"{flag} {path}: a mount point cannot be replaced; name a directory inside it")
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
+    if resolved == Path.cwd().resolve():
         raise OutputError(f"{flag} {path}: is the current directory or above it; name a new directory")
-    home = Path.home().resolve()
-    if resolved == home or resolved in home.parents:
-        raise OutputError(f"{flag} {path}: is your home directory or above it, which is never replaced, even "
-                          "with --force; name a new directory")
 
 
 def mark_output_dir(directory: Path, kind: str, **details) -> None:

@@ -26,6 +26,22 @@ def _bed_box(lvis: dict) -> list[float]:
     return next(a["bbox"] for a in lvis["annotations"] if a["image_id"] == 66523 and a["category_id"] == bed)
 
 
+def _coco_file(lvis: dict, with_bed_box: bool) -> dict:
+    """COCO's own annotation of two of the LVIS file's images (its sizes, COCO's file names), each with a
+    person, plus one image only COCO has, with a dog; ``with_bed_box`` adds the bed box LVIS also gives."""
+    size = {i["id"]: {"width": i["width"], "height": i["height"]} for i in lvis["images"]}
+    boxes = [(66523, 1, [5.0, 5.0, 40.0, 90.0]), *([(66523, 65, _bed_box(lvis))] if with_bed_box else []),
+             (266409, 1, [100.0, 50.0, 80.0, 200.0]), (999999, 18, [10.0, 10.0, 100.0, 80.0])]
+    return {"images": [{"id": i, "file_name": f"{i:012d}.jpg", **size[i]} for i in (66523, 266409)]
+            + [{"id": 999999, "file_name": "000000999999.jpg", "width": 320, "height": 240}],
+            "annotations": [{"id": n, "image_id": image, "category_id": category, "bbox": box,
+                             "area": box[2] * box[3], "iscrowd": 0}
+                            for n, (image, category, box) in enumerate(boxes, start=1)],
+            "categories": [{"id": 1, "name": "person", "supercategory": "person"},
+                           {"id": 18, "name": "dog", "supercategory": "animal"},
+                           {"id": 65, "name": "bed", "supercategory": "furniture"}]}
+
+
 @pytest.fixture(scope="module")
 def sources(lvis_coco_oid_build, tmp_path_factory):
     """COCO's own naming of two of the LVIS file's images, plus one image of its own:
@@ -33,18 +49,7 @@ def sources(lvis_coco_oid_build, tmp_path_factory):
     000000266409 (LVIS: ski, ski_pole) with a person; 000000999999 only in COCO, with a dog."""
     root = tmp_path_factory.mktemp("unify")
     lvis = _lvis()
-    size = {i["id"]: {"width": i["width"], "height": i["height"]} for i in lvis["images"]}
-    coco = {"images": [{"id": 66523, "file_name": "000000066523.jpg", **size[66523]},
-                       {"id": 266409, "file_name": "000000266409.jpg", **size[266409]},
-                       {"id": 999999, "file_name": "000000999999.jpg", "width": 320, "height": 240}],
-            "annotations": [
-                {"id": 1, "image_id": 66523, "category_id": 1, "bbox": [5.0, 5.0, 40.0, 90.0], "area": 3600.0, "iscrowd": 0},
-                {"id": 2, "image_id": 66523, "category_id": 65, "bbox": _bed_box(lvis), "area": 1.0, "iscrowd": 0},
-                {"id": 3, "image_id": 266409, "category_id": 1, "bbox": [100.0, 50.0, 80.0, 200.0], "area": 16000.0, "iscrowd": 0},
-                {"id": 4, "image_id": 999999, "category_id": 18, "bbox": [10.0, 10.0, 100.0, 80.0], "area": 8000.0, "iscrowd": 0}],
-            "categories": [{"id": 1, "name": "person", "supercategory": "person"},
-                           {"id": 18, "name": "dog", "supercategory": "animal"},
-                           {"id": 65, "name": "bed", "supercategory": "furniture"}]}
+    coco = _coco_file(lvis, with_bed_box=True)
     (root / "coco.json").write_text(json.dumps(coco))
     for folder, names in (("lvis-images", [i["file_name"] for i in lvis["images"]]),
                           ("coco-images", [i["file_name"] for i in coco["images"]])):
@@ -280,17 +285,7 @@ def lvis_v1_world(tmp_path_factory):
     for image in lvis["images"]:
         del image["file_name"]
     (root / "lvis_v1_val.json").write_text(json.dumps(lvis))
-    by_id = {i["id"]: i for i in lvis["images"]}
-    coco = {"images": [{"id": i, "file_name": by_id[i]["coco_url"].split("/")[-1], "width": by_id[i]["width"],
-                        "height": by_id[i]["height"]} for i in (66523, 266409)]
-            + [{"id": 999999, "file_name": "000000999999.jpg", "width": 320, "height": 240}],
-            "annotations": [
-                {"id": 1, "image_id": 66523, "category_id": 1, "bbox": [5.0, 5.0, 40.0, 90.0], "area": 3600.0, "iscrowd": 0},
-                {"id": 2, "image_id": 266409, "category_id": 1, "bbox": [100.0, 50.0, 80.0, 200.0], "area": 16000.0, "iscrowd": 0},
-                {"id": 3, "image_id": 999999, "category_id": 18, "bbox": [10.0, 10.0, 100.0, 80.0], "area": 8000.0, "iscrowd": 0}],
-            "categories": [{"id": 1, "name": "person", "supercategory": "person"},
-                           {"id": 18, "name": "dog", "supercategory": "animal"},
-                           {"id": 65, "name": "bed", "supercategory": "furniture"}]}
+    coco = _coco_file(lvis, with_bed_box=False)
     (root / "coco_val.json").write_text(json.dumps(coco))
     folder = root / "coco" / "val2017"
     folder.mkdir(parents=True)
