@@ -19,11 +19,17 @@ F = TypeVar("F", bound=Callable)
 
 #: Characters that must not reach a terminal raw: C0 / C1 controls (a NUL from a file name) and DEL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: The longest error line printed: a message that echoes an input (a name, a value) shows an excerpt of it,
+#: however large the input was.
+MAX_MESSAGE_CHARS = 600
 
 
 def printable_message(message: str) -> str:
     """One line a terminal shows as it is: control characters written as escapes (``\x00``), and the empty
-    parentheses an exception without arguments leaves (``cannot be read ()``) dropped."""
+    parentheses an exception without arguments leaves (``cannot be read ()``) dropped, and at most
+    ``MAX_MESSAGE_CHARS`` long."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = f"{message[:MAX_MESSAGE_CHARS]}… ({len(message) - MAX_MESSAGE_CHARS:,} more characters not shown)"
     message = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
     return re.sub(r"\s*\(\s*\)", "", message)
 

@@ -55,10 +55,15 @@ def _print_metrics(title: str, table: dict[str, dict]) -> None:
     console.print(view)
 
 
-def _evaluate(cfg, checkpoint: Path, device, quiet: bool, force: bool = False) -> dict:
+TRUST_HELP = ("Load a checkpoint that carries no digest and whose run folder does not list it (one written "
+              "before digests, or not by scaledet): damage in it cannot be detected.")
+
+
+def _evaluate(cfg, checkpoint: Path, device, quiet: bool, force: bool = False, trust: bool = False) -> dict:
     from scaledet.detector.evaluation.checkpoint_eval import evaluate_checkpoint
 
-    table, folder = evaluate_checkpoint(cfg, checkpoint, device, progress=not quiet, force=force)
+    table, folder = evaluate_checkpoint(cfg, checkpoint, device, progress=not quiet, force=force,
+                                        trust_unverified=trust)
     _print_metrics(f"evaluation of {checkpoint}", table)
     console.print(f"metrics and raw detections (COCO results format) → {folder}")
     return table
@@ -76,6 +81,7 @@ def evaluate(
     protocol: str = typer.Option("standard", "--protocol", help="For --results with --evaluator lvis: standard (300 detections per image) or fixed (Fixed AP: 10,000 per category, no per-image cap)."),
     as_json: bool = typer.Option(False, "--json", help="For --results: print one JSON object of the metrics."),
     force: bool = typer.Option(False, "--force", help="Evaluate a checkpoint again, replacing its evaluation folder."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -108,7 +114,7 @@ def evaluate(
     from scaledet.detector.checkpoint import final_checkpoint
 
     _evaluate(cfg, checkpoint or final_checkpoint(Path(cfg.output_dir)),
-              resolve_device(device, DistributedContext()), quiet, force)
+              resolve_device(device, DistributedContext()), quiet, force, trust_checkpoint)
 
 
 @app.command()
@@ -126,13 +132,13 @@ def predict(
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth (COCO-format JSON, images matched by file name): drawn beside the predictions, and with --format coco the source of the image ids."),
     out: Path = typer.Option(Path("runs/predict"), "--out", help="Missing, empty, or an earlier predict output."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
 ) -> None:
     """Detect any vocabulary: writes OUT/detections.json and one PNG per image with boxes drawn."""
-    from scaledet.detector.checkpoint import check_compatible
+    from scaledet.detector.checkpoint import check_compatible, load_model_from_checkpoint
     from scaledet.detector.engine import DistributedContext, resolve_device
-    from scaledet.detector.predict import (PREDICT_KIND, annotated_images, load_model_from_checkpoint,
-                                           predict_images, vocabulary_from_dataset, vocabulary_from_text,
+    from scaledet.detector.predict import (PREDICT_KIND, annotated_images, predict_images, vocabulary_from_dataset, vocabulary_from_text,
                                            write_predictions)
     from scaledet.labelspace.output_dirs import check_output_dir
     from scaledet.detector.vocabulary import UnifiedLabelSpace
@@ -159,7 +165,7 @@ def predict(
     if fmt == "coco":  # the file's ids, so the results can be scored against it; else 1 … N in the order given
         image_ids = [image.image_id for image in listed] if listed is not None else list(range(1, len(images) + 1))
     torch_device = resolve_device(device, DistributedContext())
-    model, state = load_model_from_checkpoint(checkpoint, torch_device)
+    model, state = load_model_from_checkpoint(checkpoint, torch_device, trust_checkpoint)
     if vocab is not None:
         vocabulary = vocabulary_from_text(vocab, state, clip_weights)
     elif dataset is not None:

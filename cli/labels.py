@@ -70,7 +70,7 @@ def build(
     taxonomies = load_taxonomies(datasets, files)
     if slash == "synonyms":  # your files only: the built-in ones are read by their own rules
         taxonomies = taxonomies[:-len(files)] + [slash_as_synonyms(t) for t in taxonomies[-len(files):]] if files else taxonomies
-    from scaledet.labelspace.encoders import check_device, default_batch_size
+    from scaledet.labelspace.encoders import check_device
 
     device = check_device(device)
     text_encoder = build_encoder(encoder, clip_weights=clip_weights, clip_arch=clip_arch, device=device,

@@ -93,7 +93,7 @@ def _one_of(*choices: str) -> Callable[[Any], bool]:
 
 #: ``section.key`` → (check, what the value must be). Types are checked first, from the dataclasses.
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": (_non_negative, "≥ 0"),
+    "seed": (lambda v: 0 <= v < 2**63, "from 0 to 2**63 - 1 (torch.manual_seed takes a 64-bit seed)"),
     "num_workers": (lambda v: v is None or v >= 0, "≥ 0, or null for one per spare core"),
     "device": (lambda v: v in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", v) is not None,
                "auto, cpu, cuda, cuda:N or mps"),

@@ -80,7 +80,18 @@ def resolve_device(name: str, context: DistributedContext) -> torch.device:
             raise ScaledetError("device: cuda requested but no CUDA device is available")
         torch.cuda.set_device(context.local_rank)
         return torch.device("cuda", context.local_rank)
-    return torch.device(name)
+    if name.startswith("cuda:") and name[5:].isdigit():
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(name.split(":", 1)[1]) >= count:
+            raise ScaledetError(f"device: {name} requested but this machine has {count} CUDA device(s)"
+                                + (f" (cuda:0 … cuda:{count - 1})" if count else ""))
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ScaledetError("device: mps requested but this machine has no Apple GPU (or this torch lacks MPS)")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise ScaledetError(f"device: {name!r} is not a device torch knows ({one_line(err, 80)}); use auto, cpu, "
+                            "cuda or cuda:N") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -343,7 +354,7 @@ class MetricsLog:
         self.truncate_on_first_write = start_iteration == 0
         if start_iteration > 0 and path.is_file() and not keep_all:
             kept = []
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # bad lines are dropped
                 try:
                     record = json.loads(line)
                 except ValueError:

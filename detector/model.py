@@ -188,6 +188,12 @@ class ResizingTransform(GeneralizedRCNNTransform):
 
     def resize(self, image, target=None):
         self.min_size, self.max_size = self.sizes[self.training]
+        height, width = image.shape[-2:]
+        scale = min(max(self.min_size) / min(height, width), self.max_size / max(height, width))
+        if min(height, width) * scale < 1:  # torchvision would fail deep inside interpolate
+            raise ScaledetError(f"an image of {width} × {height} pixels is too thin for the model's input sizes "
+                                f"(shortest side {max(self.min_size)}, longest {self.max_size}): its short side "
+                                "would shrink below one pixel")
         return super().resize(image, target)
 
 

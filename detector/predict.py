@@ -12,33 +12,13 @@ from scaledet.labelspace.cache import EmbeddingCache
 from scaledet.labelspace.output_dirs import mark_output_dir, record_output_files, refuse_shadowing
 from scaledet.labelspace.embed import embed_prompt_names
 from scaledet.labelspace.encoders import build_encoder, clip_arch_of
-from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.errors import ScaledetError
 from scaledet.labelspace.prompts import normalize_name, prompt_name
 from scaledet.labelspace.text_files import check_name_text
 
-from .checkpoint import load_checkpoint, load_weights
-from .data import InputConfig, image_file_name, read_image
+from .data import image_file_name, read_image
 from .drawing import ClassColours, draw_detections
-from .model import ModelConfig, build_detector
 from .vocabulary import Vocabulary
-
-
-def load_model_from_checkpoint(path: str | Path, device: torch.device):
-    state = load_checkpoint(path)
-    model_section = state["config"].get("model")
-    dim = state["labelspace"].get("dim")
-    if not isinstance(model_section, dict) or isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
-        raise ScaledetError(f"{path}: not a scaledet checkpoint (no model config or embedding dimension)")
-    known = {f for f in ModelConfig.__dataclass_fields__}
-    input_section = state["config"].get("input") or {}
-    try:
-        config = ModelConfig(**{k: v for k, v in model_section.items() if k in known})
-        sizes = InputConfig(**{k: v for k, v in input_section.items() if k in InputConfig.__dataclass_fields__})
-        model = build_detector(config, torch.zeros(1, dim), sizes, load_backbone=False)  # the checkpoint has them
-    except (TypeError, ValueError) as err:
-        raise ScaledetError(f"{path}: its model config cannot be built ({one_line(err)})") from None
-    load_weights(model, state, path)
-    return model.to(device).eval(), state
 
 
 def encode_vocabulary(names: list[str], state: dict, clip_weights: str | None = None,
@@ -81,7 +61,10 @@ def predict_images(model, images: list[Path], vocabulary: Vocabulary, device: to
         if not path.is_file():
             raise ScaledetError(f"{path}: image not found")
         tensor = read_image(path).to(device)
-        output = model([tensor])[0]
+        try:
+            output = model([tensor])[0]
+        except ScaledetError as err:
+            raise ScaledetError(f"{path}: {err}") from None
         detections = [
             {"label": vocabulary.names[label], "category_id": vocabulary.category_id(label), "score": round(score, 4),
              "box": [round(v, 1) for v in box]}

@@ -18,7 +18,7 @@ from .embed import EmbedStats, ProgressFactory, embed_prompt_names
 from .encoders import TextEncoder
 from .errors import ScaledetError, TaxonomyError
 from .atomic import atomic_write_json
-from .outputs import (EMBEDDINGS_FILE, FORMAT, LABELS_FILE, MANIFEST_FILE, SIMILARITY_FILE,
+from .outputs import (EMBEDDINGS_FILE, FORMAT, LABELS_FILE, MANIFEST_FILE, SIMILARITY_FILE, with_manifest_digest,
                       atomic_directory, labels_table)
 from .prompts import resolve_templates
 from .readers import read_taxonomy_file
@@ -141,7 +141,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
         from .output_dirs import file_sha256
 
         files = {name: file_sha256(staging / name) for name in (LABELS_FILE, SIMILARITY_FILE)}
-        atomic_write_json(staging / MANIFEST_FILE, {
+        atomic_write_json(staging / MANIFEST_FILE, with_manifest_digest({
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "n_labels": len(labels),
@@ -158,7 +158,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
             "similarity": {"file": SIMILARITY_FILE, "kind": kind, "k": k, "rows": rows},
             "files": files,  # sha256 of the other files, checked on load (embeddings: "embeddings.sha256")
             "versions": _versions(),
-        })
+        }))
     timings["write"] += time.perf_counter() - start
     peaks["write"] = peak_rss_mib()
     return BuildResult(out_dir, labels, taxonomies, stats, kind, rows, timings, peaks)

@@ -21,6 +21,16 @@ def one_line(err: BaseException | str, limit: int = 160) -> str:
     return " ".join(str(err).split())[:limit]
 
 
+def excerpt(value: object, limit: int = 60) -> str:
+    """A short ``repr`` of a value read from a user's file, for an error message: nested lists and long
+    strings are cut by :mod:`reprlib`, so a huge value costs nothing to show."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxlevel, shortener.maxstring, shortener.maxother = 3, limit, limit
+    return shortener.repr(value)[:limit + 20]
+
+
 class ScaledetError(Exception):
     """A problem with the user's input, reported as one line (``str(err)``)."""
 

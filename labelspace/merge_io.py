@@ -82,7 +82,7 @@ def write_merge_outputs(result: MergeResult, output: LabelSpaceOutput, destinati
 
 def load_concepts(path: Path, output: LabelSpaceOutput) -> list[tuple[str, str]]:
     """(concept, concept name) of every label of ``output``, in label order, from a ``merged.parquet``."""
-    verify_recorded_file(path)
+    verify_recorded_file(path, required=True)  # nothing else in the file would show a flipped byte
     try:
         table = pq.read_table(path)
         meta = json.loads((table.schema.metadata or {}).get(b"scaledet", b"null"))

@@ -273,19 +273,35 @@ def check_replaceable(path: Path, flag: str) -> None:
 def mark_output_dir(directory: Path, kind: str, **details) -> None:
     """Claim ``directory`` for an output of ``kind`` (before writing into it), keeping the files an
     earlier run of the same kind recorded there."""
-    from .atomic import atomic_write_json
-
     previous = _read_marker(directory)
     files = previous.get("files", {}) if previous.get("kind") == kind else {}
-    atomic_write_json(directory / MARKER_FILE, {"kind": kind, **details, "files": files})
+    write_marker(directory, {"kind": kind, **details, "files": files})
+
+
+MARKER_DIGEST_KEY = "marker_sha256"
+
+
+def write_marker(directory: Path, document: dict) -> None:
+    """A marker carries the sha256 of its own content: a flipped byte in a recorded file digest or in the
+    kind must not make a damaged file look recorded, or another command's folder look like this one's."""
+    from .atomic import atomic_write_json
+    from .sealed_json import seal
+
+    atomic_write_json(directory / MARKER_FILE, seal(document, MARKER_DIGEST_KEY))
 
 
 def _read_marker(directory: Path) -> dict:
+    """The marker of ``directory``; ``{}`` (no output of ours) when it is missing, unreadable, or does not
+    match the digest it carries, so that everything checked against it fails closed."""
     try:
         document = json.loads((directory / MARKER_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return {}
-    return document if isinstance(document, dict) else {}
+    from .sealed_json import is_sealed
+
+    if not is_sealed(document, MARKER_DIGEST_KEY):
+        return {}
+    return {key: value for key, value in document.items() if key != MARKER_DIGEST_KEY}
 
 
 def recorded_files(directory: Path) -> set[str]:
@@ -303,21 +319,29 @@ def file_sha256(path: Path) -> str:
 def record_output_files(directory: Path, paths: list[Path]) -> None:
     """Add ``paths`` (files just written into ``directory``) with their sha256 to its marker, written last:
     the record of what this output owns, and what a reader checks the files against."""
-    from .atomic import atomic_write_json
-
     marker = _read_marker(directory)
     files = dict(marker.get("files") or {})
     for path in paths:
         files[Path(path).name] = file_sha256(Path(path))
-    atomic_write_json(directory / MARKER_FILE, {**marker, "files": files})
+    write_marker(directory, {**marker, "files": files})
 
 
-def verify_recorded_file(path: Path) -> None:
+def recorded_sha256(path: Path) -> str | None:
+    """The sha256 that the marker of ``path``'s folder lists for it, if any."""
+    expected = (_read_marker(Path(path).parent).get("files") or {}).get(Path(path).name)
+    return expected if isinstance(expected, str) else None
+
+
+def verify_recorded_file(path: Path, required: bool = False) -> None:
     """A file read back is the one its command wrote: when its folder's marker lists it, its sha256 must
-    match (a flipped byte in a checkpoint or ``merged.parquet`` otherwise loads and gives wrong answers)."""
+    match (a flipped byte in a checkpoint or ``merged.parquet`` otherwise loads and gives wrong answers).
+    ``required``: a file with no other check of its own must be listed, by a marker that is intact."""
     path = Path(path)
-    expected = (_read_marker(path.parent).get("files") or {}).get(path.name)
-    if isinstance(expected, str) and path.is_file() and file_sha256(path) != expected:
+    expected = recorded_sha256(path)
+    if expected is None and required:
+        raise OutputError(f"{path}: no intact {MARKER_FILE} beside it lists its sha256, so damage cannot be "
+                          "detected; write it again (or copy its whole folder)")
+    if expected is not None and path.is_file() and file_sha256(path) != expected:
         raise OutputError(f"{path}: does not match the sha256 recorded in {path.parent / MARKER_FILE} when it was "
                           "written (a damaged or replaced file); write it again")
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from .errors import OutputError, one_line, os_error_words
 from .union import Label
+from .sealed_json import is_sealed, seal
 
 FORMAT = "scaledet.labelspace/1"
 LABELS_FILE = "labels.parquet"
@@ -139,8 +140,7 @@ def whole_output(destination: Path, kind: str, keep_recorded: bool = False, **de
     ``keep_recorded``: the files ``destination``'s marker records (an export folder holds several exports)
     are carried over into the staging folder first, hard-linked where the file system allows. A folder that
     holds anything scaledet did not write (``--force``) is written into in place instead, file by file."""
-    from .atomic import atomic_write_json
-    from .output_dirs import MARKER_FILE, _read_marker, is_owned_output, mark_output_dir
+    from .output_dirs import _read_marker, is_owned_output, mark_output_dir, write_marker
 
     in_use = destination.resolve() == Path.cwd().resolve()  # swapping it would pull the folder from under you
     if in_use or (destination.is_dir() and any(destination.iterdir()) and not is_owned_output(destination, (kind,))):
@@ -159,7 +159,7 @@ def whole_output(destination: Path, kind: str, keep_recorded: bool = False, **de
                         os.link(source, staging / name)
                     except OSError:
                         shutil.copy2(source, staging / name)
-            atomic_write_json(staging / MARKER_FILE, previous)
+            write_marker(staging, previous)
         mark_output_dir(staging, kind, **details)
         yield staging
 
@@ -259,13 +259,30 @@ class LabelSpaceOutput:
 _MANIFEST_KEYS = {"n_labels": int, "datasets": list, "encoder": dict, "templates": list, "similarity": dict}
 
 
+MANIFEST_DIGEST_KEY = "manifest_sha256"
+
+
+def with_manifest_digest(manifest: dict) -> dict:
+    """The manifest with the digest it carries: one changed byte of a template changes every exported
+    vocabulary, and nothing else in the build would notice."""
+    return seal(manifest, MANIFEST_DIGEST_KEY)
+
+
 def read_manifest(path: Path) -> dict:
+    """A build's manifest, checked against the digest it carries before any of its keys is used."""
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise OutputError(f"{path}: malformed JSON") from None
     if not isinstance(manifest, dict):
         raise OutputError(f"{path}: a manifest is a JSON object, found {type(manifest).__name__}")
+    carried = manifest.get(MANIFEST_DIGEST_KEY)
+    if carried is None:
+        raise OutputError(f"{path}: carries no {MANIFEST_DIGEST_KEY}, so damage to it cannot be detected (a build "
+                          "of an earlier scaledet); build it again")
+    if not is_sealed(manifest, MANIFEST_DIGEST_KEY):
+        raise OutputError(f"{path}: does not match the {MANIFEST_DIGEST_KEY} it carries (a damaged or edited "
+                          "manifest); build it again")
     if manifest.get("format") != FORMAT:
         raise OutputError(f"{path}: format {manifest.get('format')!r}, this scaledet reads {FORMAT}")
     for key, kind in _MANIFEST_KEYS.items():

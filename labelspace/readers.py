@@ -19,9 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import TaxonomyError, one_line
+from .errors import TaxonomyError, excerpt, one_line
 from .taxonomy import Category, Taxonomy, apply_lenient_fixes
-from .text_files import load_yaml, read_text, skip_bom, stream_json_items
+from .text_files import NestingGuard, load_yaml, read_text, skip_bom, stream_json_items
 
 #: File suffix → format name; ``read_taxonomy_file`` dispatches on it.
 FORMAT_BY_SUFFIX = {
@@ -83,7 +83,7 @@ def _explain_missing_categories(path: Path) -> None:
     import ijson
 
     with open(path, "rb") as handle:
-        for prefix, event, value in ijson.parse(skip_bom(handle)):
+        for prefix, event, value in ijson.parse(NestingGuard(skip_bom(handle), path, TaxonomyError)):
             if prefix == "" and event in ("start_array", "string", "number", "boolean", "null"):
                 raise TaxonomyError(f"{path}: expected a JSON object with a 'categories' list")
             if prefix == "categories" and event not in ("start_array", "end_array"):
@@ -113,9 +113,9 @@ def read_coco_json(key: str, path: str | Path, lenient: bool = False) -> Taxonom
             raise TaxonomyError(f"{path}: category #{position} needs 'id' and 'name' fields")
         raw_id, name = raw["id"], raw["name"]
         if isinstance(raw_id, bool) or not isinstance(raw_id, (int, str)):
-            raise TaxonomyError(f"{path}: category #{position} has a non-integer id {raw_id!r}")
+            raise TaxonomyError(f"{path}: category #{position} has a non-integer id {excerpt(raw_id)}")
         if not isinstance(name, str):
-            raise TaxonomyError(f"{path}: category id {raw_id} has a non-text name {name!r}")
+            raise TaxonomyError(f"{path}: category id {raw_id} has a non-text name {excerpt(name)}")
         synonyms = raw.get("synonyms") or []
         if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
             raise TaxonomyError(f"{path}: category id {raw_id} has malformed 'synonyms' (want a list of text)")
@@ -325,7 +325,7 @@ def read_yolo_yaml(key: str, path: str | Path) -> Taxonomy:
         if isinstance(name, (int, float)) and not isinstance(name, bool):
             name = str(name)  # Ultralytics reads a numeric name (e.g. a year or a digit class) as text
         if not isinstance(name, str):
-            raise TaxonomyError(f"{path}: class {class_id} has a non-text name {name!r}")
+            raise TaxonomyError(f"{path}: class {class_id} has a non-text name {excerpt(name)}")
         categories.append(Category(local_id=str(class_id), name=name.strip()))
     return Taxonomy(key, tuple(categories), str(path), sha256_of_file(path), "yolo-yaml")
 

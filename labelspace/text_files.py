@@ -35,15 +35,78 @@ def skip_bom(handle: BinaryIO) -> BinaryIO:
     return handle
 
 
+#: Deepest nesting of brackets a streamed JSON file may have. Annotation files nest 5 deep (a polygon in a
+#: segmentation in an annotation in a list in the file); ijson keeps a prefix string per open level, so N
+#: levels cost O(N²) memory: a 200 KB file of brackets alone needs about 19 GB.
+JSON_MAX_DEPTH = 1000
+
+
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+class NestingGuard:
+    """A binary file wrapper for ijson that refuses JSON nested deeper than ``JSON_MAX_DEPTH`` before ijson
+    parses it.
+
+    Every chunk costs one ``bytes.translate`` (about 3 % of ijson's time): opening brackets minus closing ones bound the depth from
+    above, whatever lies in strings. Only when that bound passes the limit is the depth counted exactly,
+    from the file's start, with strings skipped (brackets in a name do not nest anything); the exact depth
+    then replaces the estimate, so a file whose strings hold unmatched brackets is not refused for them."""
+
+    def __init__(self, handle: BinaryIO, path: Path, error: type[ScaledetError]) -> None:
+        self.handle, self.path, self.error = handle, path, error
+        self.start = handle.tell()
+        self.depth_bound = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.handle.read(size)
+        brackets = chunk.translate(None, _NOT_BRACKETS)
+        opens = brackets.count(b"[") + brackets.count(b"{")
+        if self.depth_bound + opens > JSON_MAX_DEPTH:
+            self.depth_bound = self._exact_depth(self.handle.tell())
+        else:
+            self.depth_bound = max(0, self.depth_bound + 2 * opens - len(brackets))
+        return chunk
+
+    def _exact_depth(self, end: int) -> int:
+        """The nesting depth at byte ``end``, counted from the start outside strings; an error past the limit."""
+        import re
+
+        token = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]|"')
+        depth, offset, tail = 0, self.start, b""
+        with open(self.path, "rb") as handle:
+            handle.seek(offset)
+            while offset < end:
+                data = handle.read(min(1 << 20, end - offset))
+                if not data:
+                    break
+                offset += len(data)
+                buffer, tail = tail + data, b""
+                for match in token.finditer(buffer):
+                    char = match.group()[:1]
+                    if char in (b"[", b"{"):
+                        depth += 1
+                        if depth > JSON_MAX_DEPTH:
+                            raise self.error(f"{self.path}: nested deeper than {JSON_MAX_DEPTH} levels (byte "
+                                             f"{offset - len(buffer) + match.start()}); annotation files need 5")
+                    elif char in (b"]", b"}"):
+                        depth -= 1
+                    elif match.group() == b'"':  # a string that goes on in the next block
+                        tail = buffer[match.start():]
+                        break
+        return max(depth, 0)
+
+
 def stream_json_items(path: Path, prefix: str, error: type[ScaledetError] = ScaledetError,
                       problem: str = "malformed JSON") -> Iterator[Any]:
     """The items at ``prefix`` (ijson's notation: ``categories.item``) of a JSON file, streamed so that a
-    1 GB annotation file is never in memory, after a BOM; a JSON error is one ``error`` line."""
+    1 GB annotation file is never in memory, after a BOM and within ``JSON_MAX_DEPTH``; a JSON error is
+    one ``error`` line."""
     import ijson
 
     try:
         with open(path, "rb") as handle:
-            yield from ijson.items(skip_bom(handle), prefix, use_float=True)
+            yield from ijson.items(NestingGuard(skip_bom(handle), path, error), prefix, use_float=True)
     except ijson.JSONError as err:
         raise error(f"{path}: {problem} ({one_line(err)})") from None
 
@@ -54,7 +117,7 @@ def check_list_or_absent(path: Path, key: str) -> None:
     import ijson
 
     with open(path, "rb") as handle:
-        for prefix, event, _ in ijson.parse(skip_bom(handle)):
+        for prefix, event, _ in ijson.parse(NestingGuard(skip_bom(handle), path, ScaledetError)):
             if prefix == key:
                 if event not in ("start_array", "end_array"):
                     kind = {"start_map": "an object", "null": "null", "string": "text", "number": "a number",
@@ -67,11 +130,22 @@ def check_list_or_absent(path: Path, key: str) -> None:
 #: gigabytes) and nesting depth. Configs and data.yaml files need neither anywhere near these.
 YAML_MAX_ALIASES = 100
 YAML_MAX_DEPTH = 50
+#: Bound on the document's size with every alias expanded (nodes): nine aliases of nine, nine levels deep,
+#: stay under the alias count but stand for 387 million values once a reader walks them.
+YAML_MAX_EXPANDED_NODES = 1_000_000
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last one silently), more
-    than ``YAML_MAX_ALIASES`` aliases and nesting deeper than ``YAML_MAX_DEPTH``."""
+    than ``YAML_MAX_ALIASES`` aliases, nesting deeper than ``YAML_MAX_DEPTH``, and a document that expands
+    to more than ``YAML_MAX_EXPANDED_NODES`` nodes, all before anything is built from it."""
+
+    def compose_document(self):
+        document = super().compose_document()
+        if document is not None and _expanded_size(document) > YAML_MAX_EXPANDED_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"its aliases expand to more than {YAML_MAX_EXPANDED_NODES:,} values", document.start_mark)
+        return document
 
     def compose_node(self, parent, index):
         depth = getattr(self, "_depth", 0) + 1
@@ -102,6 +176,28 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in the tree under ``root`` with every alias expanded, counted once per shared node (memo), so
+    the count of a bomb is cheap even though its expansion is not."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a recursive alias (&a [*a]) counts once instead of looping
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(key) + size(value) for key, value in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = min(total, YAML_MAX_EXPANDED_NODES + 1)
+        return sizes[id(node)]
+
+    return size(root)
 
 
 def load_yaml(path: Path, error: type[ScaledetError] = ScaledetError) -> Any:

@@ -24,8 +24,26 @@ STORAGE_DTYPES = {
 }
 
 
+#: Bounds on what an archive entry may expand to before it is read. ``torch.jit.save`` stores entries
+#: uncompressed and weights barely compress, so an entry that claims to grow more than
+#: ``MAX_EXPANSION`` times is a zip bomb (3 MB of deflated zeros claim 7.7 GB).
+MAX_EXPANSION = 20
+MAX_ENTRY_BYTES = 8 << 30
+
+
 class UnsafeArchive(ValueError):
-    """The archive names something other than modules, tensors and storages."""
+    """The archive names something other than modules, tensors and storages, or an entry would expand
+    beyond the bounds above."""
+
+
+def read_entry(archive: zipfile.ZipFile, name: str) -> bytes:
+    """An entry's bytes, after checking what its header claims (zipfile stops at the claimed size, so the
+    claim bounds what is allocated)."""
+    info = archive.getinfo(name)
+    if info.file_size > MAX_ENTRY_BYTES or info.file_size > MAX_EXPANSION * info.compress_size + (1 << 20):
+        raise UnsafeArchive(f"entry {name[:60]} expands from {info.compress_size:,} to {info.file_size:,} bytes "
+                            "(a zip bomb?); not read")
+    return archive.read(name)
 
 
 class _ScriptObject:
@@ -78,7 +96,7 @@ class _Unpickler(pickle.Unpickler):
         if not (isinstance(saved_id, tuple) and len(saved_id) >= 3 and saved_id[0] == "storage"
                 and isinstance(saved_id[1], torch.dtype) and isinstance(saved_id[2], str)):
             raise UnsafeArchive(f"unexpected persistent id {str(saved_id)[:40]}")
-        raw = bytearray(self.archive.read(f"{self.prefix}/data/{saved_id[2]}"))
+        raw = bytearray(read_entry(self.archive, f"{self.prefix}/data/{saved_id[2]}"))
         if not raw:
             return torch.empty(0, dtype=saved_id[1])
         return torch.frombuffer(raw, dtype=saved_id[1])
@@ -94,7 +112,7 @@ def read_torchscript_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         if len(data_files) != 1:
             raise UnsafeArchive("not one TorchScript data.pkl in the archive")
         prefix = data_files[0].split("/")[0]
-        root = _Unpickler(archive, prefix, archive.read(data_files[0])).load()
+        root = _Unpickler(archive, prefix, read_entry(archive, data_files[0])).load()
     tensors: dict[str, torch.Tensor] = {}
     stack = [("", root)]
     while stack:

@@ -238,7 +238,9 @@ def test_coco_supercategory_expands_and_old_builds_still_load(output, graph, tmp
     pq.write_table(pq.read_table(old / "labels.parquet").drop(["supercategory"]), old / "labels.parquet")
     manifest = json.loads((old / "manifest.json").read_text())
     del manifest["files"]  # builds of that time recorded no file digests either
-    (old / "manifest.json").write_text(json.dumps(manifest))
+    from scaledet.labelspace.outputs import with_manifest_digest
+
+    (old / "manifest.json").write_text(json.dumps(with_manifest_digest(manifest)))
     loaded = LabelSpaceOutput.load(old)
     assert loaded.labels.column("supercategory").null_count == loaded.labels.num_rows
 

@@ -20,8 +20,14 @@ def _one_line(done, expected: str) -> None:
     assert expected in done.stderr and len(done.stderr) < 400, done.stderr
 
 
+#: Nine aliases of nine, nine levels deep: 81 aliases (under the alias limit), 387 million values expanded.
+NINE_BY_NINE = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9)) + "names: *a8\n"
+
+
 @pytest.mark.parametrize("document, expected", [
     (BILLION_LAUGHS, "more than 100 aliases"),
+    (NINE_BY_NINE, "expand to more than 1,000,000 values"),
     ("names: " + "[" * 60 + "x" + "]" * 60 + "\n", "nested deeper than 50 levels"),
     ("nc: 100000000\n", "more than the limit of 100,000 classes"),
 ])
@@ -41,6 +47,74 @@ def test_json_nesting_bombs_are_one_line(tmp_path):
     (tmp_path / "classes.csv").write_text("/m/01g317,Person\n")
     _one_line(run_cli("scaledet-labels", "build", "--dataset-file", f"oidmine={tmp_path / 'classes.csv'}",
                       "--hierarchy", f"oidmine={bomb}", "--out", str(tmp_path / "out"), "-q"), "nested deeper")
+
+
+def test_deep_json_inside_a_streamed_record_is_refused_before_parsing(tmp_path):
+    """ijson keeps one prefix string per open level: O(N²) memory, about 19 GB for these 200 KB. The file is
+    refused from a byte count first; brackets inside names nest nothing and are not held against a file."""
+    deep = {"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 8}], "annotations": [],
+            "categories": [{"id": 1, "name": "a"}]}
+    text = json.dumps(deep).replace('"width": 8', '"width": 8, "x": ' + "[" * 100_000 + "]" * 100_000)
+    (tmp_path / "deep.json").write_text(text)
+    _one_line(run_cli("scaledet-labels", "build", "--dataset-file", f"g={tmp_path / 'deep.json'}", "--out",
+                      str(tmp_path / "out"), "-q"), "nested deeper than 1000 levels")
+    bracketed = {"categories": [{"id": i, "name": f"part [{'[' * 50} {i}"} for i in range(1, 200)]}
+    (tmp_path / "bracketed.json").write_text(json.dumps(bracketed))
+    from pathlib import Path
+
+    from scaledet.labelspace.text_files import stream_json_items
+
+    assert len(list(stream_json_items(Path(tmp_path / "bracketed.json"), "categories.item"))) == 199
+
+
+def test_an_image_that_claims_too_many_pixels_is_not_decoded(tmp_path):
+    """libjpeg-turbo has no bomb limit of its own: a 631-byte JPEG claiming 50000 × 50000 would allocate
+    7.5 GB before failing. Its header is read first and refused."""
+    import struct
+
+    from PIL import Image
+
+    from scaledet.detector.data import read_image_uint8
+    from scaledet.labelspace.errors import ScaledetError
+
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "small.jpg")
+    data = bytearray((tmp_path / "small.jpg").read_bytes())
+    frame = data.find(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    data[frame + 5:frame + 9] = struct.pack(">HH", 50000, 50000)
+    (tmp_path / "claims.jpg").write_bytes(bytes(data))
+    with pytest.raises(ScaledetError, match="more than 89,478,485"):
+        read_image_uint8(tmp_path / "claims.jpg")
+    assert read_image_uint8(tmp_path / "small.jpg").shape == (3, 16, 16)
+
+
+def test_a_zip_bomb_weights_archive_is_refused_before_it_expands(tmp_path):
+    """A TorchScript archive whose tensor entry is deflated zeros: 1 MB on disk claiming 1 GB. The entry's
+    header is checked before it is read."""
+    import zipfile
+
+    from scaledet.labelspace.torchscript_weights import UnsafeArchive, read_torchscript_tensors
+
+    archive = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("bomb/data.pkl", b"\x80\x02}q\x00.")  # an empty dict
+        with bundle.open("bomb/data/0", "w", force_zip64=True) as entry:
+            block = bytes(1 << 20)
+            for _ in range(1024):
+                entry.write(block)
+    assert archive.stat().st_size < 4 << 20
+    with zipfile.ZipFile(archive) as bundle:
+        from scaledet.labelspace.torchscript_weights import read_entry
+
+        with pytest.raises(UnsafeArchive, match="zip bomb"):
+            read_entry(bundle, "bomb/data/0")
+    assert read_torchscript_tensors(archive) == {}  # the pickle itself is small and names no storage
+
+
+def test_an_error_that_echoes_a_huge_value_is_cut(tmp_path):
+    names = {"categories": [{"id": 1, "name": ["x" * 100] * 100_000}]}
+    (tmp_path / "huge.json").write_text(json.dumps(names))
+    _one_line(run_cli("scaledet-labels", "build", "--dataset-file", f"g={tmp_path / 'huge.json'}", "--out",
+                      str(tmp_path / "out"), "-q"), "non-text name")
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -20,7 +20,7 @@ def _flip(path, rng: random.Random) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("name", ["labels.parquet", "similarity.parquet"])
+@pytest.mark.parametrize("name", ["labels.parquet", "similarity.parquet", "manifest.json"])
 def test_a_flipped_byte_in_a_build_file_is_refused(tmp_path, name):
     out = tmp_path / "labelspace"
     assert run_cli("scaledet-labels", "build", "--datasets", "coco", "--out", str(out), "-q").returncode == 0

@@ -230,6 +230,11 @@ def test_a_config_value_of_the_wrong_type_names_its_key(tmp_path_factory, data):
     ("schedule.lr=-1", "schedule.lr = -1: must be > 0"),
     ("schedule.checkpoint_every=0", "schedule.checkpoint_every = 0"),
     ("device=tpu", "device = 'tpu'"),
+    ("seed=1180591620717411303424", "seed = 1180591620717411303424: must be from 0 to 2**63 - 1"),
+    pytest.param("device=cuda:5", "device: cuda:5 requested but this machine has",
+                 marks=pytest.mark.skipif(torch.cuda.device_count() > 5, reason="this machine has a cuda:5")),
+    pytest.param("device=mps", "device: mps requested but this machine has no Apple GPU",
+                 marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")),
     ("amp=maybe", "amp = 'maybe': must be true or false"),
     ("num_workers=x", "num_workers = 'x'"),
     ("model.soft_wieght=0", "unknown key 'soft_wieght' in model"),
@@ -269,6 +274,7 @@ MALFORMED = [
     ("images", 0, "width", None, "no positive integer 'width'"),
     ("images", 0, "height", "128", "no positive integer 'height'"),
     ("images", 0, "id", None, "no integer 'id'"),
+    ("images", 0, "file_name", "a\u0000.png", "has a file_name with a control character"),
     ("categories", 0, "name", None, "text 'name'"),
 ]
 
@@ -336,14 +342,79 @@ def test_a_checkpoint_that_would_run_code_is_refused(trained, tmp_path):
 
 
 def test_weights_that_do_not_fit_their_config(trained, tmp_path):
+    from scaledet.detector.checkpoint import DIGEST_KEY, content_digest
+
     state = torch.load(trained, weights_only=True)
     state["config"]["model"]["backbone"] = "mobilenet_v3"
+    state[DIGEST_KEY] = content_digest(state)  # a whole file, whose config does not describe its weights
     bad = tmp_path / "bad.pth"
     torch.save(state, bad)
     image = next(trained.parents[2].glob("shapes*/shapesa/val/images/*.png"))
     done = run_cli("scaledet", "predict", str(image), "--checkpoint", str(bad), "--vocab", "cat",
                    "--out", str(tmp_path / "p"))
     assert done.returncode == 2 and "do not fit" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def _predict_with(checkpoint: Path, trained: Path, tmp_path: Path, *flags: str):
+    image = next(trained.parents[2].glob("shapes*/shapesa/val/images/*.png"))
+    return run_cli("scaledet", "predict", str(image), "--checkpoint", str(checkpoint), "--vocab", "circle",
+                   "--out", str(tmp_path / "p"), "--score-threshold", "0", *flags)
+
+
+def test_a_copied_checkpoint_is_checked_against_the_digest_it_carries(trained, tmp_path):
+    """Out of its run folder no marker lists a checkpoint; the digest it carries still finds a flipped
+    exponent bit in one weight (which turns detections into none, silently)."""
+    copied = tmp_path / "copied.pth"
+    shutil.copyfile(trained, copied)
+    assert _predict_with(copied, trained, tmp_path).returncode == 0
+    state = torch.load(copied, weights_only=True)
+    weight = next(t for t in state["model"].values() if t.dtype == torch.float32 and t.numel() > 100)
+    weight.view(torch.int32)[7] ^= 1 << 30  # the top exponent bit of one float
+    damaged = tmp_path / "damaged.pth"
+    torch.save(state, damaged)
+    done = _predict_with(damaged, trained, tmp_path)
+    assert done.returncode == 2 and "does not match the sha256 it carries" in done.stderr, done.stderr
+    assert _predict_with(damaged, trained, tmp_path, "--trust-checkpoint").returncode == 2  # damage is never trusted
+
+
+def test_a_checkpoint_without_a_digest_loads_only_when_trusted(trained, tmp_path):
+    from scaledet.detector.checkpoint import DIGEST_KEY
+
+    state = torch.load(trained, weights_only=True)
+    del state[DIGEST_KEY]  # as a checkpoint from before digests, or another tool's
+    bare = tmp_path / "bare.pth"
+    torch.save(state, bare)
+    done = _predict_with(bare, trained, tmp_path)
+    assert done.returncode == 2 and "--trust-checkpoint" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert _predict_with(bare, trained, tmp_path, "--trust-checkpoint").returncode == 0
+
+
+def test_resume_over_a_binary_pointer_or_garbled_metrics(shapes_world, trained, tmp_path):
+    """A ``last_checkpoint`` that is not text is one line; a ``metrics.json`` that is not UTF-8 (a disk
+    error, an editor) loses only its unreadable lines, and the run resumes."""
+    run = tmp_path / "run"
+    shutil.copytree(trained.parent, run)
+    config = write_train_config(shapes_world, run, schedule={"iterations": 2}, eval_datasets=[])
+    pointer = (run / "last_checkpoint").read_bytes()
+    (run / "last_checkpoint").write_bytes(b"\x80\xff\x00model")
+    done = run_cli("scaledet", "train", "--config", str(config), "--resume", "-q")
+    assert done.returncode == 2 and "last_checkpoint: not text" in done.stderr and done.stderr.count("\n") == 1, \
+        done.stderr
+    (run / "last_checkpoint").write_bytes(pointer)
+    (run / "metrics.json").write_bytes((run / "metrics.json").read_bytes() + b'{"iteration": 9, "x": "\xff"}\n')
+    done = run_cli("scaledet", "train", "--config", str(config), "--resume", "-q")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["iteration"] for line in (run / "metrics.json").read_text().splitlines()] == [0, 1]
+
+
+def test_an_image_too_thin_for_the_model_is_one_line(trained, tmp_path):
+    """A 1 × 5000 image would shrink to no pixels at all (torchvision fails inside ``interpolate``)."""
+    from PIL import Image
+
+    Image.new("RGB", (1, 5000), "white").save(tmp_path / "sliver.png")
+    done = run_cli("scaledet", "predict", str(tmp_path / "sliver.png"), "--checkpoint", str(trained), "--vocab",
+                   "circle", "--out", str(tmp_path / "p"))
+    assert done.returncode == 2 and "sliver.png: an image of 1 × 5000 pixels is too thin" in done.stderr, done.stderr
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(trained, tmp_path):

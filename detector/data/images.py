@@ -16,6 +16,10 @@ from PIL import Image
 from scaledet.labelspace.errors import ScaledetError, one_line
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+#: Most pixels an image may have before it is decoded: PIL's own bomb threshold (89 M pixels, a 9459² RGB
+#: image is 268 MB), applied to every decoder, since libjpeg-turbo has none and a 631-byte JPEG can claim
+#: 50000 × 50000.
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
 def read_image_uint8(path: Path) -> torch.Tensor:
@@ -27,6 +31,7 @@ def read_image_uint8(path: Path) -> torch.Tensor:
         raise ScaledetError(f"{path}: image not found") from None
     except OSError as err:
         raise ScaledetError(f"{path}: cannot be read ({one_line(err, 100)})") from None
+    _check_pixels(data, path)
     # a truncated JPEG lacks its end-of-image marker; libjpeg would fill the rest with grey, PIL refuses it
     if data[:3] == JPEG_MAGIC and data.rstrip(b"\x00")[-2:] == b"\xff\xd9":
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -36,6 +41,26 @@ def read_image_uint8(path: Path) -> torch.Tensor:
         except RuntimeError:
             pass  # an unusual JPEG: PIL decides
     return torch.from_numpy(_decode_with_pil(data, path)).permute(2, 0, 1)
+
+
+def _check_pixels(data: bytes, path: Path) -> None:
+    """Refuse an image whose header claims more than ``MAX_IMAGE_PIXELS``, reading the header only."""
+    import io
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise ScaledetError(f"{path}: more than {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?); "
+                            "not decoded") from None
+    except (OSError, SyntaxError, ValueError):
+        return  # not an image PIL knows: decoding says why, in one line
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ScaledetError(f"{path}: {width} × {height} pixels, more than {MAX_IMAGE_PIXELS:,} (a "
+                            "decompression bomb?); not decoded")
 
 
 def _decode_with_pil(data: bytes, path: Path) -> np.ndarray:

@@ -49,12 +49,14 @@ from scaledet.labelspace.json_values import category_ids_as_labels
 from scaledet.labelspace.label_states import protocol_of_file
 from scaledet.labelspace.readers import sha256_of_file
 from scaledet.labelspace.weights_hash import sampled_sha256
+from scaledet.labelspace.sealed_json import is_sealed, seal
 from scaledet.labelspace.text_files import check_list_or_absent, stream_json_items
 
 from .records import (BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, check_image_path,
                       image_file_name)
 
 INDEX_VERSION = 3
+META_DIGEST_KEY = "meta_sha256"  # meta.json carries the sha256 of the rest of its content
 COLUMNS = {  # name → (dtype, columns per row or 0 for a vector)
     "image_ids": (np.int64, 0), "widths": (np.int32, 0), "heights": (np.int32, 0), "first_box": (np.int64, 0),
     "box_count": (np.int32, 0), "ordinary_count": (np.int32, 0), "name_offsets": (np.int64, 0),
@@ -109,7 +111,9 @@ class AnnotationIndex:
     def open(cls, directory: Path) -> "AnnotationIndex":
         try:
             meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-            if not isinstance(meta, dict) or meta.get("version") != INDEX_VERSION:
+            if not is_sealed(meta, META_DIGEST_KEY):  # before any key is used: a flipped union index
+                raise IndexDamaged("meta.json carries no checksum or does not match it")
+            if meta.get("version") != INDEX_VERSION:
                 raise IndexDamaged("another index version")
             columns = {name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
                        for name in COLUMNS}
@@ -390,7 +394,7 @@ def _write_atomically(directory: Path, columns: dict[str, np.ndarray], meta: dic
         for name, values in columns.items():
             np.save(staging / f"{name}.npy", np.ascontiguousarray(values, dtype=COLUMNS[name][0]))
         meta = {**meta, "column_sha256": {name: _column_digest(staging / f"{name}.npy", meta) for name in columns}}
-        (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        (staging / "meta.json").write_text(json.dumps(seal(meta, META_DIGEST_KEY)), encoding="utf-8")
         os.replace(staging, directory)
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)

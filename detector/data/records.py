@@ -13,6 +13,7 @@ from scaledet.labelspace.box_checks import BOX_TOLERANCE_PX  # noqa: F401 - one 
 from scaledet.labelspace.errors import ScaledetError, one_line
 from scaledet.labelspace.json_values import is_finite_number
 from scaledet.labelspace.json_values import is_whole as is_int  # one check for every reader of JSON
+from scaledet.labelspace.text_files import control_character
 
 
 #: ``labelspace_key`` of a training set made by ``scaledet-labels unify``: categories map by their ``labels``.
@@ -77,6 +78,8 @@ def check_image(image, position: int, source: Path) -> None:
     name = image.get("file_name", image.get("coco_url"))
     if not isinstance(name, str) or not name:
         raise ScaledetError(f"{source}: image {image['id']} has neither a 'file_name' nor a 'coco_url'")
+    if control_character(name) is not None:  # a NUL cannot be in any path; a newline breaks every list of them
+        raise ScaledetError(f"{source}: image {image['id']} has a file_name with a control character ({name[:80]!r})")
 
 
 def check_annotation(annotation, position: int, source: Path) -> None:

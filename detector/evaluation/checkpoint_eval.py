@@ -27,17 +27,17 @@ def evaluation_dir(output_dir: str | Path, checkpoint: Path) -> Path:
 
 
 def evaluate_checkpoint(config, checkpoint: Path, device, progress: bool = False, force: bool = False,
-                        model=None, state: dict | None = None, labelspace=None) -> tuple[dict[str, dict], Path]:
+                        model=None, state: dict | None = None, labelspace=None,
+                        trust_unverified: bool = False) -> tuple[dict[str, dict], Path]:
     """(metrics per dataset plus suite rows, the folder written). ``model``/``state``/``labelspace`` skip
     reloading when the caller (training's ``eval_period``) already holds them."""
-    from ..checkpoint import check_compatible
+    from ..checkpoint import check_compatible, load_model_from_checkpoint
     from ..data import CocoDetectionDataset
-    from ..predict import load_model_from_checkpoint
     from ..vocabulary import UnifiedLabelSpace
 
     labelspace = labelspace or UnifiedLabelSpace(config.labelspace)
     if model is None:
-        model, state = load_model_from_checkpoint(checkpoint, device)
+        model, state = load_model_from_checkpoint(checkpoint, device, trust_unverified)
     check_compatible(state, labelspace, checkpoint)
     folder = evaluation_dir(config.output_dir, checkpoint)
     if folder.exists() and not force:
