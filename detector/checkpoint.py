@@ -20,7 +20,7 @@ import torch
 from scaledet.labelspace.atomic import atomic_write, atomic_write_text
 from scaledet.labelspace.errors import ScaledetError, one_line
 
-from .vocabulary import UnifiedLabelSpace
+from .vocabulary import UnifiedLabelSpace, labelspace_ids_digest
 
 
 DIGEST_KEY = "content_sha256"
@@ -167,7 +167,7 @@ def load_model_from_checkpoint(path: str | Path, device: torch.device,
                                trust_unverified: bool = False) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on ``device``, checkpoint state): the detector the checkpoint's own config
     describes, with its weights. Predict and evaluation both start here."""
-    from .data import InputConfig
+    from .data.transforms import InputConfig
     from .model import ModelConfig, build_detector
 
     state = load_checkpoint(path, trust_unverified)
@@ -201,8 +201,3 @@ def check_compatible(state: dict, labelspace: UnifiedLabelSpace, checkpoint_path
         raise ScaledetError(f"{labelspace.directory}: a different label union from the one {checkpoint_path} was "
                             "trained on; resume with the same labelspace build")
 
-
-def labelspace_ids_digest(labelspace: UnifiedLabelSpace) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(labelspace.global_ids).encode()).hexdigest()

@@ -21,7 +21,7 @@ from scaledet.labelspace.errors import one_line
 from scaledet.labelspace.output_dirs import (check_output_dir, mark_output_dir, output_kind, record_output_files,
                                             remove_stale_temporaries)
 
-from .checkpoint import (FINAL_NAME, check_compatible, labelspace_ids_digest, last_checkpoint, load_checkpoint,
+from .checkpoint import (FINAL_NAME, check_compatible, last_checkpoint, load_checkpoint,
                          load_weights, numbered_checkpoint_name, point_to, prune_checkpoints, run_checkpoints,
                          save_checkpoint)
 from .config import TrainConfig, config_to_yaml
@@ -29,7 +29,7 @@ from .data import CocoDetectionDataset, to_float
 from .data.loader import IterationBatches, MultiDataset, build_train_loader, default_num_workers, worker_error
 from .model import build_detector
 from .sampling import MultiDatasetBatchSampler, repeat_factors, stable_seed
-from .vocabulary import UnifiedLabelSpace
+from .vocabulary import UnifiedLabelSpace, labelspace_ids_digest
 
 METRICS_NAME = "metrics.json"
 CONFIG_NAME = "config.yaml"

@@ -111,3 +111,11 @@ class UnifiedLabelSpace:
         """What a checkpoint records to refuse a build it was not trained on."""
         return {"encoder_identity": self.encoder["identity"], "dim": int(self.embeddings.shape[1]),
                 "num_labels": self.num_labels}
+
+
+def labelspace_ids_digest(labelspace: UnifiedLabelSpace) -> str:
+    """sha256 of the union's global ids in order: what a checkpoint and an annotation index record of the
+    union they were made with."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(labelspace.global_ids).encode()).hexdigest()

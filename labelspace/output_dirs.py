@@ -234,6 +234,8 @@ def check_output_dir(path: str | Path, kind: str, flag: str, force: bool = False
             raise OutputError(f"{flag} {path}: holds {what}, not a {kind}; choose a new or empty directory, "
                               "or add --force to write into it anyway")
     hold_output_lock(path, flag)
+    if path.is_dir():
+        remove_stale_temporaries(path)  # what a killed run of this output left (the lock says none runs now)
     return path
 
 

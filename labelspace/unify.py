@@ -50,7 +50,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import ScaledetError
+from .errors import OutputError, ScaledetError, os_error_words
 from .category_names import label_qualifiers, unique_names
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
                            combine_states, image_states, relations_for_build)
@@ -343,7 +343,10 @@ class _Writer:
 
     def discard(self) -> None:
         for handle in self.handles:
-            handle.close()
+            try:
+                handle.close()
+            except OSError:
+                pass  # a full disk fails the last flush too; the part is removed below either way
         for part in self.parts:
             part.unlink(missing_ok=True)
 
@@ -470,10 +473,13 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
         if fmt == "yolo":
             report.written.append(atomic_write_text(to / "partial_classes.txt",
                                                     "".join(f"{name}\n" for name in report.partial_classes)))
-    except BaseException:
+    except BaseException as err:
         writer.undo()
         for path in report.written:
             path.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a write to a part file: say which output
+            raise OutputError(f"{to / UNIFIED_FILE}: cannot be written ({os_error_words(err)}); nothing of this "
+                              "run is left") from None
         raise
     return report
 

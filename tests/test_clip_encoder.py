@@ -323,3 +323,29 @@ def test_an_open_clip_pretrained_tag_is_read_from_open_clips_cache(random_clip_w
     assert manifest["encoder"]["identity"] == f"clip:{ARCH}:sha256={sha256_of_file(random_clip_weights)}"
     unknown = run_cli(*command[:-3], "--clip-pretrained", "no-such-tag", "-q", "--out", str(tmp_path / "c"), env=env)
     assert unknown.returncode == 2 and "not a pretrained tag" in unknown.stderr
+
+
+def test_a_sentence_transformers_folder_with_other_pooling_gets_new_vectors(tmp_path):
+    """Switching a folder's pooling from mean to CLS keeps ``model.safetensors`` but changes every vector:
+    the encoder's identity covers the configs, so the cache serves the new model's vectors, not the old."""
+    import json
+    import shutil
+
+    from conftest import run_cli
+    from scaledet.labelspace.encoders import MiniLMEncoder
+
+    copy = tmp_path / "minilm-copy"
+    shutil.copytree(MiniLMEncoder().model_dir, copy)
+    env = {"SCALEDET_CACHE": str(tmp_path / "cache")}
+    build = ("scaledet-labels", "build", "--datasets", "odinw/pothole", "--encoder", f"sentence-transformers:{copy}", "-q")
+    assert run_cli(*build, "--out", str(tmp_path / "mean"), env=env).returncode == 0
+    pooling = copy / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pooling.write_text(json.dumps(config))
+    done = run_cli(*build, "--out", str(tmp_path / "cls"), env=env)
+    assert done.returncode == 0, done.stderr
+    identities = [json.loads((tmp_path / n / "manifest.json").read_text())["encoder"]["identity"] for n in ("mean", "cls")]
+    assert identities[0] != identities[1]
+    mean, cls = (np.load(tmp_path / n / "embeddings.npy") for n in ("mean", "cls"))
+    assert np.abs(mean - cls).max() > 0.05  # not the cached mean-pooled vectors

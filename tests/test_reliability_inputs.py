@@ -439,7 +439,8 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(trained, tmp_pat
 
 
 # --------------------------------------------------------------------------- convert-oid
-@pytest.mark.parametrize("problem", ["corrupt image", "short row", "latin-1"])
+@pytest.mark.parametrize("problem", ["corrupt image", "short row", "latin-1", "zero width", "path id",
+                                     "group True", "group maybe"])
 def test_convert_oid_bad_inputs(tmp_path, problem):
     from PIL import Image
 
@@ -455,12 +456,25 @@ def test_convert_oid_bad_inputs(tmp_path, problem):
         (images / "img1.jpg").write_bytes(b"\xff\xd8garbage")
     elif problem == "short row":
         rows += "img1,xclick,/m/01yrx,1,0.1\n"
+    elif problem == "zero width":
+        rows += "img1,xclick,/m/01yrx,1,0.3,0.3,0.1,0.5,0,0,0\n"
+    elif problem == "path id":
+        (tmp_path / "x.jpg").write_bytes((images / "img1.jpg").read_bytes())
+        rows += "../x,xclick,/m/01yrx,1,0.1,0.5,0.1,0.5,0,0,0\n"
+    elif problem.startswith("group"):
+        rows += f"img1,xclick,/m/0bt9lr,1,0.1,0.5,0.1,0.5,0,0,{problem.split()[1]}\n"
     boxes.write_bytes(rows.encode("latin-1") + ("Caf\xe9\n".encode("latin-1") if problem == "latin-1" else b""))
     done = run_cli("scaledet", "convert-oid", "--boxes", str(boxes), "--classes", str(classes),
                    "--images", str(images), "--out", str(tmp_path / "out.json"))
-    expected = {"corrupt image": "not a readable image", "short row": "short row", "latin-1": "not UTF-8"}[problem]
+    if problem == "group True":  # how some exports spell it: read as group-of, not as 0
+        assert done.returncode == 0, done.stderr
+        assert [a["isgroupof"] for a in json.loads((tmp_path / "out.json").read_text())["annotations"]] == [0, 1]
+        return
+    expected = {"corrupt image": "not a readable image", "short row": "short row", "latin-1": "not UTF-8",
+                "zero width": "of zero or negative size", "path id": "is not a plain name",
+                "group maybe": "IsGroupOf 'maybe'"}[problem]
     assert done.returncode == 2 and expected in done.stderr and done.stderr.count("\n") == 1, done.stderr
-    assert not (tmp_path / "out.json").exists()
+    assert not (tmp_path / "out.json").exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 # --------------------------------------------------------------------------- the final guard

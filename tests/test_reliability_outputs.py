@@ -141,6 +141,38 @@ def test_train_refuses_foreign_output_dir_and_cleans_its_own_leftovers(shapes_wo
     assert not stale.exists() and mine.read_bytes() == b"mine"
 
 
+def test_a_command_sweeps_the_temporaries_its_killed_runs_left(builtin_union, tmp_path):
+    """graph, report, predict, unify and every other folder output sweep through the one --out check;
+    convert-oid, which writes a file, sweeps beside it. A user's file of a temporary's shape stays."""
+    from PIL import Image
+
+    graph = tmp_path / "graph"
+    command = ("scaledet-labels", "graph", "--labelspace", str(builtin_union.out_dir), "--out", str(graph))
+    assert run_cli(*command).returncode == 0
+    stale = [_stale(graph, "tmp", "label_graph", ".graphml"), _stale(graph, "building", "neighbours")]
+    stale[0].write_text("half a graph")
+    stale[1].mkdir()
+    assert run_cli(*command).returncode == 0
+    assert not any(p.exists() for p in stale)
+
+    images = tmp_path / "oid" / "images"
+    images.mkdir(parents=True)
+    Image.new("RGB", (64, 48)).save(images / "img1.jpg")
+    (tmp_path / "oid" / "classes.csv").write_text("/m/01yrx,Cat\n")
+    (tmp_path / "oid" / "boxes.csv").write_text("ImageID,LabelName,XMin,XMax,YMin,YMax,IsGroupOf\n"
+                                                "img1,/m/01yrx,0.1,0.5,0.1,0.5,0\n")
+    out = tmp_path / "oid" / "converted.json"
+    stale = [_stale(out.parent, "tmp", "converted", ".json"), _stale(out.parent, "tmp", "converted.json", ".annotations")]
+    for path in stale:
+        path.write_text("half")
+    mine = out.parent / ".converted.json.notes"
+    mine.write_text("mine")
+    done = run_cli("scaledet", "convert-oid", "--boxes", str(out.parent / "boxes.csv"), "--classes",
+                   str(out.parent / "classes.csv"), "--images", str(images), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert not any(p.exists() for p in stale) and mine.read_text() == "mine"
+
+
 def test_export_name_cannot_escape_or_overwrite(builtin_union, tmp_path):
     out = builtin_union.out_dir
     before = _tree(out)

@@ -232,6 +232,21 @@ def test_unify_bad_inputs_are_one_line(lvis_coco_oid_build, tmp_path):
     assert done.returncode == 2 and "'o365' is not a dataset of" in done.stderr
 
 
+def test_unify_on_a_full_disk_names_the_file_and_leaves_nothing(lvis_coco_oid_build, sources, tmp_path):
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root in a container that allows mounts)")
+    try:
+        done = _unify(lvis_coco_oid_build, sources, str(disk / "unified"))
+        assert done.returncode == 2 and "unified.json: cannot be written (no space left" in done.stderr, done.stderr
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
 def test_train_and_eval_on_a_compact_unified_file(shapes_world, tmp_path):
     """A unified file is a dataset of its own (``labelspace_key: unified``): its categories map by their
     ``labels``, each image's states come from its sources' coverage, so a compact file still gives

@@ -27,7 +27,7 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
 
     def __init__(self, spec: DatasetSpec, labelspace: UnifiedLabelSpace, train: bool = True,
                  input_config: InputConfig | None = None) -> None:
-        from ..checkpoint import labelspace_ids_digest
+        from ..vocabulary import labelspace_ids_digest
 
         self.spec = spec
         self.train = train
