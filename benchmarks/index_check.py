@@ -49,8 +49,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1_742_292)
     parser.add_argument("--boxes", type=int, default=25_438_024)
     args = parser.parse_args()
-    from scaledet.labelspace.readers import sha256_of_file
-    from scaledet.labelspace.weights_hash import sampled_sha256
+    from scaledet.labelspace.io.digests import sha256_of_file
+    from scaledet.labelspace.io.digests import sampled_sha256
 
     with tempfile.TemporaryDirectory(prefix="scaledet-index-check-") as folder:
         paths = column_files(Path(folder), args.images, args.boxes)

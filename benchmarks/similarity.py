@@ -171,7 +171,7 @@ def main() -> None:
     print(table(rows, ("labels", "kind", "time", "pairs", "file", "peak RSS", "faiss IndexFlatIP (time / peak)",
                        "speed vs faiss")))
 
-    from scaledet.labelspace.cache_dir import cache_root
+    from scaledet.labelspace.io.cache_dir import cache_root
 
     command_rows = []
     for n in sorted(args.sizes):

@@ -10,6 +10,9 @@
 3. Runs ``scaledet-labels unify`` on both as its own process under ``/usr/bin/time`` (wall, peak RSS): the
    default file (every image's full lists, which any LVIS reader scores right) at ``--fraction``, and
    ``--compact`` at ``--compact-fraction`` (0 skips it), so the two sizes can be compared.
+4. Beside it, on the same files in the same run, the script unify replaces, as UniDet's dataset scripts do
+   it: ``json.load`` each file, give every category an id in the union and renumber images and boxes,
+   ``json.dump`` (``--naive-fraction``, 0 skips it; it holds both files in memory).
 Prints a table; the goal is a peak of at most 2 GiB at full size. docs/labelspace.md holds measured rows.
 """
 from __future__ import annotations
@@ -64,6 +67,38 @@ def write_oid_like(path: Path, images: int, seed: int = 1) -> int:
     return boxes
 
 
+#: The script a user writes first: both files in memory, ids remapped, one json.dump (no label states,
+#: no checks, no image paths).
+NAIVE_SCRIPT = r"""
+import json, sys
+out, *sources = sys.argv[1:]
+categories, images, annotations = [], [], []
+for path in sources:
+    document = json.load(open(path))
+    category_of, image_of = {}, {}
+    for category in document["categories"]:
+        category_of[category["id"]] = len(categories) + 1
+        categories.append({**category, "id": len(categories) + 1})
+    for image in document["images"]:
+        image_of[image["id"]] = len(images) + 1
+        images.append({**image, "id": len(images) + 1})
+    for annotation in document["annotations"]:
+        annotations.append({**annotation, "id": len(annotations) + 1, "image_id": image_of[annotation["image_id"]],
+                            "category_id": category_of[annotation["category_id"]]})
+    del document
+json.dump({"images": images, "annotations": annotations, "categories": categories}, open(out, "w"))
+"""
+
+
+def run_naive(o365: Path, oid: Path, out: Path) -> tuple[float, float]:
+    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", sys.executable, "-c", NAIVE_SCRIPT, str(out), str(o365),
+                           str(oid)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    wall, peak_kb = done.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(peak_kb) / 1024
+
+
 def run_unify(build: Path, o365: Path, oid: Path, to: Path, *extra: str) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of the command as a user runs it."""
     script = Path(sys.executable).with_name("scaledet-labels")
@@ -80,6 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fraction", type=float, default=1.0, help="of Objects365 v2 and OpenImages v6 train")
     parser.add_argument("--compact-fraction", type=float, default=0.01, help="size for --compact (0: skip)")
+    parser.add_argument("--naive-fraction", type=float, default=None,
+                        help="size for the naive script (default: --fraction; 0 skips it)")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="scaledet-unify-bench-"))
@@ -105,9 +142,16 @@ def main() -> None:
             "print(json.dumps(next(ijson.items(f, 'scaledet'))))"), str(out / "unified.json")],
             capture_output=True, text=True, check=True).stdout)
         size = (out / "unified.json").stat().st_size / 2**30
-        rows.append(("compact" if extra else "default (full lists)", f"{o365_images + oid_images:,}", f"{meta['boxes']:,}",
-                     f"{wall:.0f} s", f"{peak:,.0f} MiB", f"{size:.2f} GiB"))
-        print(table(rows, ("file", "images", "boxes", "wall", "peak RSS", "unified.json")), flush=True)
+        rows.append(("unify --compact" if extra else "unify (full lists)", f"{o365_images + oid_images:,}",
+                     f"{meta['boxes']:,}", f"{wall:.0f} s", f"{peak:,.0f} MiB", f"{size:.2f} GiB"))
+        print(table(rows, ("command", "images", "boxes", "wall", "peak RSS", "output")), flush=True)
+        naive_fraction = args.fraction if args.naive_fraction is None else args.naive_fraction
+        if not extra and naive_fraction == fraction and naive_fraction > 0:
+            wall, peak = run_naive(o365, oid, work / f"naive-{tag}.json")
+            rows.append(("naive script (json.load, remap, json.dump)", f"{o365_images + oid_images:,}",
+                         f"{meta['boxes']:,}", f"{wall:.0f} s", f"{peak:,.0f} MiB",
+                         f"{(work / f'naive-{tag}.json').stat().st_size / 2**30:.2f} GiB"))
+            print(table(rows, ("command", "images", "boxes", "wall", "peak RSS", "output")), flush=True)
     per_box = rows[0]
     print(f"\ndefault file at --fraction {args.fraction:g}; full size is Objects365 v2 train + OpenImages v6 train "
           f"({O365_IMAGES + OID_IMAGES:,} images, ~{round(O365_IMAGES * O365_BOXES_PER_IMAGE + OID_IMAGES * OID_BOXES_PER_IMAGE):,} "

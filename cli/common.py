@@ -11,8 +11,8 @@ from typing import Callable, Iterable, TypeVar
 import click
 import typer
 
-from scaledet.labelspace.errors import ScaledetError, explain
-from scaledet.labelspace.output_dirs import BUILD_KIND, output_kind
+from scaledet.labelspace.io.errors import ScaledetError, explain
+from scaledet.labelspace.io.output_dirs import BUILD_KIND, output_kind
 
 F = TypeVar("F", bound=Callable)
 
@@ -138,7 +138,7 @@ def add_version_option(app: typer.Typer, prog_name: str) -> None:
 
 
 def run_app(app: typer.Typer, prog_name: str, multi_value_options: Iterable[str] = ()) -> None:
-    from scaledet.labelspace import output_dirs
+    from scaledet.labelspace.io import output_dirs
 
     output_dirs.HOLD_LOCKS = True  # a command holds each folder it writes until it exits
     argv = expand_multi_value_options(sys.argv[1:], multi_value_options)

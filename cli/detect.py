@@ -89,7 +89,7 @@ def evaluate(
     results file of any detector with --results / --annotations / --evaluator."""
     import json
 
-    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.io.errors import ScaledetError
 
     if results is not None or annotations is not None:  # scoring files needs no torch: not imported
         if results is None or annotations is None or config is not None:
@@ -140,9 +140,9 @@ def predict(
     from scaledet.detector.engine import DistributedContext, resolve_device
     from scaledet.detector.predict import (PREDICT_KIND, annotated_images, predict_images, vocabulary_from_dataset, vocabulary_from_text,
                                            write_predictions)
-    from scaledet.labelspace.output_dirs import check_output_dir
+    from scaledet.labelspace.io.output_dirs import check_output_dir
     from scaledet.detector.vocabulary import UnifiedLabelSpace
-    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.io.errors import ScaledetError
 
     if sum(x is not None for x in (vocab, dataset, labelspace)) != 1:
         raise ScaledetError("give exactly one of --vocab, --dataset, --labelspace")

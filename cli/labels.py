@@ -49,7 +49,7 @@ def build(
     """Build the union and write labels.parquet, embeddings.npy, similarity.parquet and manifest.json."""
     from scaledet.labelspace.build import DatasetFile, build_labelspace, load_taxonomies, parse_assignment
     from scaledet.labelspace.encoders import build_encoder
-    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.io.errors import ScaledetError
     from scaledet.labelspace.outputs import check_build_out
 
     started = time.perf_counter()
@@ -115,7 +115,7 @@ def inspect(
     graph: bool = typer.Option(False, "--graph", help="Also show each match's edges in the label graph."),
 ) -> None:
     """Show every label matching QUERY with its nearest labels in the other datasets."""
-    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.io.errors import ScaledetError
     from scaledet.labelspace.outputs import LabelSpaceOutput
     from scaledet.labelspace.query import inspect_query
 
@@ -211,7 +211,7 @@ def graph(
     """Build the label graph: GraphML, a Parquet edge list, clusters, merge candidates and findings."""
     from scaledet.labelspace.graph import GraphSettings, LabelGraph
     from scaledet.labelspace.graph_io import GRAPH_KIND, write_graph_outputs
-    from scaledet.labelspace.output_dirs import check_output_dir
+    from scaledet.labelspace.io.output_dirs import check_output_dir
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
     build, destination = build_and_destination(labelspace, out, old_to, "graph")
@@ -258,7 +258,7 @@ def merge(
     """Merge labels of different datasets into concepts: merged.parquet, a UniDet-style unified.csv, review.csv."""
     from scaledet.labelspace.merge import MergeSettings, merge_labels, read_decisions
     from scaledet.labelspace.merge_io import MERGE_KIND, write_merge_outputs
-    from scaledet.labelspace.output_dirs import check_output_dir
+    from scaledet.labelspace.io.output_dirs import check_output_dir
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
     build, destination = build_and_destination(labelspace, out, old_to, "merge")
@@ -316,10 +316,10 @@ def export(
 ) -> None:
     """Export label embeddings (with their order and a metadata file) for other detectors: detic, torch,
     csv, parquet, yolo-world or ultralytics."""
-    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.io.errors import ScaledetError
     from scaledet.labelspace.export import EXPORT_FORMATS, EXPORT_KIND, check_export_name, export as run_export
     from scaledet.labelspace.export import read_vocabulary_file, select_from_build, select_vocabulary
-    from scaledet.labelspace.output_dirs import check_output_dir
+    from scaledet.labelspace.io.output_dirs import check_output_dir
     from scaledet.labelspace.outputs import LabelSpaceOutput
 
     build, destination = build_and_destination(labelspace, out, old_to, "exports")
@@ -360,7 +360,7 @@ def report(
 ) -> None:
     """Write a self-contained HTML report (with PNG figures) of the build."""
     from scaledet.labelspace.outputs import LabelSpaceOutput
-    from scaledet.labelspace.output_dirs import check_output_dir
+    from scaledet.labelspace.io.output_dirs import check_output_dir
     from scaledet.labelspace.report import REPORT_KIND, write_report
 
     build, destination = build_and_destination(labelspace, out, old_to, "report")
@@ -390,8 +390,8 @@ def unify(
     import sys
 
     from scaledet.labelspace.build import parse_assignment
-    from scaledet.labelspace.errors import ScaledetError
-    from scaledet.labelspace.output_dirs import (UNIFY_KIND, check_output_dir, mark_output_dir, record_output_files,
+    from scaledet.labelspace.io.errors import ScaledetError
+    from scaledet.labelspace.io.output_dirs import (UNIFY_KIND, check_output_dir, mark_output_dir, record_output_files,
                                                  undone_on_failure)
     from scaledet.labelspace.unify import FORMATS, SPACES, unify as run_unify
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from scaledet.labelspace.atomic import atomic_write, atomic_write_text
-from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.io.atomic import atomic_write, atomic_write_text
+from scaledet.labelspace.io.errors import ScaledetError, one_line
 
 from .vocabulary import UnifiedLabelSpace, labelspace_ids_digest
 
@@ -70,7 +70,7 @@ def prune_checkpoints(own: list[Path], keep_last: int | None) -> None:
 def run_checkpoints(output_dir: Path, up_to_iteration: int) -> list[Path]:
     """The numbered checkpoints a run being resumed wrote, oldest first: those its folder's marker lists,
     up to the iteration it continues from (a later one belongs to no run that leads here)."""
-    from scaledet.labelspace.output_dirs import recorded_files
+    from scaledet.labelspace.io.output_dirs import recorded_files
 
     found = []
     for name in recorded_files(output_dir):
@@ -130,7 +130,7 @@ def load_checkpoint(path: str | Path, trust_unverified: bool = False) -> dict:
     """Load with ``weights_only=True``: a checkpoint holds tensors and plain Python values only, so loading
     one that someone sent you cannot run their code. Its content must match the digest it carries, or the
     sha256 its run folder's marker recorded; with neither, it loads only with ``trust_unverified``."""
-    from scaledet.labelspace.output_dirs import recorded_sha256, verify_recorded_file
+    from scaledet.labelspace.io.output_dirs import recorded_sha256, verify_recorded_file
 
     path = Path(path)
     if not path.is_file():

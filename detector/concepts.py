@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torchvision.ops import batched_nms, box_iou
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 from scaledet.labelspace.merge_io import MERGED_FILE, load_concepts
 from scaledet.labelspace.outputs import LabelSpaceOutput
 

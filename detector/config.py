@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import yaml
 
-from scaledet.labelspace.errors import ConfigError
-from scaledet.labelspace.text_files import load_yaml
+from scaledet.labelspace.io.errors import ConfigError
+from scaledet.labelspace.io.text_files import load_yaml
 
 from .data import DatasetSpec
 from .data.transforms import AUGMENTATIONS, InputConfig

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from scaledet.labelspace.box_checks import box_problem
-from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.io.errors import ScaledetError, one_line
 from scaledet.labelspace.readers import read_openimages_csv
 
 REQUIRED_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
@@ -68,8 +68,8 @@ def convert_openimages(boxes_csv: Path, classes_csv: Path, image_dir: Path, out_
     """Convert, streaming: boxes go to a temporary file as they are read, and what is held per image is
     its ImageID, size and verified labels in flat arrays (about 150 bytes an image), never a dict per box.
     OpenImages v6 train's 14.6M boxes so stay in bounded memory (``benchmarks/convert_oid.py``)."""
-    from scaledet.labelspace.atomic import atomic_write
-    from scaledet.labelspace.output_dirs import remove_stale_temporaries, temporary_file_name
+    from scaledet.labelspace.io.atomic import atomic_write
+    from scaledet.labelspace.io.temporaries import remove_stale_temporaries, temporary_file_name
 
     taxonomy = read_openimages_csv("oid", classes_csv)
     category_of = {c.local_id: i + 1 for i, c in enumerate(taxonomy.categories)}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from scaledet.labelspace.output_dirs import check_output_dir, mark_output_dir
+from scaledet.labelspace.io.output_dirs import check_output_dir, mark_output_dir
 
 DEMO_KIND = "demo"
 DATASETS = ("geo", "things")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from scaledet.labelspace.atomic import atomic_write
+from scaledet.labelspace.io.atomic import atomic_write
 from scaledet.labelspace.prompts import normalize_name
 
 from .data import read_image_array

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import random
 import sys
@@ -14,21 +13,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaledet.labelspace.atomic import atomic_write_text
-from scaledet.labelspace.errors import ScaledetError
-
-from scaledet.labelspace.errors import one_line
-from scaledet.labelspace.output_dirs import (check_output_dir, mark_output_dir, output_kind, record_output_files,
-                                            remove_stale_temporaries)
+from scaledet.labelspace.io.atomic import atomic_write_text
+from scaledet.labelspace.io.errors import ScaledetError, one_line
+from scaledet.labelspace.io.output_dirs import check_output_dir, mark_output_dir, output_kind, record_output_files
+from scaledet.labelspace.io.temporaries import remove_stale_temporaries
 
 from .checkpoint import (FINAL_NAME, check_compatible, last_checkpoint, load_checkpoint,
                          load_weights, numbered_checkpoint_name, point_to, prune_checkpoints, run_checkpoints,
                          save_checkpoint)
 from .config import TrainConfig, config_to_yaml
-from .data import CocoDetectionDataset, to_float
+from .builders import build_lr_scheduler, build_model, build_optimizer, build_train_data
+from .data import to_float
 from .data.loader import IterationBatches, MultiDataset, build_train_loader, default_num_workers, worker_error
-from .model import build_detector
-from .sampling import MultiDatasetBatchSampler, repeat_factors, stable_seed
+from .sampling import stable_seed
 from .vocabulary import UnifiedLabelSpace, labelspace_ids_digest
 
 METRICS_NAME = "metrics.json"
@@ -100,15 +97,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(iteration: int, config: TrainConfig) -> float:
-    """Linear warm-up, then step decay at fractions of the schedule (detectron2's WarmupMultiStepLR)."""
-    schedule = config.schedule
-    factor = schedule.lr_decay ** sum(iteration >= math.floor(f * schedule.iterations) for f in schedule.lr_steps)
-    if iteration < schedule.warmup_iterations:
-        factor *= 0.001 + (1 - 0.001) * iteration / schedule.warmup_iterations
-    return factor
-
-
 class Trainer:
     """Build everything from a config; ``train()`` runs (or resumes) the schedule."""
 
@@ -128,34 +116,14 @@ class Trainer:
         self.show_progress = show_progress and self.context.is_main
         seed_everything(config.seed + self.context.rank)
         self.labelspace = UnifiedLabelSpace(config.labelspace)
-        self.datasets = [CocoDetectionDataset(spec, self.labelspace, train=True, input_config=config.input)
-                         for spec in config.datasets]
-        self.label_states = None  # the merge behind the federated hard loss's label states, as recorded
-        if config.model.hard_loss_scope == "federated":
-            from scaledet.labelspace.label_states import relations_for_build
-
-            relations = relations_for_build(self.labelspace.output, config.merge)
-            for dataset in self.datasets:
-                dataset.use_label_states(relations)
-            self.label_states = {"merge_file": relations.merge_file, "merge_sha256": relations.merge_sha256,
-                                 "protocols": {d.spec.name: d.index.protocol for d in self.datasets}}
-        weights = None
-        if config.sampling.repeat_factor_threshold:
-            weights = [repeat_factors(d.image_labels(), config.sampling.repeat_factor_threshold) for d in self.datasets]
-        self.sampler = MultiDatasetBatchSampler(
-            [len(d) for d in self.datasets], [spec.ratio for spec in config.datasets], config.schedule.batch_size,
-            config.sampling.mode, config.seed, self.context.rank, weights)
+        data = build_train_data(config, self.labelspace, self.context.rank)
+        self.datasets, self.sampler, self.label_states = data.datasets, data.sampler, data.label_states
         # a resumed run takes every weight from its checkpoint: no ImageNet file is read
-        self.model = build_detector(config.model, self.labelspace.embeddings, config.input,
-                                    load_backbone=not resume).to(self.device)
+        self.model = build_model(config, self.labelspace, self.device, load_backbone=not resume)
+        self.optimizer = build_optimizer(config, self.model)
+        self.scheduler = build_lr_scheduler(config, self.optimizer)
         self.num_workers = (config.num_workers if config.num_workers is not None
                             else default_num_workers(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
-        if config.model.soft_weight > 0:
-            self.model.roi_heads.similarity = self.labelspace.similarity()
-        self.optimizer = torch.optim.SGD(
-            [p for p in self.model.parameters() if p.requires_grad], lr=config.schedule.lr,
-            momentum=config.schedule.momentum, weight_decay=config.schedule.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(it, config))
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.start_iteration = 0

@@ -19,7 +19,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
-from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.io.errors import ScaledetError, one_line
 
 from .head import ScaleDetBoxPredictor
 from .roi_heads import ScaleDetRoIHeads
@@ -140,7 +140,7 @@ def _check_hash_prefix(path: Path, where: str) -> None:
     as torch.hub checks them: a replaced or damaged file is refused before it is read."""
     import re
 
-    from scaledet.labelspace.readers import sha256_of_file
+    from scaledet.labelspace.io.digests import sha256_of_file
 
     match = re.search(r"-([a-f0-9]{6,})\.", path.name)
     if match is None:

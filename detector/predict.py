@@ -7,14 +7,14 @@ from pathlib import Path
 import torch
 
 from scaledet.labelspace import builtin
-from scaledet.labelspace.atomic import atomic_write_json
+from scaledet.labelspace.io.atomic import atomic_write_json
 from scaledet.labelspace.cache import EmbeddingCache
-from scaledet.labelspace.output_dirs import mark_output_dir, record_output_files, refuse_shadowing
+from scaledet.labelspace.io.output_dirs import mark_output_dir, record_output_files, refuse_shadowing
 from scaledet.labelspace.embed import embed_prompt_names
 from scaledet.labelspace.encoders import build_encoder, clip_arch_of
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 from scaledet.labelspace.prompts import normalize_name, prompt_name
-from scaledet.labelspace.text_files import check_name_text
+from scaledet.labelspace.io.text_files import check_name_text
 
 from .data import image_file_name, read_image
 from .drawing import ClassColours, draw_detections

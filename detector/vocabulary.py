@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 from scaledet.labelspace.outputs import LabelSpaceOutput
 from scaledet.labelspace.prompts import normalize_name
 

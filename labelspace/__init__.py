@@ -6,7 +6,7 @@ directory (``outputs.LabelSpaceOutput``) is all the detector ever reads about la
 """
 from .build import DatasetFile, build_labelspace, load_taxonomies
 from .encoders import ClipEncoder, MiniLMEncoder, build_encoder
-from .errors import ScaledetError
+from .io.errors import ScaledetError
 from .outputs import LabelSpaceOutput
 from .similarity import SimilarityMatrix
 

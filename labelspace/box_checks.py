@@ -7,7 +7,7 @@ for exporters' rounding), which also keeps every value within what a float32 and
 """
 from __future__ import annotations
 
-from .json_values import is_finite_number
+from .io.json_values import is_finite_number
 
 #: Boxes may poke out of their image by this many pixels (rounding in exporters) before it is an error.
 BOX_TOLERANCE_PX = 1.0

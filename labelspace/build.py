@@ -16,8 +16,8 @@ from . import builtin
 from .cache import EmbeddingCache
 from .embed import EmbedStats, ProgressFactory, embed_prompt_names
 from .encoders import TextEncoder
-from .errors import ScaledetError, TaxonomyError
-from .atomic import atomic_write_json
+from .io.errors import ScaledetError, TaxonomyError
+from .io.atomic import atomic_write_json
 from .outputs import (EMBEDDINGS_FILE, FORMAT, LABELS_FILE, MANIFEST_FILE, SIMILARITY_FILE, with_manifest_digest,
                       atomic_directory, labels_table)
 from .prompts import resolve_templates
@@ -138,7 +138,7 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
         timings["similarity"] = time.perf_counter() - start
         peaks["similarity"] = peak_rss_mib()
         start = time.perf_counter()
-        from .output_dirs import file_sha256
+        from .io.output_dirs import file_sha256
 
         files = {name: file_sha256(staging / name) for name in (LABELS_FILE, SIMILARITY_FILE)}
         atomic_write_json(staging / MANIFEST_FILE, with_manifest_digest({

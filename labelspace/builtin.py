@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from .errors import TaxonomyError
+from .io.errors import TaxonomyError
 from .taxonomy import Category, Taxonomy
 
 SCHEMA = "scaledet.taxonomy/1"

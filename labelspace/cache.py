@@ -23,10 +23,10 @@ from typing import Iterable
 
 import numpy as np
 
-from .atomic import atomic_write
-from .cache_dir import cache_root
-from .errors import ScaledetError, one_line
-from .output_dirs import remove_stale_temporaries
+from .io.atomic import atomic_write
+from .io.cache_dir import cache_root
+from .io.errors import ScaledetError, one_line
+from .io.temporaries import remove_stale_temporaries
 
 #: More shards than this are merged into one on the next write, keeping start-up reads few and large.
 MAX_SHARDS = 32

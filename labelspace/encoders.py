@@ -20,8 +20,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from .errors import EncoderError, one_line
-from .weights_hash import sha256_cached
+from .io.errors import EncoderError, one_line
+from .io.weights_hash import sha256_cached
 
 ProgressCallback = Callable[[int], None]
 
@@ -158,7 +158,7 @@ class SentenceTransformerEncoder:
     def _load(self):
         if self._model is None:
             if self.expected_sha256 is not None:
-                from .readers import sha256_of_file
+                from .io.digests import sha256_of_file
 
                 found = sha256_of_file(self.weights)
                 if found != self.expected_sha256:
@@ -372,7 +372,7 @@ class ClipEncoder:
             # (torch.jit.load would run its __setstate__ hooks). A scripted model also lists its
             # non-persistent buffers (attention masks) and OpenAI's metadata: keep the model's own entries;
             # a missing one still fails the strict load.
-            from .torchscript_weights import read_torchscript_tensors
+            from .io.torchscript_weights import read_torchscript_tensors
 
             state = read_torchscript_tensors(self.weights)
             return {k: v for k, v in state.items() if k in model_keys}

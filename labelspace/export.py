@@ -25,15 +25,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_write
+from .io.atomic import atomic_write
 from .cache import EmbeddingCache
 from .embed import embed_prompt_names
 from .encoders import build_encoder, clip_arch_of, l2_normalize
-from .errors import ScaledetError, one_line
+from .io.errors import ScaledetError, one_line
 from .outputs import LabelSpaceOutput, whole_output
-from .output_dirs import EXPORT_KIND, record_output_files
+from .io.output_dirs import EXPORT_KIND, record_output_files
 from .prompts import normalize_name
-from .text_files import check_name_text, control_character, csv_cell, read_text
+from .io.text_files import check_name_text, control_character, csv_cell, read_text
 
 EXPORT_FORMATS = ("detic", "torch", "csv", "parquet", "yolo-world", "ultralytics")
 

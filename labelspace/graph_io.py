@@ -8,8 +8,8 @@ import networkx as nx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_write
-from .output_dirs import GRAPH_KIND, mark_output_dir, record_output_files
+from .io.atomic import atomic_write
+from .io.output_dirs import GRAPH_KIND, mark_output_dir, record_output_files
 from .graph import LabelGraph
 
 EDGE_SCHEMA = pa.schema([("source", pa.string()), ("target", pa.string()), ("kind", pa.string()),

@@ -230,7 +230,7 @@ def relations_for_build(output, merge: str | Path | None = "auto") -> LabelRelat
     """The relations of a build with the concepts of its merge: ``auto`` reads ``BUILD/merge/merged.parquet``
     when it exists (and then no merge otherwise), a path reads that file, None uses none."""
     from .merge_io import MERGED_FILE, load_concepts
-    from .output_dirs import file_sha256
+    from .io.output_dirs import file_sha256
 
     path = None
     if merge == "auto":

@@ -38,13 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ScaledetError
+from .io.errors import ScaledetError
 from .export import embedded_name
 from .graph import CATCH_ALL, cross_dataset_neighbours
 from .outputs import LabelSpaceOutput
 from .prompts import normalize_name
 from .senses import LabelSense, SenseResolver, context_words, is_modified_form, label_terms, split_qualifier
-from .text_files import csv_cell_value, read_text
+from .io.text_files import csv_cell_value, read_text
 from .wordnet import load_wordnet
 
 EVIDENCE_RANK = {"decision": 4, "name": 3, "synset": 2, "wider name": 1, "embedding": 0}

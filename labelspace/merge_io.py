@@ -19,11 +19,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_write, atomic_write_text
-from .errors import OutputError, one_line
+from .io.atomic import atomic_write, atomic_write_text
+from .io.errors import OutputError, one_line
 from .merge import MergeResult
-from .output_dirs import MERGE_KIND, record_output_files, verify_recorded_file
-from .text_files import csv_cell
+from .io.output_dirs import MERGE_KIND, record_output_files, verify_recorded_file
+from .io.text_files import csv_cell
 from .outputs import LabelSpaceOutput, whole_output
 
 MERGED_FILE = "merged.parquet"

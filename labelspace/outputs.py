@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import OutputError, one_line, os_error_words
+from .io.errors import OutputError, one_line, os_error_words
 from .union import Label
-from .sealed_json import is_sealed, seal
+from .io.sealed_json import is_sealed, seal
 
 FORMAT = "scaledet.labelspace/1"
 LABELS_FILE = "labels.parquet"
@@ -62,7 +62,7 @@ def foreign_entries(directory: Path) -> list[Path]:
     scaledet temporaries, and outputs made from the build (graph, merge, exports, report) whose every file
     their marker lists. A file a user put into ``graph/`` makes ``graph/`` foreign; so does a run or a
     prediction folder placed inside the build."""
-    from .output_dirs import BUILD_DERIVED_KINDS, _temporary_owner, is_owned_output
+    from .io.output_dirs import BUILD_DERIVED_KINDS, _temporary_owner, is_owned_output
 
     foreign = []
     for entry in sorted(directory.iterdir()):
@@ -80,7 +80,7 @@ def check_build_out(out: Path, force: bool = False, inputs: tuple[Path, ...] = (
     """The directory ``build --out`` may replace: missing, empty, or an earlier build holding nothing of
     the user's; anything else only with ``--force``; never one that holds the build's own input files
     (``inputs``), which replacing it would delete. Returns the real path (a symlink's target)."""
-    from .output_dirs import BUILD_KIND, check_output_dir, check_replaceable
+    from .io.output_dirs import BUILD_KIND, check_output_dir, check_replaceable
 
     final = check_output_dir(out, BUILD_KIND, "--out", force, inputs=inputs)
     check_replaceable(final, "--out")
@@ -100,7 +100,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     Staging and retired folders are siblings named ``.NAME.building-<pid>-<nonce>-<token>`` and
     ``.NAME.old-…`` (:func:`~.output_dirs.make_temporary_dir`); those of killed runs are removed here, before a
     new one is made."""
-    from .output_dirs import make_temporary_dir, remove_stale_temporaries
+    from .io.temporaries import make_temporary_dir, remove_stale_temporaries
 
     final = Path(final)
     if final.is_symlink():
@@ -140,7 +140,7 @@ def whole_output(destination: Path, kind: str, keep_recorded: bool = False, **de
     ``keep_recorded``: the files ``destination``'s marker records (an export folder holds several exports)
     are carried over into the staging folder first, hard-linked where the file system allows. A folder that
     holds anything scaledet did not write (``--force``) is written into in place instead, file by file."""
-    from .output_dirs import _read_marker, is_owned_output, mark_output_dir, write_marker
+    from .io.output_dirs import _read_marker, is_owned_output, mark_output_dir, write_marker
 
     in_use = destination.resolve() == Path.cwd().resolve()  # swapping it would pull the folder from under you
     if in_use or (destination.is_dir() and any(destination.iterdir()) and not is_owned_output(destination, (kind,))):
@@ -336,7 +336,7 @@ def _check_file_digests(directory: Path, manifest: dict, names: tuple[str, ...])
     """``labels.parquet`` and ``similarity.parquet`` against the sha256 the manifest records (builds made
     before it did record nothing and are not checked): one flipped byte can otherwise load cleanly, as
     ``coco/sasep`` or as wrong soft-loss targets."""
-    from .output_dirs import file_sha256
+    from .io.output_dirs import file_sha256
 
     files = manifest.get("files")
     if not isinstance(files, dict):

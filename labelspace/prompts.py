@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ScaledetError
+from .io.errors import ScaledetError
 from .taxonomy import Category
 
 DEFAULT_TEMPLATE = "a photo of a {}."

@@ -13,15 +13,15 @@ Each reader returns a :class:`~.taxonomy.Taxonomy`. Supported:
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import TaxonomyError, excerpt, one_line
+from .io.digests import sha256_of_file
+from .io.errors import TaxonomyError, excerpt, one_line
+from .io.text_files import NestingGuard, load_yaml, read_text, skip_bom, stream_json_items
 from .taxonomy import Category, Taxonomy, apply_lenient_fixes
-from .text_files import NestingGuard, load_yaml, read_text, skip_bom, stream_json_items
 
 #: File suffix → format name; ``read_taxonomy_file`` dispatches on it.
 FORMAT_BY_SUFFIX = {
@@ -33,14 +33,6 @@ FORMAT_BY_SUFFIX = {
     ".names": "names-txt",  # Darknet: one class name per line
 }
 
-
-def sha256_of_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks so large annotation files do not fill memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _require_file(path: Path) -> None:

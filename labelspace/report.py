@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write, atomic_write_text
-from .text_files import csv_cell_value, read_text
-from .output_dirs import REPORT_KIND, mark_output_dir, record_output_files
+from .io.atomic import atomic_write, atomic_write_text
+from .io.text_files import csv_cell_value, read_text
+from .io.output_dirs import REPORT_KIND, mark_output_dir, record_output_files
 from .graph import LabelGraph
 from .outputs import LabelSpaceOutput
 

@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_write, atomic_write_text
-from .errors import OutputError, ScaledetError, one_line
-from .output_dirs import remove_stale_temporaries
-from .readers import sha256_of_file
+from .io.atomic import atomic_write, atomic_write_text
+from .io.errors import OutputError, ScaledetError, one_line
+from .io.temporaries import remove_stale_temporaries
+from .io.digests import sha256_of_file
 
 #: Bumped when the file layout changes, so cached similarity files of an older layout are not reused.
 FILE_VERSION = 3
@@ -166,7 +166,7 @@ def write_similarity_cached(path: Path, embeddings: np.ndarray, kind: str, k: in
     from ``<cache_root>/similarity/`` instead of recomputing and re-encoding millions of pairs. Cached
     files carry their sha256 and are verified before use; the ``keep`` most recent are kept.
     """
-    from .cache_dir import cache_root
+    from .io.cache_dir import cache_root
 
     directory = cache_root() / "similarity"
     key = similarity_cache_key(embeddings, kind, k)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .errors import TaxonomyError
-from .text_files import check_name_text
+from .io.errors import TaxonomyError
+from .io.text_files import check_name_text
 
 #: Dataset keys become the first part of every global id (``<dataset>/<local name>``), so they are kept to
 #: characters that read well in paths, Parquet and shell arguments. ODinW suites add one level

@@ -50,11 +50,11 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import OutputError, ScaledetError, os_error_words
+from .io.errors import OutputError, ScaledetError, os_error_words
 from .category_names import label_qualifiers, unique_names
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
                            combine_states, image_states, relations_for_build)
-from .text_files import csv_cell
+from .io.text_files import csv_cell
 from .unify_sources import LIST_FIELDS, LabelLookup, SourceData, image_key, read_source
 
 UNIFY_FORMAT = "scaledet.unified/1"
@@ -222,7 +222,7 @@ class _Writer:
 
     def __init__(self, to: Path, space: OutputSpace, fmt: str, image_dirs: dict[str, Path], compact: bool,
                  global_ids: list[str], category_synonyms: list[list[str]]) -> None:
-        from .output_dirs import temporary_file_name
+        from .io.temporaries import temporary_file_name
 
         self.to, self.space, self.fmt, self.compact = to, space, fmt, compact
         self.space_ids, self.space_synonyms = global_ids, category_synonyms
@@ -316,7 +316,7 @@ class _Writer:
         return records
 
     def finish(self, meta: dict) -> list[Path]:
-        from .atomic import atomic_write, atomic_write_text
+        from .io.atomic import atomic_write, atomic_write_text
 
         if self.fmt == "yolo":
             names = "".join(f"  {c}: {json.dumps(n, ensure_ascii=False)}\n" for c, n in enumerate(self.space.names))
@@ -462,7 +462,7 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
                 "images": report.images, "boxes": report.boxes, "duplicate_boxes_dropped": report.duplicates,
                 "state_conflicts": report.conflicts}
         report.written = writer.finish(meta)
-        from .atomic import atomic_write_text
+        from .io.atomic import atomic_write_text
 
         if conflicts:
             buffer = io.StringIO()
@@ -499,7 +499,7 @@ def _shared_image_keys(sources: list[tuple[str, Path]]) -> set[int]:
     collision only makes an image wait for the end, never merges two)."""
     from array import array
 
-    from .text_files import stream_json_items
+    from .io.text_files import stream_json_items
 
     per_source = []
     for key, path in sources:

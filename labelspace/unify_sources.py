@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from .box_checks import box_problem, flag_problem
-from .errors import ScaledetError
-from .json_values import category_ids_as_labels, is_whole
+from .io.errors import ScaledetError
+from .io.json_values import category_ids_as_labels, is_whole
 from .label_states import protocol_of_file
-from .text_files import stream_json_items
+from .io.text_files import stream_json_items
 
 LIST_FIELDS = ("neg_category_ids", "not_exhaustive_category_ids", "pos_category_ids")
 #: What an LVIS category record says of itself, kept in the unified file as the source gives it: LVIS's

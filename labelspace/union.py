@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import TaxonomyError
+from .io.errors import TaxonomyError
 from .prompts import prompt_name
 from .taxonomy import Taxonomy
 

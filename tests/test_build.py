@@ -156,7 +156,7 @@ def test_atomic_directory_keeps_previous_output_on_failure(tmp_path):
 
 
 def test_similarity_file_is_reused_only_when_its_checksum_holds(minilm, tmp_path, capfd):
-    from scaledet.labelspace.cache_dir import cache_root
+    from scaledet.labelspace.io.cache_dir import cache_root
 
     taxonomies = load_taxonomies(["odinw/PascalVOC"], [])
     build_labelspace(taxonomies, minilm, tmp_path / "a")

@@ -12,7 +12,7 @@ open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
 
 from scaledet.labelspace.encoders import ClipEncoder  # noqa: E402
-from scaledet.labelspace.errors import EncoderError  # noqa: E402
+from scaledet.labelspace.io.errors import EncoderError  # noqa: E402
 
 ARCH = "RN50"  # the smallest text tower among open_clip's built-in configs that loads quickly
 
@@ -236,7 +236,7 @@ def test_encoders_read_files_not_packages_and_say_no_to_what_is_not_here(tmp_pat
     assert json.loads((tmp_path / "st" / "manifest.json").read_text())["encoder"]["identity"].startswith("st:minilm-copy:")
     # a replaced weights file is refused before it is read
     tampered = SentenceTransformerEncoder(copy, "t", "t", expected_sha256="0" * 64)
-    from scaledet.labelspace.errors import EncoderError
+    from scaledet.labelspace.io.errors import EncoderError
 
     with pytest.raises(EncoderError, match="not the expected"):
         tampered.encode(["x"])
@@ -318,7 +318,7 @@ def test_an_open_clip_pretrained_tag_is_read_from_open_clips_cache(random_clip_w
     import json
 
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    from scaledet.labelspace.readers import sha256_of_file
+    from scaledet.labelspace.io.digests import sha256_of_file
 
     assert manifest["encoder"]["identity"] == f"clip:{ARCH}:sha256={sha256_of_file(random_clip_weights)}"
     unknown = run_cli(*command[:-3], "--clip-pretrained", "no-such-tag", "-q", "--out", str(tmp_path / "c"), env=env)

@@ -13,7 +13,7 @@ import torch
 
 from conftest import run_cli, write_train_config
 from scaledet.detector.config import load_config
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 
 
 def _spec(world: Path, tmp_path: Path, name: str = "shapesa"):
@@ -97,7 +97,8 @@ def test_a_damaged_box_the_sampled_check_misses_is_one_line_when_read(shapes_wor
     """Large indexes are checked by sampled windows at open; a box damaged elsewhere is caught when its
     image is read, in one line naming the index, not an AssertionError deep in torchvision."""
     from scaledet.detector.data import CocoDetectionDataset
-    from scaledet.detector.data.index import _column_digest
+    from scaledet.detector.data.index import META_DIGEST_KEY, _column_digest
+    from scaledet.labelspace.io.sealed_json import seal
 
     spec = _spec(shapes_world, tmp_path)
     index = CocoDetectionDataset(spec, space).index
@@ -107,7 +108,7 @@ def test_a_damaged_box_the_sampled_check_misses_is_one_line_when_read(shapes_wor
     np.save(index.directory / "boxes.npy", boxes)
     meta = json.loads((index.directory / "meta.json").read_text())
     meta["column_sha256"]["boxes"] = _column_digest(index.directory / "boxes.npy", meta)  # as if unsampled
-    (index.directory / "meta.json").write_text(json.dumps(meta))
+    (index.directory / "meta.json").write_text(json.dumps(seal(meta, META_DIGEST_KEY)))
     dataset = CocoDetectionDataset(spec, space)
     position = int(np.flatnonzero(np.asarray(dataset.images) == row)[0])
     with pytest.raises(ScaledetError, match=r"annotation index .* is damaged \(image \d+ has a box that is not"):
@@ -122,7 +123,7 @@ def test_a_damaged_box_the_sampled_check_misses_is_one_line_when_read(shapes_wor
 ])
 def test_bad_annotation_files_leave_no_index(shapes_world, space, tmp_path, problem, expected):
     from scaledet.detector.data import CocoDetectionDataset
-    from scaledet.labelspace.cache_dir import cache_root
+    from scaledet.labelspace.io.cache_dir import cache_root
 
     spec = _spec(shapes_world, tmp_path)
     path = Path(spec.annotations)

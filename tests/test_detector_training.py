@@ -257,7 +257,7 @@ def test_run_files_read_as_detectron2_tools_read_them(shapes_world, tmp_path):
     assert all({"total_loss", "loss_hard", "loss_box_reg", "lr", "time", "data_time"} <= set(x) for x in training)
     # each row's lr is the rate its own step used (not the next step's, as the scheduler has stepped by then)
     from scaledet.detector.config import load_config
-    from scaledet.detector.engine import lr_factor
+    from scaledet.detector.builders import lr_factor
 
     cfg = load_config(config)
     assert [x["lr"] for x in training] == pytest.approx([0.01 * lr_factor(i, cfg) for i in range(4)], rel=1e-5)

@@ -127,7 +127,7 @@ def test_openimages_expanded_detections_is_a_named_option():
 
 
 def test_openimages_hierarchy_must_know_every_class():
-    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.io.errors import ScaledetError
 
     with pytest.raises(ScaledetError, match="not in the OpenImages hierarchy"):
         OpenImagesEvaluator(parents={"/m/dog": []}).evaluate(GroundTruth(Path("t.json"), TINY_OID), TINY_OID_RESULTS)

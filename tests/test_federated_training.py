@@ -88,7 +88,7 @@ def test_federated_training_with_workers_resumes_exactly(shapes_world, tmp_path)
     # resuming with other label states would change the loss mid-run: refused in one line
     other = load_config(write_train_config(shapes_world, tmp_path / "resumed", eval_datasets=[]),
                         ["num_workers=2", "model.hard_loss_scope=federated", "merge=null", "schedule.iterations=6"])
-    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.io.errors import ScaledetError
 
     with pytest.raises(ScaledetError, match="label states of merge"):
         Trainer(other, resume=True, show_progress=False)

@@ -11,7 +11,7 @@ import torch
 
 from conftest import run_cli
 from scaledet.labelspace import LabelSpaceOutput
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 from scaledet.labelspace.export import (export, read_vocabulary_file, select_from_build, select_vocabulary)
 from scaledet.labelspace.graph import LabelGraph
 from scaledet.labelspace.similarity import SimilarityMatrix, write_similarity

@@ -62,7 +62,7 @@ def test_deep_json_inside_a_streamed_record_is_refused_before_parsing(tmp_path):
     (tmp_path / "bracketed.json").write_text(json.dumps(bracketed))
     from pathlib import Path
 
-    from scaledet.labelspace.text_files import stream_json_items
+    from scaledet.labelspace.io.text_files import stream_json_items
 
     assert len(list(stream_json_items(Path(tmp_path / "bracketed.json"), "categories.item"))) == 199
 
@@ -75,7 +75,7 @@ def test_an_image_that_claims_too_many_pixels_is_not_decoded(tmp_path):
     from PIL import Image
 
     from scaledet.detector.data import read_image_uint8
-    from scaledet.labelspace.errors import ScaledetError
+    from scaledet.labelspace.io.errors import ScaledetError
 
     Image.new("RGB", (16, 16), "red").save(tmp_path / "small.jpg")
     data = bytearray((tmp_path / "small.jpg").read_bytes())
@@ -92,7 +92,7 @@ def test_a_zip_bomb_weights_archive_is_refused_before_it_expands(tmp_path):
     header is checked before it is read."""
     import zipfile
 
-    from scaledet.labelspace.torchscript_weights import UnsafeArchive, read_torchscript_tensors
+    from scaledet.labelspace.io.torchscript_weights import UnsafeArchive, read_torchscript_tensors
 
     archive = tmp_path / "bomb.pt"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -103,7 +103,7 @@ def test_a_zip_bomb_weights_archive_is_refused_before_it_expands(tmp_path):
                 entry.write(block)
     assert archive.stat().st_size < 4 << 20
     with zipfile.ZipFile(archive) as bundle:
-        from scaledet.labelspace.torchscript_weights import read_entry
+        from scaledet.labelspace.io.torchscript_weights import read_entry
 
         with pytest.raises(UnsafeArchive, match="zip bomb"):
             read_entry(bundle, "bomb/data/0")
@@ -175,8 +175,8 @@ def _number(text: str) -> bool:
 def test_a_damaged_or_lying_weights_memo_is_never_believed(tmp_path, monkeypatch):
     """weights-sha256.json is a shortcut only: ``[]`` or a wrong digest under the right key gives the true
     sha256 (its sampled hash must match the file now), so no encoder identity is poisoned."""
-    from scaledet.labelspace.readers import sha256_of_file
-    from scaledet.labelspace.weights_hash import sha256_cached
+    from scaledet.labelspace.io.digests import sha256_of_file
+    from scaledet.labelspace.io.weights_hash import sha256_cached
 
     monkeypatch.setenv("SCALEDET_CACHE", str(tmp_path / "cache"))
     weights = tmp_path / "w.bin"

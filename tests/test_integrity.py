@@ -35,7 +35,7 @@ def test_a_flipped_byte_in_a_build_file_is_refused(tmp_path, name):
 
 def test_a_flipped_byte_in_merged_parquet_or_a_checkpoint_is_refused(shapes_world, tmp_path):
     from conftest import write_train_config
-    from scaledet.labelspace.errors import OutputError
+    from scaledet.labelspace.io.errors import OutputError
     from scaledet.labelspace.merge_io import load_concepts
     from scaledet.labelspace.outputs import LabelSpaceOutput
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL, run_cli, write_train_config
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 
 
 class _Planted:
@@ -100,7 +100,7 @@ def test_torchscript_weights_are_read_without_running_the_archive(tmp_path):
     torch.jit.load gives, and a crafted archive whose pickle names other code is refused, its code not run."""
     import zipfile
 
-    from scaledet.labelspace.torchscript_weights import UnsafeArchive, read_torchscript_tensors
+    from scaledet.labelspace.io.torchscript_weights import UnsafeArchive, read_torchscript_tensors
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2).half())
     path = tmp_path / "scripted.pt"

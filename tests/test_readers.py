@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli
 from scaledet.labelspace import builtin
-from scaledet.labelspace.errors import TaxonomyError
+from scaledet.labelspace.io.errors import TaxonomyError
 from scaledet.labelspace.readers import (read_coco_json, read_names_txt, read_openimages_csv,
                                          read_taxonomy_file, read_yolo_yaml)
 

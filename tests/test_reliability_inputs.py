@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import run_cli, write_train_config
 from scaledet.labelspace import build_labelspace, load_taxonomies
-from scaledet.labelspace.errors import ConfigError, OutputError, ScaledetError
+from scaledet.labelspace.io.errors import ConfigError, OutputError, ScaledetError
 
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 

@@ -31,7 +31,7 @@ def _dead_pid() -> int:
 
 def _stale(directory: Path, role: str, name: str, suffix: str = "") -> Path:
     """The temporary a killed scaledet process leaves: its (dead) pid and a token that verifies."""
-    from scaledet.labelspace.output_dirs import temporary_token
+    from scaledet.labelspace.io.temporaries import temporary_token
 
     dead, nonce = _dead_pid(), "0123abcd"
     token = temporary_token(role, dead, nonce, name + suffix)
@@ -280,7 +280,7 @@ def test_predict_never_replaces_an_input_image(shapes_world, tmp_path):
     import shutil
 
     from scaledet.detector.predict import write_predictions
-    from scaledet.labelspace.errors import OutputError
+    from scaledet.labelspace.io.errors import OutputError
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -312,8 +312,8 @@ def test_a_killed_similarity_cache_copy_is_swept_by_the_next_build(tmp_path, min
 
 def test_a_full_disk_during_a_library_write_names_the_file(tmp_path):
     """torch and pyarrow report a failed write as a RuntimeError of their own: one line naming the file."""
-    from scaledet.labelspace.atomic import atomic_write
-    from scaledet.labelspace.errors import OutputError
+    from scaledet.labelspace.io.atomic import atomic_write
+    from scaledet.labelspace.io.errors import OutputError
 
     def torch_like_failure(tmp):
         tmp.write_bytes(b"partial")
@@ -327,7 +327,7 @@ def test_a_full_disk_during_a_library_write_names_the_file(tmp_path):
 def _whole_or_previous(folder: Path) -> dict[str, str]:
     """The files of an output folder after a kill: every file its marker lists is there with the recorded
     sha256, and nothing else is there but the marker and scaledet's own signed temporaries."""
-    from scaledet.labelspace.output_dirs import _read_marker, _temporary_owner, file_sha256
+    from scaledet.labelspace.io.output_dirs import _read_marker, _temporary_owner, file_sha256
 
     recorded = _read_marker(folder).get("files") or {}
     for name, digest in recorded.items():
@@ -435,7 +435,7 @@ def test_one_writer_per_output_folder_and_out_rules_for_every_command(lvis_coco_
     inputs (a build over its --dataset-file, convert-oid over its --classes)."""
     out = tmp_path / "exports"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from scaledet.labelspace import output_dirs; "
+        "import sys, time; from pathlib import Path; from scaledet.labelspace.io import output_dirs; "
         "output_dirs.HOLD_LOCKS = True; output_dirs.check_output_dir(Path(sys.argv[1]), 'labelspace export', '--out'); "
         "print('held', flush=True); time.sleep(60)"), str(out)], stdout=subprocess.PIPE, text=True,
         env={**os.environ})

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 
 from ..vocabulary import UnifiedLabelSpace
 from .images import read_image_uint8

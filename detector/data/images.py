@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scaledet.labelspace.errors import ScaledetError, one_line
+from scaledet.labelspace.io.errors import ScaledetError, one_line
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 #: Most pixels an image may have before it is decoded: PIL's own bomb threshold (89 M pixels, a 9459² RGB

@@ -43,14 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
-from scaledet.labelspace.cache_dir import cache_root
-from scaledet.labelspace.errors import ScaledetError, one_line
-from scaledet.labelspace.json_values import category_ids_as_labels
+from scaledet.labelspace.io.cache_dir import cache_root
+from scaledet.labelspace.io.errors import ScaledetError, one_line
+from scaledet.labelspace.io.json_values import category_ids_as_labels
 from scaledet.labelspace.label_states import protocol_of_file
-from scaledet.labelspace.readers import sha256_of_file
-from scaledet.labelspace.weights_hash import sampled_sha256
-from scaledet.labelspace.sealed_json import is_sealed, seal
-from scaledet.labelspace.text_files import check_list_or_absent, stream_json_items
+from scaledet.labelspace.io.digests import sha256_of_file
+from scaledet.labelspace.io.digests import sampled_sha256
+from scaledet.labelspace.io.sealed_json import is_sealed, seal
+from scaledet.labelspace.io.text_files import check_list_or_absent, stream_json_items
 
 from .records import (BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, check_image_path,
                       image_file_name)
@@ -387,7 +387,7 @@ def _check_images_exist(spec: DatasetSpec, names: np.ndarray, offsets: np.ndarra
 
 
 def _write_atomically(directory: Path, columns: dict[str, np.ndarray], meta: dict) -> None:
-    from scaledet.labelspace.output_dirs import make_temporary_dir
+    from scaledet.labelspace.io.temporaries import make_temporary_dir
 
     staging = make_temporary_dir(directory, "building")
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 
 from ..sampling import MultiDatasetBatchSampler, stable_seed
 from .dataset import CocoDetectionDataset

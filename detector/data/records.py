@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from scaledet.labelspace.box_checks import BOX_TOLERANCE_PX  # noqa: F401 - one tolerance for every reader
-from scaledet.labelspace.errors import ScaledetError, one_line
-from scaledet.labelspace.json_values import is_finite_number
-from scaledet.labelspace.json_values import is_whole as is_int  # one check for every reader of JSON
-from scaledet.labelspace.text_files import control_character
+from scaledet.labelspace.io.errors import ScaledetError, one_line
+from scaledet.labelspace.io.json_values import is_finite_number
+from scaledet.labelspace.io.json_values import is_whole as is_int  # one check for every reader of JSON
+from scaledet.labelspace.io.text_files import control_character
 
 
 #: ``labelspace_key`` of a training set made by ``scaledet-labels unify``: categories map by their ``labels``.

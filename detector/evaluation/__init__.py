@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 
 from .coco import CocoEvaluator
 from .ground_truth import GroundTruth, check_results, read_ground_truth, read_json

@@ -12,9 +12,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scaledet.labelspace.atomic import atomic_write_json, atomic_write_text
-from scaledet.labelspace.errors import ScaledetError
-from scaledet.labelspace.output_dirs import check_output_dir, mark_output_dir
+from scaledet.labelspace.io.atomic import atomic_write_json, atomic_write_text
+from scaledet.labelspace.io.errors import ScaledetError
+from scaledet.labelspace.io.output_dirs import check_output_dir, mark_output_dir
 
 from . import suite_summaries
 from .inference import evaluate_dataset, evaluator_of

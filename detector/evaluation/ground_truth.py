@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 from scaledet.labelspace.unify import complete_label_lists
 
 from ..data.records import check_annotation, check_category, check_image, read_json

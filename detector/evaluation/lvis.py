@@ -25,7 +25,7 @@ import io
 
 import numpy as np
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 
 from .coco import PAIRS_PER_PASS, coco_summary, percent, precision_in_groups
 from .ground_truth import GroundTruth, standard_results

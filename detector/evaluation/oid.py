@@ -36,7 +36,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from scaledet.labelspace.errors import ScaledetError
+from scaledet.labelspace.io.errors import ScaledetError
 
 from .ground_truth import GroundTruth
 

@@ -19,7 +19,7 @@ from .errors import OutputError, one_line, os_error_words
 
 
 def temporary_name(path: Path) -> Path:
-    from .output_dirs import temporary_file_name
+    from .temporaries import temporary_file_name
 
     return temporary_file_name(path)
 

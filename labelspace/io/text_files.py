@@ -9,10 +9,12 @@ spreadsheet. Each of these is handled here once, for every reader and writer.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
+import numpy as np
 import yaml
 
 from .errors import ScaledetError, one_line
@@ -42,59 +44,73 @@ JSON_MAX_DEPTH = 1000
 
 
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+#: One token of the exact count: a whole string (skipped), a bracket, or a string that goes on past the block.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]|"')
+_BRACKET_STEP = np.zeros(256, dtype=np.int32)
+_BRACKET_STEP[[ord("["), ord("{")]] = 1
+_BRACKET_STEP[[ord("]"), ord("}")]] = -1
 
 
 class NestingGuard:
     """A binary file wrapper for ijson that refuses JSON nested deeper than ``JSON_MAX_DEPTH`` before ijson
     parses it.
 
-    Every chunk costs one ``bytes.translate`` (about 3 % of ijson's time): opening brackets minus closing ones bound the depth from
-    above, whatever lies in strings. Only when that bound passes the limit is the depth counted exactly,
-    from the file's start, with strings skipped (brackets in a name do not nest anything); the exact depth
-    then replaces the estimate, so a file whose strings hold unmatched brackets is not refused for them."""
+    Each chunk costs one ``bytes.translate`` (3–10 % of ijson's time): brackets alone, strings or not,
+    bound the depth from above (a running count, and its peak inside the chunk when the count is near the
+    limit). Only when that bound passes the limit does the guard count exactly, with strings skipped
+    (brackets in a name nest nothing): once over the file so far, then chunk by chunk. So a file whose
+    strings hold unmatched brackets is never refused for them, and costs one exact pass at most."""
 
     def __init__(self, handle: BinaryIO, path: Path, error: type[ScaledetError]) -> None:
         self.handle, self.path, self.error = handle, path, error
         self.start = handle.tell()
         self.depth_bound = 0
+        self.exact: tuple[int, bytes] | None = None  # (depth, unfinished string) once counting exactly
 
     def read(self, size: int = -1) -> bytes:
         chunk = self.handle.read(size)
+        if self.exact is not None:
+            self.exact = self._count(chunk, *self.exact, self.handle.tell() - len(chunk))
+            return chunk
         brackets = chunk.translate(None, _NOT_BRACKETS)
         opens = brackets.count(b"[") + brackets.count(b"{")
         if self.depth_bound + opens > JSON_MAX_DEPTH:
-            self.depth_bound = self._exact_depth(self.handle.tell())
-        else:
-            self.depth_bound = max(0, self.depth_bound + 2 * opens - len(brackets))
+            steps = _BRACKET_STEP[np.frombuffer(brackets, dtype=np.uint8)]
+            if self.depth_bound + int(np.cumsum(steps).max()) > JSON_MAX_DEPTH:
+                self.exact = self._count_from_start(self.handle.tell())
+                return chunk
+        self.depth_bound = max(0, self.depth_bound + 2 * opens - len(brackets))
         return chunk
 
-    def _exact_depth(self, end: int) -> int:
-        """The nesting depth at byte ``end``, counted from the start outside strings; an error past the limit."""
-        import re
-
-        token = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]|"')
-        depth, offset, tail = 0, self.start, b""
+    def _count_from_start(self, end: int) -> tuple[int, bytes]:
+        state: tuple[int, bytes] = (0, b"")
+        offset = self.start
         with open(self.path, "rb") as handle:
             handle.seek(offset)
             while offset < end:
                 data = handle.read(min(1 << 20, end - offset))
                 if not data:
                     break
+                state = self._count(data, *state, offset)
                 offset += len(data)
-                buffer, tail = tail + data, b""
-                for match in token.finditer(buffer):
-                    char = match.group()[:1]
-                    if char in (b"[", b"{"):
-                        depth += 1
-                        if depth > JSON_MAX_DEPTH:
-                            raise self.error(f"{self.path}: nested deeper than {JSON_MAX_DEPTH} levels (byte "
-                                             f"{offset - len(buffer) + match.start()}); annotation files need 5")
-                    elif char in (b"]", b"}"):
-                        depth -= 1
-                    elif match.group() == b'"':  # a string that goes on in the next block
-                        tail = buffer[match.start():]
-                        break
-        return max(depth, 0)
+        return state
+
+    def _count(self, data: bytes, depth: int, tail: bytes, offset: int) -> tuple[int, bytes]:
+        """(depth, unfinished string) after ``data``, counted outside strings; an error past the limit."""
+        buffer = tail + data
+        offset -= len(tail)
+        for match in _JSON_TOKEN.finditer(buffer):
+            char = match.group()[:1]
+            if char in (b"[", b"{"):
+                depth += 1
+                if depth > JSON_MAX_DEPTH:
+                    raise self.error(f"{self.path}: nested deeper than {JSON_MAX_DEPTH} levels (byte "
+                                     f"{offset + match.start()}); annotation files need 5")
+            elif char in (b"]", b"}"):
+                depth = max(depth - 1, 0)
+            elif match.group() == b'"':  # a string that goes on in the next block
+                return depth, buffer[match.start():]
+        return depth, b""
 
 
 def stream_json_items(path: Path, prefix: str, error: type[ScaledetError] = ScaledetError,

@@ -9,7 +9,6 @@ is not hex) never fails a build.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -17,21 +16,10 @@ from pathlib import Path
 from .atomic import atomic_write_text
 from .cache_dir import cache_root
 from .errors import OutputError
-from .readers import sha256_of_file
+from .digests import sampled_sha256, sha256_of_file
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-SAMPLE_BYTES = 1 << 20
 
-
-def sampled_sha256(path: Path) -> str:
-    """sha256 of the file's size and three 1 MiB windows (start, middle, end): milliseconds for any size."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as handle:
-        for start in sorted({0, max(0, size // 2 - SAMPLE_BYTES // 2), max(0, size - SAMPLE_BYTES)}):
-            handle.seek(start)
-            digest.update(handle.read(SAMPLE_BYTES))
-    return digest.hexdigest()
 
 
 def sha256_cached(path: str | Path) -> str:
@@ -45,7 +33,7 @@ def sha256_cached(path: str | Path) -> str:
         memo = {}
     if not isinstance(memo, dict):
         memo = {}
-    from .output_dirs import signature
+    from .temporaries import signature
 
     entry = memo.get(key)
     sample = sampled_sha256(path)
