@@ -80,6 +80,9 @@ def evaluate(
     evaluator: str = typer.Option("coco", "--evaluator", help="For --results: coco, lvis (federated), oid (the OpenImages challenge metric), or oid-expanded (detections also copied to parent classes; not the challenge's protocol)."),
     protocol: str = typer.Option("standard", "--protocol", help="For --results with --evaluator lvis: standard (300 detections per image) or fixed (Fixed AP: 10,000 per category, no per-image cap)."),
     as_json: bool = typer.Option(False, "--json", help="For --results: print one JSON object of the metrics."),
+    source: Optional[str] = typer.Option(None, "--from", help="For --results: the dataset of --labelspace whose categories the results use; they are translated into --annotations' categories (same concept, else the nearest coarser label) and scored there."),
+    target: Optional[str] = typer.Option(None, "--to", help="With --from: the dataset of --annotations' categories (default: the one dataset of the build that names them all)."),
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="With --from: the build (with its merge) that translates (default runs/labelspace)."),
     force: bool = typer.Option(False, "--force", help="Evaluate a checkpoint again, replacing its evaluation folder."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
     device: str = typer.Option("auto", "--device", help="auto (a GPU when there is one), cpu, cuda or cuda:N."),
@@ -94,15 +97,29 @@ def evaluate(
     if results is not None or annotations is not None:  # scoring files needs no torch: not imported
         if results is None or annotations is None or config is not None:
             raise ScaledetError("--results and --annotations go together, without --config")
-        from scaledet.detector.evaluation import evaluate_files, evaluator_for_protocol
+        from scaledet.detector.evaluation import evaluate_files, evaluate_translated, evaluator_for_protocol
 
         evaluator = evaluator_for_protocol(evaluator, protocol)
-        metrics, protocol = evaluate_files(results, annotations, evaluator)
-        if as_json:
-            typer.echo(json.dumps({"protocol": protocol, **metrics}))
+        translation = None
+        if source is not None:
+            metrics, protocol, translation = evaluate_translated(results, annotations, evaluator,
+                                                                 labelspace or Path("runs/labelspace"), source, target)
+        elif target is not None or labelspace is not None:
+            raise ScaledetError("--to and --labelspace translate results: give --from KEY too")
         else:
-            _print_metrics(f"{evaluator} evaluation of {results} (protocol: {protocol})", {annotations.stem: metrics})
+            metrics, protocol = evaluate_files(results, annotations, evaluator)
+        if as_json:
+            typer.echo(json.dumps({"protocol": protocol, **metrics, **({"translation": translation} if translation else {})}))
+            return
+        if translation:
+            console.print(f"translated {translation['from']} → {translation['to']} through {translation['merge_file']}: "
+                          f"{translation['detections']} detections, {translation['same_concept']} same concept, "
+                          f"{translation['coarser']} to a coarser label, {translation['unmapped']} unmapped (not "
+                          "scored)", soft_wrap=True)
+        _print_metrics(f"{evaluator} evaluation of {results} (protocol: {protocol})", {annotations.stem: metrics})
         return
+    if source is not None or target is not None:
+        raise ScaledetError("--from / --to translate a --results file: give --results and --annotations")
     if config is None:
         raise ScaledetError("give --config (evaluate a checkpoint) or --results with --annotations")
     from scaledet.detector.config import load_config

@@ -356,6 +356,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write (default LABELSPACE/report)."),
     old_to: Optional[Path] = typer.Option(None, "--to", hidden=True, help="Old spelling of --out."),
     threshold: float = typer.Option(0.8, "--threshold", min=-1.0, max=1.0, help="Cosine for the overlap heat map."),
+    coverage: Optional[Path] = typer.Option(None, "--coverage", help="A unify output's coverage.csv: adds which dataset annotates which concept where (heat map, sortable table)."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
 ) -> None:
     """Write a self-contained HTML report (with PNG figures) of the build."""
@@ -364,9 +365,15 @@ def report(
     from scaledet.labelspace.report import REPORT_KIND, write_report
 
     build, destination = build_and_destination(labelspace, out, old_to, "report")
-    destination = check_output_dir(destination, REPORT_KIND, "--out", force, inputs=(build,))
-    path = write_report(LabelSpaceOutput.load(build), destination, threshold)
-    console.print(f"wrote {path} (figures overlap.png, map.svg beside it)")
+    rows = None
+    if coverage is not None:
+        from scaledet.labelspace.coverage import read_coverage
+
+        rows = read_coverage(coverage)
+    destination = check_output_dir(destination, REPORT_KIND, "--out", force,
+                                   inputs=(build, *((coverage,) if coverage else ())))
+    path = write_report(LabelSpaceOutput.load(build), destination, threshold, coverage=rows)
+    console.print(f"wrote {path} (figures overlap.png, map.svg{', coverage.png' if rows else ''} beside it)")
 
 
 @app.command()
@@ -429,6 +436,37 @@ def unify(
                       f"their missing boxes as background): {', '.join(report.partial_classes[:10])}"
                       f"{', …' if len(report.partial_classes) > 10 else ''} (all in partial_classes.txt)", soft_wrap=True)
 
+
+
+@app.command()
+@user_errors
+def translate(
+    input_file: Path = typer.Argument(..., metavar="INPUT", help="A COCO results file (a JSON list) or annotation file (images, annotations, categories) in --from's categories."),
+    labelspace: Optional[Path] = typer.Option(None, "--labelspace", help="The build (with its merge) whose concepts and hierarchy translate (default runs/labelspace)."),
+    source: str = typer.Option(..., "--from", help="The dataset of the build whose categories INPUT uses."),
+    target: str = typer.Option(..., "--to", help="The dataset of the build whose categories the output uses."),
+    out: Path = typer.Option(..., "--out", help="The translated file to write; translation.csv is written beside it."),
+    merge: Optional[str] = typer.Option("auto", "--merge", help="The merged.parquet whose concepts translate: auto (LABELSPACE/merge/), or a path."),
+    force: bool = typer.Option(False, "--force", help="Replace --out and translation.csv even if translate did not write them."),
+) -> None:
+    """One dataset's results or annotations in another dataset's categories, through the build's concepts
+    (same concept) and hierarchy (the nearest coarser label); what neither reaches is dropped and counted."""
+    from scaledet.labelspace.io.errors import ScaledetError
+    from scaledet.labelspace.translate import COARSER, SAME, UNMAPPED, check_translate_out, translate_file
+
+    build = labelspace or DEFAULT_OUT
+    if merge == "none":
+        raise ScaledetError("--merge none: translate needs the build's concepts; give auto or a merged.parquet")
+    check_translate_out(out, input_file, force)
+    report = translate_file(build, source, target, input_file, out, merge)
+    counts = report.counts
+    what = "detections" if report.kind == "results" else "boxes"
+    console.print(f"{report.kind} {source} → {target}: {report.items} {what}: {counts[SAME]} same concept, "
+                  f"{counts[COARSER]} to a coarser label, {counts[UNMAPPED]} unmapped (dropped) → "
+                  f"{', '.join(str(p) for p in report.paths)}", soft_wrap=True)
+    if report.unmapped_labels:
+        console.print(f"unmapped: {', '.join(report.unmapped_labels[:10])}{', …' if len(report.unmapped_labels) > 10 else ''} "
+                      "(every label's row in translation.csv)", soft_wrap=True)
 
 def main() -> None:
     run_app(app, "scaledet-labels", MULTI_VALUE_OPTIONS)

@@ -89,6 +89,9 @@ class LabelRelations:
     descendants: Closure
     merge_file: str | None = None
     merge_sha256: str | None = None
+    #: concept → its parent concepts (one step up the hierarchy, lifted through concepts): what
+    #: ``translate`` walks to find the nearest coarser label, where the closures above lose the distance
+    parent_concepts: list[set[int]] | None = None
 
     @classmethod
     def from_build(cls, output, concepts: list[str] | None = None, merge_file: Path | None = None,
@@ -124,7 +127,7 @@ class LabelRelations:
         descendants = Closure.from_lists([[m for d in sorted(down[concept[j]]) for m in members[d]]
                                           for j in range(len(rows))])
         return cls(global_ids, dataset_of, datasets, concept, ancestors, descendants,
-                   str(merge_file) if merge_file else None, merge_sha256)
+                   str(merge_file) if merge_file else None, merge_sha256, up)
 
     def coverage(self, dataset: str, protocol: str) -> "DatasetCoverage":
         if protocol not in PROTOCOLS:

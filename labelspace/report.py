@@ -183,7 +183,83 @@ def _granularity_beside(findings: list[dict], concepts: list[dict]) -> list[dict
             and not (f["label"] in concept_of and concept_of[f["label"]] == concept_of.get(f["coarser"]))]
 
 
-def write_report(output: LabelSpaceOutput, destination: Path, threshold: float = 0.8, top: int = 25) -> Path:
+SORTABLE = """<script>document.querySelectorAll('table.sortable th').forEach((th, column) => th.addEventListener('click', () => {
+const body = th.closest('table').tBodies[0], rows = Array.from(body.rows), down = th.dataset.down !== '1';
+const value = r => { const t = r.cells[column].textContent, n = parseFloat(t); return isNaN(n) ? t.toLowerCase() : n; };
+rows.sort((a, b) => (value(a) > value(b) ? 1 : value(a) < value(b) ? -1 : 0) * (down ? -1 : 1));
+th.dataset.down = down ? '1' : '0'; rows.forEach(r => body.appendChild(r));}));</script>"""
+#: the widest coverage table the report writes (concepts with the most boxes first)
+COVERAGE_ROWS = 3000
+
+
+def plot_coverage(rows, top: int = 40) -> bytes:
+    """Heat map: the share of each dataset's images in which a concept is unknown, for the ``top`` concepts
+    with the most boxes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r.dataset for r in rows))
+    boxes: Counter = Counter()
+    for r in rows:
+        boxes[(r.concept, r.name)] += r.boxes
+    concepts = [c for c, _ in boxes.most_common(top)]
+    share = {(r.concept, r.dataset): r.unknown_share for r in rows}
+    matrix = np.array([[share.get((c[0], d), 1.0) for d in datasets] for c in concepts])
+    fig, ax = plt.subplots(figsize=(2.5 + 0.9 * len(datasets), 1.2 + 0.22 * len(concepts)))
+    image = ax.imshow(matrix, cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(datasets)), datasets)
+    ax.set_yticks(range(len(concepts)), [c[1] for c in concepts], fontsize=8)
+    ax.xaxis.tick_top()
+    fig.colorbar(image, ax=ax, label="share of the dataset's images where the concept is unknown")
+    data = _figure_png(fig)
+    plt.close(fig)
+    return data
+
+
+def coverage_parts(rows, png: bytes, top: int) -> list[str]:
+    """The report's coverage section: the heat map, the concepts some dataset mostly leaves unknown (those
+    other datasets box most first: where adding a dataset pays), and one sortable row per concept."""
+    from .coverage import mostly_unknown
+
+    datasets = list(dict.fromkeys(r.dataset for r in rows))
+    boxes: Counter = Counter()
+    for r in rows:
+        boxes[r.concept] += r.boxes
+    flagged = mostly_unknown(rows)
+    flagged.sort(key=lambda r: (-(boxes[r.concept] - r.boxes), r.name, r.dataset))
+    by_concept: dict[str, dict] = {}
+    for r in rows:
+        by_concept.setdefault(r.concept, {"name": r.name})[r.dataset] = r
+    order = sorted(by_concept, key=lambda c: -boxes[c])[:COVERAGE_ROWS]
+    headers = ["concept"] + [f"{d} {what}" for d in datasets for what in ("positive", "partial", "negative", "unknown", "boxes")]
+    table_rows = [[by_concept[c]["name"]] + [getattr(by_concept[c][d], what) if d in by_concept[c] else ""
+                                             for d in datasets for what in ("positive", "partial", "negative", "unknown", "boxes")]
+                  for c in order]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in table_rows)
+    return [
+        "<h2>Coverage: which dataset says what, where</h2>",
+        f"<p class=note>From coverage.csv ({len(by_concept)} concepts, datasets {html.escape(', '.join(datasets))}): per "
+        "concept and dataset, the images in which the concept is positive (every instance boxed), partial, "
+        "negative or unknown. Red: the dataset's images say nothing of the concept.</p>",
+        f"<img alt='coverage heat map' src='data:image/png;base64,{base64.b64encode(png).decode()}'>",
+        f"<h3>Unknown in most of a dataset's images ({len(flagged)})</h3>",
+        "<p class=note>Concepts a dataset leaves unknown in more than half of its images, those that other "
+        "datasets box most first: a model trained on that dataset alone learns nothing of them there.</p>",
+        _table(["concept", "dataset", "unknown in", "boxes in other datasets"],
+               [[r.name, r.dataset, f"{100 * r.unknown_share:.0f} % of {r.images}", boxes[r.concept] - r.boxes]
+                for r in flagged[:top]]),
+        f"<h3>Every concept (click a column to sort; {len(order)} with the most boxes)</h3>",
+        f"<table class=sortable><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>",
+    ]
+
+
+def write_report(output: LabelSpaceOutput, destination: Path, threshold: float = 0.8, top: int = 25,
+                 coverage: list | None = None) -> Path:
+    """``coverage``: the rows of a ``unify`` output's coverage.csv (:func:`.coverage.read_coverage`), shown
+    as a heat map and a sortable table when given."""
     destination.mkdir(parents=True, exist_ok=True)
     mark_output_dir(destination, REPORT_KIND, build=str(output.directory))
     graph = LabelGraph(output)
@@ -226,6 +302,11 @@ def write_report(output: LabelSpaceOutput, destination: Path, threshold: float =
         "over a point for its label. The largest shared concepts are written on the map, each at its first label, with the number of datasets that share it.</p>",
         f"<div class=map>{svg}</div>",
     ]
+    if coverage:
+        coverage_png = plot_coverage(coverage)
+        written.append(atomic_write(destination / "coverage.png", lambda tmp: tmp.write_bytes(coverage_png)))
+        parts += coverage_parts(coverage, coverage_png, top)
+        parts.append(SORTABLE)
     document = f"<!doctype html><html><head><meta charset=utf-8><title>scaledet label space</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
     written.append(atomic_write_text(destination / "report.html", document))
     record_output_files(destination, written)

@@ -24,6 +24,9 @@ An image that two sources annotate (LVIS annotates COCO's images) is one image, 
 name: its states combine (present in any source wins over negative; each such disagreement is counted and
 listed in ``conflicts.csv``), and a box that both give for one category (IoU ≥ 0.7) is kept once.
 
+``coverage.csv`` (:mod:`.coverage`) counts, for each concept and each source, the images in which the
+concept is positive, partial, negative and unknown, and its boxes: which dataset teaches what, where.
+
 With ``--images KEY=ROOT`` each image is linked (never copied) under ``OUT/images/KEY/``: its path under
 ROOT is the source's ``file_name``, or for LVIS v1 (which has none) ``coco_url``'s split folder and name
 (``ROOT/val2017/000000266409.jpg``). ``file_name`` and ``coco_url`` then become ``images/KEY/NAME``, which
@@ -52,6 +55,7 @@ import numpy as np
 
 from .io.errors import OutputError, ScaledetError, os_error_words
 from .category_names import label_qualifiers, unique_names
+from .coverage import COVERAGE_FILE, CoverageCounter, concept_names
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
                            combine_states, image_states, relations_for_build)
 from .io.text_files import csv_cell
@@ -128,6 +132,7 @@ class _Image:
     concepts: np.ndarray  # the build's concept of each box's label: duplicates across sources are found by it
     crowd: np.ndarray
     lists: dict[str, np.ndarray]  # the sources' explicit lists, as union indices
+    states: np.ndarray | None = None  # one source's label states, computed once for coverage.csv
 
 
 def category_states(states: np.ndarray, space: OutputSpace) -> np.ndarray:
@@ -275,6 +280,8 @@ class _Writer:
     def _write_coco(self, image: _Image, file_name: str, coco_url: str | None, boxed: np.ndarray) -> None:
         if self.compact:
             states = compact_states(image.labels, image.lists, len(self.space.category_of))
+        elif image.states is not None and len(image.sources) == 1:
+            states = image.states
         else:
             states = image_states(image.coverages, image.labels, image.lists)
         negatives, partial = state_lists(category_states(states, self.space), boxed)
@@ -421,6 +428,13 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
                                [relations.datasets[relations.dataset_of[j]] for j in firsts],
                                [str(local_ids[j]) for j in firsts])
     shared = _shared_image_keys(sources)
+    if relations.merge_file is not None:
+        from .merge_io import load_concepts
+
+        per_label = [name for _, name in load_concepts(Path(relations.merge_file), output)]
+    else:
+        per_label = relations.global_ids
+    counter = CoverageCounter(relations, concept_names(relations, per_label))
     writer = _Writer(to, space, fmt, image_dirs, compact, relations.global_ids,
                      category_synonyms(space, label_names, output.labels.column("synonyms").to_pylist()))
     report, held, coverages, conflicts = UnifyReport(), {}, {}, []
@@ -431,10 +445,14 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
             data = read_source(key, path, lookup)
             coverage = relations.coverage(key, data.protocol)
             coverages[key] = coverage
+            counter.start(key, coverage)
+            counter.add_boxes(key, data.labels.astype(np.int64))
             for label, facts in data.category_facts.items():
                 writer.category_facts.setdefault(label, facts)
             for image in range(data.num_images):
                 item = _image_of(data, image, coverage, space)
+                item.states = image_states([coverage], item.labels, item.lists)
+                counter.add(key, item.states)
                 name = data.image_key(image)
                 if hash(name) in shared:
                     if name in held:
@@ -469,6 +487,7 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
             rows = [(csv_cell(name), csv_cell(sources), count) for name, sources, count in conflicts]
             csv.writer(buffer, lineterminator="\n").writerows([("image", "sources", "categories in conflict"), *rows])
             report.written.append(atomic_write_text(to / "conflicts.csv", buffer.getvalue()))
+        report.written.append(atomic_write_text(to / COVERAGE_FILE, counter.csv_text()))
         report.partial_classes = partial_classes(space, coverages)
         if fmt == "yolo":
             report.written.append(atomic_write_text(to / "partial_classes.txt",

@@ -506,3 +506,44 @@ def test_unify_refuses_what_training_refuses(lvis_coco_oid_build, tmp_path, chan
                    f"coco={tmp_path / 'coco.json'}", "--out", str(tmp_path / "out"))
     assert done.returncode == 2 and expected in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_unify_counts_each_concepts_states_per_source_in_coverage_csv(lvis_coco_oid_build, sources):
+    """coverage.csv from the label states: COCO (exhaustive) knows in each of its 3 images whether a dog is
+    there; LVIS (federated) leaves the dog unknown except where its lists speak; box counts are the sources'."""
+    from scaledet.labelspace.coverage import mostly_unknown, read_coverage
+
+    path = sources / "explicit" / "coverage.csv"
+    if not path.exists():
+        assert _unify(lvis_coco_oid_build, sources, "explicit").returncode == 0
+    rows = read_coverage(path)
+    for row in rows:
+        assert row.positive + row.partial + row.negative + row.unknown == row.images
+    dog = {r.dataset: r for r in rows if r.concept == "coco/dog" or r.name == "dog"}
+    assert (dog["coco"].images, dog["coco"].positive, dog["coco"].negative, dog["coco"].unknown) == (3, 1, 2, 0)
+    assert dog["coco"].boxes == 1 and dog["lvis"].images == 100 and dog["lvis"].unknown > 50
+    lvis = _lvis()
+    assert sum(r.boxes for r in rows if r.dataset == "lvis") == len(lvis["annotations"])
+    assert sum(r.boxes for r in rows if r.dataset == "coco") == 4
+    flagged = mostly_unknown(rows)
+    assert any(r.dataset == "lvis" and r.name == dog["lvis"].name for r in flagged)
+    assert dog["coco"] not in flagged  # COCO says where its own concepts are, in every image
+
+
+def test_report_shows_coverage_as_a_heat_map_and_a_sortable_table(lvis_coco_oid_build, sources):
+    path = sources / "explicit" / "coverage.csv"
+    if not path.exists():
+        assert _unify(lvis_coco_oid_build, sources, "explicit").returncode == 0
+    done = run_cli("scaledet-labels", "report", "--labelspace", str(lvis_coco_oid_build), "--coverage", str(path),
+                   "--out", str(sources / "report"))
+    assert done.returncode == 0, done.stderr
+    page = (sources / "report" / "report.html").read_text()
+    assert "Coverage: which dataset says what, where" in page and "<table class=sortable>" in page
+    assert (sources / "report" / "coverage.png").read_bytes()[:4] == b"\x89PNG"
+    unknown = page.split("Unknown in most of a dataset")[1].split("</table>")[0]
+    # LVIS's concepts that COCO has no label of: unknown in all 3 COCO images, boxed in LVIS's
+    assert "<td>coco</td><td>100 % of 3</td>" in unknown
+    (sources / "bad.csv").write_text("a,b\n1,2\n")
+    done = run_cli("scaledet-labels", "report", "--labelspace", str(lvis_coco_oid_build), "--coverage",
+                   str(sources / "bad.csv"), "--out", str(sources / "report2"))
+    assert done.returncode != 0 and "not a coverage.csv" in done.stderr and "Traceback" not in done.stderr

@@ -84,6 +84,34 @@ def evaluate_files(results_path, annotations_path, evaluator_name: str) -> tuple
     return evaluator.evaluate(ground_truth, results), evaluator.protocol
 
 
-__all__ = ["EVALUATORS", "Evaluator", "GroundTruth", "build_evaluator", "default_evaluator_name", "evaluate_files",
+def evaluate_translated(results_path, annotations_path, evaluator_name: str, build, source: str,
+                        target: str | None = None) -> tuple[dict[str, float], str, dict]:
+    """``scaledet eval --results R --annotations A --labelspace BUILD --from KEY``: a detector's results in
+    dataset KEY's categories, translated through the build (:mod:`scaledet.labelspace.translate`) into A's
+    and scored with the target's protocol. Returns the metrics, the protocol and the translation's counts."""
+    from pathlib import Path
+
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+    from scaledet.labelspace.translate import dataset_of_categories, describe, make_translator, retarget, translated_detections
+
+    evaluator = build_evaluator(evaluator_name)
+    ground_truth = read_ground_truth(Path(annotations_path))
+    output = LabelSpaceOutput.load(build, with_embeddings=False)
+    categories = ground_truth.document["categories"]
+    target = target or dataset_of_categories(output, categories, f"--annotations {annotations_path}")
+    translator = make_translator(output, source, target)
+    retarget(translator, output, categories, f"--annotations {annotations_path}")
+    raw = read_json(Path(results_path), "results file")
+    if not isinstance(raw, list):
+        raise ScaledetError(f"{results_path}: not a COCO results file (a JSON list of detections)")
+    for position, detection in enumerate(raw):
+        if not isinstance(detection, dict):
+            raise ScaledetError(f"{results_path}: results[{position}] is not an object")
+    translated = list(translated_detections(translator, output, raw, str(results_path)))
+    results = check_results(translated, ground_truth, str(results_path))
+    return evaluator.evaluate(ground_truth, results), evaluator.protocol, describe(translator)
+
+
+__all__ = ["EVALUATORS", "Evaluator", "GroundTruth", "build_evaluator", "default_evaluator_name", "evaluate_files", "evaluate_translated",
            "read_ground_truth", "suite_summaries", "CocoEvaluator", "LvisEvaluator", "LvisFixedEvaluator", "OpenImagesEvaluator",
            "OpenImagesExpandedEvaluator"]

@@ -1,0 +1,174 @@
+"""Which concepts each dataset annotates, where: ``coverage.csv``.
+
+For each concept and each source dataset of a ``unify`` run: the images in which the concept is positive
+(every instance boxed), partial (present, not every instance boxed), negative (absent) and unknown, and its
+boxes. The states are :mod:`.label_states`'s, the ones training and ``unify``'s lists use; a concept's state
+in an image is its members' best (positive over partial over negative over unknown), as for a unified
+category. A concept that a dataset leaves unknown in most of its images is one that dataset cannot teach or
+test: the LVIS answer to "LVIS models miss people" was to add COCO, whose images say where people are.
+
+Counting is sparse. An image with no annotations has one state per label that depends only on its
+dataset's protocol (an exhaustive dataset: its concepts negative; LVIS and OpenImages: unknown): that
+*baseline* is counted once per image, and only the concepts whose state an image changes (its boxes, its
+lists, their ancestors and descendants) are corrected, so the cost per image follows its annotations, not
+the size of the label space.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .label_states import NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations
+
+COVERAGE_FILE = "coverage.csv"
+COVERAGE_COLUMNS = ("concept", "name", "dataset", "images", "positive", "partial", "negative", "unknown", "boxes")
+#: state code → rank, best last: a concept's state is its members' highest rank
+_RANK = np.zeros(4, dtype=np.int8)
+_RANK[[UNKNOWN, NEGATIVE, PARTIAL, POSITIVE]] = [0, 1, 2, 3]
+_RANKED = ("unknown", "negative", "partial", "positive")
+
+
+@dataclass
+class _DatasetCounts:
+    baseline_states: np.ndarray       # per label: the states of an image with nothing annotated
+    baseline_rank: np.ndarray         # per concept
+    images: int = 0
+    delta: np.ndarray | None = None   # concepts × 4 ranks: corrections to images × baseline
+    boxes: np.ndarray | None = None   # per concept
+
+
+@dataclass
+class CoverageCounter:
+    """Counts per (dataset, concept, state) over the images of each source, added one image at a time."""
+
+    relations: LabelRelations
+    names: list[str]                  # per concept: a name to show
+    datasets: dict[str, _DatasetCounts] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        concepts = self.relations.concept
+        self.num_concepts = int(concepts.max()) + 1 if len(concepts) else 0
+        order = np.argsort(concepts, kind="stable")
+        self._members = order
+        self._starts = np.searchsorted(concepts[order], np.arange(self.num_concepts))
+
+    def _concept_ranks(self, states: np.ndarray, concepts: np.ndarray) -> np.ndarray:
+        """Each of ``concepts``' state rank: the best of its members'."""
+        starts = self._starts[concepts]
+        stops = np.append(self._starts, len(self._members))[concepts + 1]
+        lengths = stops - starts
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        members = self._members[np.arange(lengths.sum()) + offsets]
+        return np.maximum.reduceat(_RANK[states[members]], np.cumsum(lengths) - lengths)
+
+    def start(self, dataset: str, coverage: DatasetCoverage) -> None:
+        if dataset in self.datasets:
+            return
+        baseline = coverage.states(np.zeros(0, dtype=np.int64))
+        ranks = self._concept_ranks(baseline, np.arange(self.num_concepts))
+        self.datasets[dataset] = _DatasetCounts(baseline, ranks, 0, np.zeros((self.num_concepts, 4), dtype=np.int64),
+                                                np.zeros(self.num_concepts, dtype=np.int64))
+
+    def add(self, dataset: str, states: np.ndarray) -> None:
+        """One image of ``dataset`` with its label states (``DatasetCoverage.states``)."""
+        counts = self.datasets[dataset]
+        counts.images += 1
+        changed = np.flatnonzero(states != counts.baseline_states)
+        if not len(changed):
+            return
+        touched = np.unique(self.relations.concept[changed])
+        ranks = self._concept_ranks(states, touched)
+        moved = ranks != counts.baseline_rank[touched]
+        touched, ranks = touched[moved], ranks[moved]
+        np.subtract.at(counts.delta, (touched, counts.baseline_rank[touched]), 1)
+        np.add.at(counts.delta, (touched, ranks), 1)
+
+    def add_boxes(self, dataset: str, labels: np.ndarray) -> None:
+        counts = self.datasets[dataset]
+        counts.boxes += np.bincount(self.relations.concept[labels], minlength=self.num_concepts)
+
+    def table(self) -> np.ndarray:
+        """datasets × concepts × (unknown, negative, partial, positive) image counts."""
+        result = np.zeros((len(self.datasets), self.num_concepts, 4), dtype=np.int64)
+        for d, counts in enumerate(self.datasets.values()):
+            result[d, np.arange(self.num_concepts), counts.baseline_rank] = counts.images
+            result[d] += counts.delta
+        return result
+
+    def rows(self) -> list[tuple]:
+        """``coverage.csv``'s rows: per concept that a source's dataset has a label of, per source."""
+        table = self.table()
+        keys = {j_concept: self.relations.global_ids[j] for j, j_concept in
+                reversed(list(enumerate(self.relations.concept.tolist())))}
+        source_numbers = [self.relations.datasets.index(d) for d in self.datasets]
+        covered = np.unique(self.relations.concept[np.isin(self.relations.dataset_of, source_numbers)])
+        rows = []
+        for c in covered.tolist():
+            for d, (dataset, counts) in enumerate(self.datasets.items()):
+                unknown, negative, partial, positive = table[d, c].tolist()
+                rows.append((keys[c], self.names[c], dataset, counts.images, positive, partial, negative, unknown,
+                             int(counts.boxes[c])))
+        return rows
+
+    def csv_text(self) -> str:
+        from .io.text_files import csv_cell
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COVERAGE_COLUMNS)
+        writer.writerows((csv_cell(concept), csv_cell(name), csv_cell(dataset), *numbers)
+                         for concept, name, dataset, *numbers in self.rows())
+        return buffer.getvalue()
+
+
+def concept_names(relations: LabelRelations, label_names: list[str]) -> list[str]:
+    """Per concept, the name of its first label (the merge's concept key is its first label too)."""
+    names = [""] * (int(relations.concept.max()) + 1 if len(relations.concept) else 0)
+    for j in reversed(range(len(relations.concept))):
+        names[relations.concept[j]] = label_names[j]
+    return names
+
+
+@dataclass
+class CoverageRow:
+    concept: str
+    name: str
+    dataset: str
+    images: int
+    positive: int
+    partial: int
+    negative: int
+    unknown: int
+    boxes: int
+
+    @property
+    def unknown_share(self) -> float:
+        return self.unknown / self.images if self.images else 0.0
+
+
+def read_coverage(path: Path) -> list[CoverageRow]:
+    """``coverage.csv`` as written by ``unify``; a file of another shape is one error line."""
+    from .io.errors import ScaledetError
+    from .io.text_files import csv_cell_value, read_text
+
+    reader = csv.reader(io.StringIO(read_text(path)))
+    header = next(reader, None)
+    if header is None or tuple(header) != COVERAGE_COLUMNS:
+        raise ScaledetError(f"{path}: not a coverage.csv (expected the columns {', '.join(COVERAGE_COLUMNS)})")
+    rows = []
+    for number, row in enumerate(reader, start=2):
+        try:
+            rows.append(CoverageRow(csv_cell_value(row[0]), csv_cell_value(row[1]), csv_cell_value(row[2]),
+                                    *(int(value) for value in row[3:9])))
+        except (ValueError, IndexError):
+            raise ScaledetError(f"{path}: line {number} is not a coverage row") from None
+    return rows
+
+
+def mostly_unknown(rows: list[CoverageRow], share: float = 0.5) -> list[CoverageRow]:
+    """Rows in which a dataset leaves a concept unknown in more than ``share`` of its images."""
+    return sorted((r for r in rows if r.unknown_share > share), key=lambda r: (-r.unknown_share, r.name, r.dataset))
