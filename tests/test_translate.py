@@ -150,3 +150,37 @@ def test_translate_refuses_what_it_must_not_write_or_cannot_read(lvis_coco_oid_b
     done = run_cli("scaledet-labels", "translate", str(LVIS_FIXTURE), "--labelspace", str(shapes_world / "labelspace"),
                    "--from", "shapesa", "--to", "shapesb", "--out", str(tmp_path / "y.json"))
     assert done.returncode != 0 and "no concept merges" in done.stderr and not (tmp_path / "y.json").exists()
+
+
+def test_an_eval_dataset_scored_in_the_vocabulary_the_model_predicts_in(shapes_world, tmp_path):
+    """``predicts_in``: the model detects in shapesa's words, scored on shapesb's test set through the
+    translation; with circle ≡ round disk accepted by hand, only round disks remain, in shapesb's ids."""
+    from conftest import write_train_config
+    from scaledet.detector.config import load_config
+    from scaledet.detector.engine import Trainer
+
+    decisions = tmp_path / "decisions.csv"
+    decisions.write_text("a,b,decision\nshapesa/circle,shapesb/round disk,accept\n")
+    done = run_cli("scaledet-labels", "merge", "--labelspace", str(shapes_world / "labelspace"), "--out",
+                   str(tmp_path / "merge"), "--decisions", str(decisions))
+    assert done.returncode == 0, done.stderr
+    entry = {"name": "b-in-a", "annotations": str(shapes_world / "shapesb" / "val" / "annotations.json"),
+             "images": str(shapes_world / "shapesb" / "val" / "images"), "labelspace_key": "shapesb",
+             "predicts_in": "shapesa"}
+    config = load_config(write_train_config(shapes_world, tmp_path / "run", eval_datasets=[entry]),
+                         [f"merge={tmp_path / 'merge' / 'merged.parquet'}", "schedule.iterations=2",
+                          "model.score_thresh=0.0"])
+    from scaledet.detector.evaluation.checkpoint_eval import evaluate_checkpoint
+
+    trainer = Trainer(config, show_progress=False)
+    final = trainer.train()
+    _, folder = evaluate_checkpoint(config, final, trainer.device)
+    record = json.loads((folder / "metrics.json").read_text())
+    translation = record["translations"]["b-in-a"]
+    assert (translation["from"], translation["to"]) == ("shapesa", "shapesb")
+    assert translation["same_concept"] > 0 and translation["unmapped"] > 0 and translation["coarser"] == 0
+    disk = next(c["id"] for c in json.loads(Path(entry["annotations"]).read_text())["categories"]
+                if c["name"] == "round disk")
+    results = json.loads((folder / "b-in-a.results.json").read_text())
+    assert len(results) == translation["same_concept"] and {r["category_id"] for r in results} == {disk}
+    assert "AP50" in record["metrics"]["b-in-a"]

@@ -30,6 +30,10 @@ class DatasetSpec:
     labelspace_key: str | None = None
     ratio: float = 1.0
     evaluator: str | None = None  # coco | lvis | oid | oid-expanded; default from the labelspace key
+    #: An eval dataset scored through translation: the build's dataset whose vocabulary the model predicts
+    #: in here (``scaledet-labels translate``'s ``--from``); detections go into this dataset's categories
+    #: through the build's concepts and hierarchy. None: the model predicts in this dataset's own labels.
+    predicts_in: str | None = None
     check_images: bool = True  # check once, when the index is built, that every image file exists
     #: Image ``file_name``s must stay inside ``images`` (no absolute path, no ``..``) unless this is set:
     #: an annotation file from elsewhere must not make training read, or a crafted one probe, other files.

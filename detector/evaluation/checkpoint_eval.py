@@ -51,8 +51,11 @@ def evaluate_checkpoint(config, checkpoint: Path, device, progress: bool = False
     protocols: dict[str, str] = {}
     folder.mkdir(parents=True, exist_ok=True)
     mark_output_dir(folder, EVAL_KIND, checkpoint=str(checkpoint))
+    translations: dict[str, dict] = {}
     for dataset in datasets:
-        metrics, results = evaluate_dataset(model, dataset, labelspace.embeddings, device, progress=progress)
+        metrics, results = evaluate_dataset(model, dataset, labelspace.embeddings, device, progress=progress,
+                                            build=config.labelspace, translations=translations,
+                                            merge=config.merge)
         atomic_write_json(folder / f"{dataset.spec.name}.results.json", results)
         table[dataset.spec.name] = metrics
         by_key[dataset.spec.key] = metrics
@@ -68,6 +71,7 @@ def evaluate_checkpoint(config, checkpoint: Path, device, progress: bool = False
                                                               "global_ids_sha256")},
         "evaluators": evaluators,
         "protocols": protocols,
+        **({"translations": translations} if translations else {}),
         "metrics": table,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
