@@ -291,13 +291,16 @@ class _Writer:
             record["coco_url"] = coco_url
         images, annotations = self.handles
         images.write(("," if self.next_image > 1 else "") + json.dumps(record, separators=(",", ":")))
+        # one record per box, formatted directly: the text json.dumps(separators=(",", ":")) writes (a float
+        # prints as its repr there too; boxes were checked finite when read), at a fraction of its cost
+        lines = []
         for box, category, crowd in zip(image.boxes.tolist(), image.categories.tolist(), image.crowd.tolist()):
             x, y, w, h = (round(v, 2) for v in box)
-            annotations.write(("," if self.next_box > 1 else "") + json.dumps(
-                {"id": self.next_box, "image_id": self.next_image, "category_id": category + 1, "bbox": [x, y, w, h],
-                 "area": round(w * h, 2), "iscrowd": int(crowd),
-                 "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}, separators=(",", ":")))
+            lines.append(f'{"," if self.next_box > 1 else ""}{{"id":{self.next_box},"image_id":{self.next_image},'
+                         f'"category_id":{category + 1},"bbox":[{x},{y},{w},{h}],"area":{round(w * h, 2)},'
+                         f'"iscrowd":{int(crowd)},"segmentation":[[{x},{y},{x + w},{y},{x + w},{y + h},{x},{y + h}]]}}')
             self.next_box += 1
+        annotations.write("".join(lines))
 
     def _write_yolo(self, image: _Image, file_name: str) -> None:
         label = self.to / "labels" / Path(file_name).relative_to("images").with_suffix(".txt")
