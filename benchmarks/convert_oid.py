@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from measure import measured
 from tables import table
 
 FULL_IMAGES = 1_743_042
@@ -96,15 +96,6 @@ def write_csv_set(folder: Path, images: int, seed: int = 0) -> int:
             label_file.writelines(f"{image_id},verification,{mid},{int(rng.random() < 0.5)}\n"
                                   for mid in rng.sample(mids, LABELS_PER_IMAGE))
     return boxes
-
-
-def measured(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of ``command`` as its own process."""
-    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", *command], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
-    wall, peak_kb = done.stderr.strip().splitlines()[-1].split()
-    return float(wall), int(peak_kb) / 1024
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from data import BOXES_PER_IMAGE as O365_BOXES_PER_IMAGE
 from data import FULL_IMAGES as O365_IMAGES
 from data import write_o365_like
+from measure import measured
 from tables import table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,24 +92,14 @@ json.dump({"images": images, "annotations": annotations, "categories": categorie
 
 
 def run_naive(o365: Path, oid: Path, out: Path) -> tuple[float, float]:
-    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", sys.executable, "-c", NAIVE_SCRIPT, str(out), str(o365),
-                           str(oid)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
-    wall, peak_kb = done.stderr.strip().splitlines()[-1].split()
-    return float(wall), int(peak_kb) / 1024
+    return measured([sys.executable, "-c", NAIVE_SCRIPT, str(out), str(o365), str(oid)])
 
 
 def run_unify(build: Path, o365: Path, oid: Path, to: Path, *extra: str) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of the command as a user runs it."""
     script = Path(sys.executable).with_name("scaledet-labels")
-    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", str(script), "unify", "--labelspace", str(build),
-                           "--annotations", f"o365={o365}", f"oid={oid}", "--out", str(to), "-q", *extra],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
-    wall, peak_kb = done.stderr.strip().splitlines()[-1].split()
-    return float(wall), int(peak_kb) / 1024
+    return measured([str(script), "unify", "--labelspace", str(build), "--annotations", f"o365={o365}",
+                     f"oid={oid}", "--out", str(to), "-q", *extra])
 
 
 def main() -> None:
