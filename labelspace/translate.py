@@ -40,8 +40,8 @@ TRANSLATION_FILE = "translation.csv"
 TRANSLATION_COLUMNS = ("from", "to", "how", "boxes")
 #: the ``info`` of a translated annotation file: how translate recognises its own earlier output
 TRANSLATED_INFO = {"description": "scaledet-labels translate"}
-#: the key a translated results file cannot carry (it is a bare list), so results are recognised by the
-#: translation.csv beside them
+#: the two inputs, told apart by shape: a results file is a bare list (so a translated one is recognised as
+#: translate's own by the translation.csv beside it), an annotation file an object
 RESULTS, ANNOTATIONS = "results", "annotations"
 
 
