@@ -102,8 +102,7 @@ class CoverageCounter:
     def rows(self) -> list[tuple]:
         """``coverage.csv``'s rows: per concept that a source's dataset has a label of, per source."""
         table = self.table()
-        keys = {j_concept: self.relations.global_ids[j] for j, j_concept in
-                reversed(list(enumerate(self.relations.concept.tolist())))}
+        keys = concept_names(self.relations, self.relations.global_ids)  # a concept's key: its first label
         source_numbers = [self.relations.datasets.index(d) for d in self.datasets]
         covered = np.unique(self.relations.concept[np.isin(self.relations.dataset_of, source_numbers)])
         rows = []

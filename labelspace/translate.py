@@ -151,13 +151,19 @@ def input_kind(path: Path) -> str:
     raise ScaledetError(f"{path}: neither a COCO results file (a JSON list) nor an annotation file (a JSON object)")
 
 
-def source_category_lookup(translator: Translator, output) -> dict[int, int]:
-    """A results file's ``category_id`` → source union index: the source's own ids where they are numbers,
-    else 1 … K in build order (as :func:`output_category_ids` numbers a target)."""
+def source_category_ids(translator: Translator, output) -> tuple[list[int], list[int]]:
+    """(the source's union indices in build order, the ``category_id`` a results file gives each): the
+    source's own ids where they are numbers, else 1 … K in build order (as :func:`output_category_ids`
+    numbers a target)."""
     local_ids = output.labels.column("local_id").to_pylist()
-    source_labels = [j for j in translator.how]
-    ids = output_category_ids([local_ids[j] for j in source_labels])
-    return {int(i): j for i, j in zip(ids, source_labels)}
+    source_labels = list(translator.how)
+    return source_labels, output_category_ids([local_ids[j] for j in source_labels]).tolist()
+
+
+def source_category_lookup(translator: Translator, output) -> dict[int, int]:
+    """A results file's ``category_id`` → source union index (:func:`source_category_ids`)."""
+    labels, ids = source_category_ids(translator, output)
+    return dict(zip(ids, labels))
 
 
 def _detections(path: Path) -> Iterator[dict]:
@@ -203,13 +209,14 @@ def translate_annotations(translator: Translator, output, path: Path, write: Cal
     from .io.text_files import stream_json_items
     from .unify_sources import LabelLookup, read_source
 
-    data = read_source(translator.source, path, LabelLookup(output))  # every record checked as unify checks it
+    lookup = LabelLookup(output)
+    data = read_source(translator.source, path, lookup)  # every record checked as unify checks it
     coverage = translator.relations.coverage(translator.source, data.protocol)
     space = translator.output_space()
     ids = translator.category_ids[translator.target_labels]
     had_positive_lists = "pos_category_ids" in data.lists and len(data.lists["pos_category_ids"][1]) > 0
+    # the arrays above hold what the states need; the file is streamed again to keep every field it has
     union_of = {}
-    lookup = LabelLookup(output)
     for category in stream_json_items(path, "categories.item", ScaledetError, "malformed or truncated JSON"):
         union_of[category["id"]] = lookup.index(translator.source, str(category.get("mid") or category["id"]),
                                                 category["name"], str(path))

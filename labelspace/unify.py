@@ -134,6 +134,13 @@ class _Image:
     lists: dict[str, np.ndarray]  # the sources' explicit lists, as union indices
     states: np.ndarray | None = None  # one source's label states, computed once for coverage.csv
 
+    def label_states(self) -> np.ndarray:
+        """The image's label states: a single source's as computed when it was read, a combined image's
+        from all its sources."""
+        if self.states is not None and len(self.sources) == 1:
+            return self.states
+        return image_states(self.coverages, self.labels, self.lists)
+
 
 def category_states(states: np.ndarray, space: OutputSpace) -> np.ndarray:
     """A category's state from its members': present (POSITIVE over PARTIAL) if any member is present,
@@ -162,8 +169,7 @@ def merge_images(first: _Image, second: _Image) -> tuple[_Image, int, int]:
         same = first.boxes[first.concepts == second.concepts[k]]
         keep.append(not (len(same) and np.max(_iou(second.boxes[k], same)) >= DUPLICATE_IOU))
     keep = np.asarray(keep, dtype=bool) if keep else np.zeros(0, dtype=bool)
-    conflicts = combine_states(image_states(first.coverages, first.labels, first.lists),
-                               image_states(second.coverages, second.labels, second.lists))[1]
+    conflicts = combine_states(first.label_states(), second.label_states())[1]
     merged = _Image(first.sources + second.sources, first.coverages + second.coverages, first.file_name,
                     first.coco_url, first.width, first.height,
                     np.concatenate([first.boxes, second.boxes[keep]]),
@@ -280,10 +286,8 @@ class _Writer:
     def _write_coco(self, image: _Image, file_name: str, coco_url: str | None, boxed: np.ndarray) -> None:
         if self.compact:
             states = compact_states(image.labels, image.lists, len(self.space.category_of))
-        elif image.states is not None and len(image.sources) == 1:
-            states = image.states
         else:
-            states = image_states(image.coverages, image.labels, image.lists)
+            states = image.label_states()
         negatives, partial = state_lists(category_states(states, self.space), boxed)
         record = {"id": self.next_image, "file_name": file_name, "width": image.width, "height": image.height,
                   "sources": image.sources, "neg_category_ids": negatives, "not_exhaustive_category_ids": partial}

@@ -13,7 +13,7 @@ from typing import Protocol
 from scaledet.labelspace.io.errors import ScaledetError
 
 from .coco import CocoEvaluator
-from .ground_truth import GroundTruth, check_results, read_ground_truth, read_json
+from .ground_truth import GroundTruth, check_result_objects, check_results, read_ground_truth, read_json
 from .lvis import LvisEvaluator, LvisFixedEvaluator
 from .oid import OpenImagesEvaluator, OpenImagesExpandedEvaluator
 
@@ -101,12 +101,7 @@ def evaluate_translated(results_path, annotations_path, evaluator_name: str, bui
     target = target or dataset_of_categories(output, categories, f"--annotations {annotations_path}")
     translator = make_translator(output, source, target)
     retarget(translator, output, categories, f"--annotations {annotations_path}")
-    raw = read_json(Path(results_path), "results file")
-    if not isinstance(raw, list):
-        raise ScaledetError(f"{results_path}: not a COCO results file (a JSON list of detections)")
-    for position, detection in enumerate(raw):
-        if not isinstance(detection, dict):
-            raise ScaledetError(f"{results_path}: results[{position}] is not an object")
+    raw = check_result_objects(read_json(Path(results_path), "results file"), str(results_path))
     translated = list(translated_detections(translator, output, raw, str(results_path)))
     results = check_results(translated, ground_truth, str(results_path))
     return evaluator.evaluate(ground_truth, results), evaluator.protocol, describe(translator)

@@ -58,15 +58,21 @@ def check_unique_ids(document: dict, path: Path) -> None:
             seen.add(identity)
 
 
-def check_results(results, ground_truth: GroundTruth, source: str) -> list[dict]:
-    """COCO results format: a list of ``{image_id, category_id, bbox: [x, y, w, h], score}``, every id
-    one of the ground truth's."""
+def check_result_objects(results, source: str) -> list[dict]:
+    """A results file's shape, before anything reads its fields: a JSON list of objects."""
     if not isinstance(results, list):
         raise ScaledetError(f"{source}: detection results are a JSON list of objects")
-    images, categories = ground_truth.image_ids, ground_truth.category_ids
     for position, result in enumerate(results):
         if not isinstance(result, dict):
             raise ScaledetError(f"{source}: result #{position} is not an object")
+    return results
+
+
+def check_results(results, ground_truth: GroundTruth, source: str) -> list[dict]:
+    """COCO results format: a list of ``{image_id, category_id, bbox: [x, y, w, h], score}``, every id
+    one of the ground truth's."""
+    images, categories = ground_truth.image_ids, ground_truth.category_ids
+    for position, result in enumerate(check_result_objects(results, source)):
         bbox, score = result.get("bbox"), result.get("score")
         if (not isinstance(bbox, list) or len(bbox) != 4
                 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):

@@ -50,7 +50,7 @@ def translated_vocabulary(dataset: CocoDetectionDataset, build: str | Path | Non
     the union indices of the vocabulary predicted in, their category ids as the translator reads them)."""
     from scaledet.labelspace.io.errors import ScaledetError
     from scaledet.labelspace.outputs import LabelSpaceOutput
-    from scaledet.labelspace.translate import make_translator, output_category_ids, retarget
+    from scaledet.labelspace.translate import make_translator, retarget, source_category_ids
 
     if build is None:
         raise ScaledetError(f"dataset {dataset.spec.name}: predicts_in needs the build to translate with")
@@ -61,9 +61,7 @@ def translated_vocabulary(dataset: CocoDetectionDataset, build: str | Path | Non
     except ScaledetError as error:
         raise ScaledetError(f"{where}: {error}") from None
     retarget(translator, output, dataset.categories, where)
-    labels = list(translator.how)
-    local_ids = output.labels.column("local_id").to_pylist()
-    return translator, output, labels, output_category_ids([local_ids[j] for j in labels]).tolist()
+    return (translator, output, *source_category_ids(translator, output))
 
 
 def coco_map(annotation_file: str | Path, results: list[dict]) -> dict[str, float]:
