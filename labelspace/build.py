@@ -138,9 +138,9 @@ def build_labelspace(taxonomies: list[Taxonomy], encoder: TextEncoder, out_dir: 
         timings["similarity"] = time.perf_counter() - start
         peaks["similarity"] = peak_rss_mib()
         start = time.perf_counter()
-        from .io.output_dirs import file_sha256
+        from .io.digests import sha256_of_file
 
-        files = {name: file_sha256(staging / name) for name in (LABELS_FILE, SIMILARITY_FILE)}
+        files = {name: sha256_of_file(staging / name) for name in (LABELS_FILE, SIMILARITY_FILE)}
         atomic_write_json(staging / MANIFEST_FILE, with_manifest_digest({
             "format": FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

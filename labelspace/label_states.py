@@ -233,7 +233,7 @@ def relations_for_build(output, merge: str | Path | None = "auto") -> LabelRelat
     """The relations of a build with the concepts of its merge: ``auto`` reads ``BUILD/merge/merged.parquet``
     when it exists (and then no merge otherwise), a path reads that file, None uses none."""
     from .merge_io import MERGED_FILE, load_concepts
-    from .io.output_dirs import file_sha256
+    from .io.digests import sha256_of_file
 
     path = None
     if merge == "auto":
@@ -244,4 +244,4 @@ def relations_for_build(output, merge: str | Path | None = "auto") -> LabelRelat
     if path is None:
         return LabelRelations.from_build(output)
     concepts = [concept for concept, _ in load_concepts(path, output)]
-    return LabelRelations.from_build(output, concepts, path, file_sha256(path))
+    return LabelRelations.from_build(output, concepts, path, sha256_of_file(path))

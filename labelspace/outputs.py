@@ -336,14 +336,14 @@ def _check_file_digests(directory: Path, manifest: dict, names: tuple[str, ...])
     """``labels.parquet`` and ``similarity.parquet`` against the sha256 the manifest records (builds made
     before it did record nothing and are not checked): one flipped byte can otherwise load cleanly, as
     ``coco/sasep`` or as wrong soft-loss targets."""
-    from .io.output_dirs import file_sha256
+    from .io.digests import sha256_of_file
 
     files = manifest.get("files")
     if not isinstance(files, dict):
         return
     for name in names:
         expected = files.get(name)
-        if isinstance(expected, str) and file_sha256(directory / name) != expected:
+        if isinstance(expected, str) and sha256_of_file(directory / name) != expected:
             raise OutputError(f"{directory / name}: does not match the sha256 in {MANIFEST_FILE} (a damaged or "
                               "replaced file; rebuild)")
 

@@ -327,11 +327,12 @@ def test_a_full_disk_during_a_library_write_names_the_file(tmp_path):
 def _whole_or_previous(folder: Path) -> dict[str, str]:
     """The files of an output folder after a kill: every file its marker lists is there with the recorded
     sha256, and nothing else is there but the marker and scaledet's own signed temporaries."""
-    from scaledet.labelspace.io.output_dirs import _read_marker, _temporary_owner, file_sha256
+    from scaledet.labelspace.io.digests import sha256_of_file
+    from scaledet.labelspace.io.output_dirs import _read_marker, _temporary_owner
 
     recorded = _read_marker(folder).get("files") or {}
     for name, digest in recorded.items():
-        assert (folder / name).is_file() and file_sha256(folder / name) == digest, f"{folder / name} is not whole"
+        assert (folder / name).is_file() and sha256_of_file(folder / name) == digest, f"{folder / name} is not whole"
     for entry in folder.iterdir():
         assert entry.name in recorded or entry.name == ".scaledet-output.json" or _temporary_owner(entry.name), entry
     return recorded

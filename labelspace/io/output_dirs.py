@@ -20,6 +20,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from .digests import sha256_of_file
 from .errors import OutputError
 from .temporaries import _temporary_owner, remove_stale_temporaries
 
@@ -225,19 +226,13 @@ def recorded_files(directory: Path) -> set[str]:
     return set(files) if isinstance(files, dict) else set()
 
 
-def file_sha256(path: Path) -> str:
-    from .digests import sha256_of_file
-
-    return sha256_of_file(path)
-
-
 def record_output_files(directory: Path, paths: list[Path]) -> None:
     """Add ``paths`` (files just written into ``directory``) with their sha256 to its marker, written last:
     the record of what this output owns, and what a reader checks the files against."""
     marker = _read_marker(directory)
     files = dict(marker.get("files") or {})
     for path in paths:
-        files[Path(path).name] = file_sha256(Path(path))
+        files[Path(path).name] = sha256_of_file(Path(path))
     write_marker(directory, {**marker, "files": files})
 
 
@@ -256,7 +251,7 @@ def verify_recorded_file(path: Path, required: bool = False) -> None:
     if expected is None and required:
         raise OutputError(f"{path}: no intact {MARKER_FILE} beside it lists its sha256, so damage cannot be "
                           "detected; write it again (or copy its whole folder)")
-    if expected is not None and path.is_file() and file_sha256(path) != expected:
+    if expected is not None and path.is_file() and sha256_of_file(path) != expected:
         raise OutputError(f"{path}: does not match the sha256 recorded in {path.parent / MARKER_FILE} when it was "
                           "written (a damaged or replaced file); write it again")
 
