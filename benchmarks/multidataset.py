@@ -81,13 +81,15 @@ def make_world(work: Path, train_images: int, test_images: int, size: int) -> No
 WORLD_SYNONYMS = [("geo/circle", "things/round disk", "accept"), ("geo/square", "things/box", "accept")]
 
 
-def build_spaces(work: Path, encoder) -> None:
+def build_spaces(work: Path, encoder, runs: list[Run] | None = None) -> None:
+    """The label space of each of ``runs`` (default all), with the federated runs' merge, and the space of
+    every test split."""
     from scaledet.labelspace import DatasetFile, build_labelspace, load_taxonomies
 
     def files(names, split):
         return [DatasetFile(n, work / n / split / "annotations.json") for n in names]
 
-    for run in RUNS:
+    for run in runs or RUNS:
         target = work / "spaces" / "+".join(run.datasets)
         if not target.exists():
             build_labelspace(load_taxonomies([], files(run.datasets, "train")), encoder, target)
@@ -104,8 +106,12 @@ def build_spaces(work: Path, encoder) -> None:
     build_labelspace(load_taxonomies([], files(UPSTREAM + DOWNSTREAM, "test")), encoder, work / "spaces" / "eval")
 
 
-def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
-    from scaledet.detector.config import SamplingConfig, ScheduleConfig, TrainConfig
+def train_and_evaluate(run: Run, seed: int, work: Path, args, datasets: list | None = None,
+                       pseudo_labels: dict | None = None) -> dict:
+    """One run trained with ``seed`` and scored on every test split. ``datasets`` replaces the run's own
+    train files (the pseudo-label benchmark trains on unified files); ``pseudo_labels`` is that config
+    section. The result names the final checkpoint."""
+    from scaledet.detector.config import PseudoLabelConfig, SamplingConfig, ScheduleConfig, TrainConfig
     from scaledet.detector.data import CocoDetectionDataset, DatasetSpec, InputConfig
     from scaledet.detector.engine import Trainer
     from scaledet.detector.evaluation.inference import evaluate_dataset
@@ -115,8 +121,8 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
     start = time.perf_counter()
     config = TrainConfig(
         labelspace=str(work / "spaces" / "+".join(run.datasets)),
-        datasets=[DatasetSpec(n, str(work / n / "train" / "annotations.json"), str(work / n / "train" / "images"))
-                  for n in run.datasets],
+        datasets=datasets or [DatasetSpec(n, str(work / n / "train" / "annotations.json"),
+                                          str(work / n / "train" / "images")) for n in run.datasets],
         output_dir=str(work / "runs" / f"{run.name}-{seed}".replace(" ", "_").replace(",", "")),
         seed=seed, device="cpu" if args.device == "cpu" else "auto",
         input=InputConfig(min_size_train=[args.size], max_size_train=args.size, min_size_test=args.size,
@@ -128,6 +134,7 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
         schedule=ScheduleConfig(iterations=args.iterations, batch_size=args.batch, lr=args.lr,
                                 warmup_iterations=min(50, args.iterations // 5), checkpoint_every=10**9, log_every=50),
         sampling=SamplingConfig(mode="per_dataset"),
+        pseudo_labels=PseudoLabelConfig(**(pseudo_labels or {})),
     )
     torch.manual_seed(seed)
     trainer = Trainer(config, show_progress=False, force=True)  # the benchmark owns its work folder
@@ -143,7 +150,8 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args) -> dict:
         # a set with no boxes (the negative control) has undefined AP; this benchmark has always counted it as 0
         scores[name] = {k: (0.0 if v is None else v) for k, v in metrics.items()}
     return {"run": run.name, "seed": seed, "train_seconds": train_seconds,
-            "total_seconds": time.perf_counter() - start, "scores": scores}
+            "total_seconds": time.perf_counter() - start, "scores": scores,
+            "checkpoint": str(Path(config.output_dir) / "model_final.pth")}
 
 
 def summarise(results: list[dict], metric: str) -> dict[str, dict[str, tuple[float, float]]]:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .common import add_version_option, run_app, user_errors
+from .common import DEFAULT_LABELSPACE, add_version_option, run_app, user_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="ScaleDet detector: train / eval / predict on a labelspace build.")
@@ -103,7 +103,7 @@ def evaluate(
         translation = None
         if source is not None:
             metrics, protocol, translation = evaluate_translated(results, annotations, evaluator,
-                                                                 labelspace or Path("runs/labelspace"), source, target)
+                                                                 labelspace or DEFAULT_LABELSPACE, source, target)
         elif target is not None or labelspace is not None:
             raise ScaledetError("--to and --labelspace translate results: give --from KEY too")
         else:
@@ -115,7 +115,8 @@ def evaluate(
             console.print(f"translated {translation['from']} → {translation['to']} through {translation['merge_file']}: "
                           f"{translation['detections']} detections, {translation['same_concept']} same concept, "
                           f"{translation['coarser']} to a coarser label, {translation['unmapped']} unmapped (not "
-                          "scored)", soft_wrap=True)
+                          f"scored), {translation['duplicates_merged']} duplicates of another label's detection "
+                          "merged", soft_wrap=True)
         _print_metrics(f"{evaluator} evaluation of {results} (protocol: {protocol})", {annotations.stem: metrics})
         return
     if source is not None or target is not None:
@@ -225,6 +226,89 @@ def demo(
     _print_metrics(f"demo: {result['checkpoint']}", result["metrics"])
     console.print(f"drawings: {', '.join(str(p) for p in result['predictions'])}")
     console.print(f"config to rerun or change: {result['config']}  ({time.perf_counter() - started:.0f} s in all)")
+
+
+@app.command("pseudo-label")
+@user_errors
+def pseudo_label(
+    unified: Path = typer.Option(..., "--unified", help="A 'scaledet-labels unify' file (DIR/unified.json, made without --compact)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Teacher: a scaledet checkpoint, run over the file's images in its categories (resumable)."),
+    results: Optional[Path] = typer.Option(None, "--results", help="Teacher: any detector's COCO results file (a JSON list) in the unified file's categories and image ids."),
+    out: Path = typer.Option(..., "--out", help="Output folder: unified.json (or a YOLO dataset) and pseudo_labels.csv."),
+    precision: Optional[float] = typer.Option(None, "--precision", min=0.0, max=1.0, help="Per-category thresholds reaching this precision on the category's exhaustive images (default 0.9)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="One score threshold for every category instead (also for categories without exhaustive images)."),
+    fmt: str = typer.Option("coco", "--format", help="coco (a unified file with pseudo boxes marked) or yolo (pseudo boxes as ordinary boxes)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="With --checkpoint: the folder the file's image names are under (default the unified file's folder)."),
+    batch_size: int = typer.Option(2, "--batch-size", min=1, help="With --checkpoint: images per forward pass."),
+    device: str = typer.Option("auto", "--device", help="With --checkpoint: auto, cpu, cuda or cuda:N."),
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
+    force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Add a teacher's detections to a unified training set only in cells whose label state is unknown or
+    partial, with per-category thresholds measured on exhaustively annotated images."""
+    import math
+    import sys
+
+    from scaledet.detector.pseudo_labels import pseudo_label as run_pseudo_label
+    from scaledet.detector.pseudo_labels.run import FORMATS, PSEUDO_KIND, YOLO_NOTE, UnifiedFile
+    from scaledet.detector.pseudo_labels.tables import read_detections
+    from scaledet.labelspace.io.errors import ScaledetError
+    from scaledet.labelspace.io.output_dirs import check_output_dir, mark_output_dir, record_output_files
+
+    if (checkpoint is None) == (results is None):
+        raise ScaledetError("give the teacher as exactly one of --checkpoint and --results")
+    if precision is not None and threshold is not None:
+        raise ScaledetError("--precision and --threshold: choose one")
+    if threshold is not None and not math.isfinite(threshold):
+        raise ScaledetError(f"--threshold {threshold}: a finite score")
+    if fmt not in FORMATS:
+        raise ScaledetError(f"--format {fmt!r}: choose coco or yolo")
+    if results is not None and (images is not None or checkpoint is not None):
+        raise ScaledetError("--images goes with --checkpoint (a results file is already detected)")
+    unified = unified.expanduser()
+    unified_file = UnifiedFile.read(unified)  # checked before anything is made
+    inputs = tuple(p for p in (unified, results, checkpoint) if p is not None)
+    existed = out.exists()
+    out = check_output_dir(out, PSEUDO_KIND, "--out", force, inputs=inputs)
+    interactive = not quiet and sys.stderr.isatty()
+    say = (lambda text: print(text, file=sys.stderr)) if interactive else (lambda text: None)
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, PSEUDO_KIND, unified=str(unified.resolve()))
+    try:
+        if checkpoint is not None:
+            from scaledet.detector.engine import DistributedContext, resolve_device
+            from scaledet.detector.pseudo_labels.teacher import teacher_results
+
+            parts, detected = teacher_results(unified, checkpoint, images or unified.parent, out,
+                                              resolve_device(device, DistributedContext()), trust_checkpoint,
+                                              batch_size, show_progress=interactive, say=say)
+            teacher = f"checkpoint {checkpoint.resolve()}"
+            console.print(f"teacher: detected {detected} images ({len(parts)} chunks in {out / 'teacher'})")
+        else:
+            parts, teacher = [results], f"results {results.resolve()}"
+        categories = {c["id"] for c in unified_file.categories}
+        detections = read_detections(parts, categories, "--results" if results is not None else "teacher")
+        report = run_pseudo_label(unified_file, detections, out, teacher,
+                                  precision if precision is not None else (None if threshold is not None else 0.9),
+                                  threshold, fmt, show_progress=interactive, say=say)
+        record_output_files(out, report.written)
+    except BaseException:
+        if not existed and checkpoint is None:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    calibrated = sum(1 for t in report.thresholds.values() if t.threshold != float("inf"))
+    console.print(f"{report.boxes_added} pseudo boxes in {report.cells_filled} cells of {report.images} images; "
+                  f"{calibrated} of {len(report.thresholds)} categories have a threshold → "
+                  f"{', '.join(str(p) for p in report.written)}", soft_wrap=True)
+    if report.skipped:
+        console.print(f"{len(report.skipped)} categories get no pseudo boxes (no exhaustive images, no teacher "
+                      f"detections there, or the precision not reached; see pseudo_labels.csv): "
+                      f"{', '.join(report.skipped[:8])}{', …' if len(report.skipped) > 8 else ''}", soft_wrap=True)
+    if fmt == "yolo":
+        console.print(f"note: {YOLO_NOTE}", soft_wrap=True)
 
 
 @app.command("convert-oid")

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .common import (add_version_option, build_and_destination, build_to_read, progress_factory, run_app,
-                     user_errors)
+from .common import (DEFAULT_LABELSPACE, add_version_option, build_and_destination, build_to_read, progress_factory,
+                     run_app, user_errors)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Unify detection label spaces: taxonomies → disjoint union → prompt embeddings → similarity.")
@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(markup=False, highlight=False)
 add_version_option(app, "scaledet-labels")
 
-DEFAULT_OUT = Path("runs/labelspace")
+DEFAULT_OUT = DEFAULT_LABELSPACE  # where build writes is where every other command reads
 MULTI_VALUE_OPTIONS = ("--datasets", "--dataset-file", "--hierarchy", "--template", "--annotations", "--images")
 
 
@@ -462,8 +462,9 @@ def translate(
     counts = report.counts
     what = "detections" if report.kind == "results" else "boxes"
     console.print(f"{report.kind} {source} → {target}: {report.items} {what}: {counts[SAME]} same concept, "
-                  f"{counts[COARSER]} to a coarser label, {counts[UNMAPPED]} unmapped (dropped) → "
-                  f"{', '.join(str(p) for p in report.paths)}", soft_wrap=True)
+                  f"{counts[COARSER]} to a coarser label, {counts[UNMAPPED]} unmapped (dropped)"
+                  + (f", {report.duplicates} duplicates of another label's detection merged" if report.kind == "results" else "")
+                  + f" → {', '.join(str(p) for p in report.paths)}", soft_wrap=True)
     if report.unmapped_labels:
         console.print(f"unmapped: {', '.join(report.unmapped_labels[:10])}{', …' if len(report.unmapped_labels) > 10 else ''} "
                       "(every label's row in translation.csv)", soft_wrap=True)

@@ -31,6 +31,8 @@ def build_train_data(config: TrainConfig, labelspace: UnifiedLabelSpace, rank: i
     its images' label states from the build's merge; batches mixed by the config's sampling."""
     datasets = [CocoDetectionDataset(spec, labelspace, train=True, input_config=config.input)
                 for spec in config.datasets]
+    for dataset in datasets:
+        dataset.use_pseudo_labels(config.pseudo_labels.hard_weight, config.pseudo_labels.min_score)
     label_states = None
     if config.model.hard_loss_scope == "federated":
         from scaledet.labelspace.label_states import relations_for_build

@@ -53,6 +53,16 @@ class SamplingConfig:
 
 
 @dataclass
+class PseudoLabelConfig:
+    """How ``scaledet pseudo-label``'s boxes (``"pseudo": true``) train: regions matched to one train their
+    label in the hard loss with ``hard_weight``; pseudo boxes scoring below ``min_score`` are left out. The
+    defaults read a pseudo box as an ordinary box, as every other reader of the file does."""
+
+    hard_weight: float = 1.0
+    min_score: float = 0.0
+
+
+@dataclass
 class TrainConfig:
     labelspace: str
     datasets: list[DatasetSpec]
@@ -69,6 +79,7 @@ class TrainConfig:
     input: InputConfig = field(default_factory=InputConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -135,6 +146,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.score_thresh": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "model.nms_thresh": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "model.detections_per_img": (_positive, "> 0"),
+    "pseudo_labels.hard_weight": (_non_negative, "≥ 0"),
+    "pseudo_labels.min_score": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "datasets[].ratio": (_positive, "> 0"),
     "datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
     "datasets[].evaluator": (lambda v: v is None or v in EVALUATORS, " or ".join(EVALUATORS)),

@@ -20,7 +20,10 @@ import torch
 import torch.nn.functional as F
 
 
-def hard_label_loss(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor | None = None) -> torch.Tensor:
+def hard_label_loss(logits: torch.Tensor, labels: torch.Tensor, label_mask: torch.Tensor | None = None,
+                    region_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-label binary cross-entropy on the assigned label, over the columns ``label_mask`` keeps, each
+    region's row scaled by its ``region_weights`` entry (pseudo boxes train with less trust)."""
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
     target = torch.zeros_like(logits)
@@ -28,6 +31,8 @@ def hard_label_loss(logits: torch.Tensor, labels: torch.Tensor, label_mask: torc
     per_element = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     if label_mask is not None:
         per_element = per_element * label_mask.to(per_element.dtype)
+    if region_weights is not None:
+        per_element = per_element * region_weights.to(per_element.dtype)[:, None]
     return per_element.sum() / logits.shape[0]
 
 

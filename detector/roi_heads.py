@@ -9,7 +9,9 @@ a ``C`` bool vector of the labels the image's dataset annotates, used when the h
 (``dataset`` scope); and with the ``federated`` scope ``label_states``, the image's ``C`` int8 states
 (``labelspace/label_states.py``): the hard loss then uses, on every region, the columns the image vouches
 for (its negatives and its own exhaustively boxed positives), and on each foreground region also its
-assigned label's column; unknown labels are never trained as negatives.
+assigned label's column; unknown labels are never trained as negatives. ``box_weights`` (one per box)
+weight the hard loss of the regions matched to each box: ``scaledet pseudo-label``'s boxes train with
+``pseudo_labels.hard_weight``, annotations with 1.
 """
 from __future__ import annotations
 
@@ -46,15 +48,17 @@ class ScaleDetRoIHeads(RoIHeads):
 
     def forward(self, features, proposals, image_shapes, targets=None):
         if self.training:
-            proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+            proposals, matched, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         logits, cosines, deltas = self.box_predictor(box_features, self.vocabulary)
         if self.training:
-            return [], self.losses(logits, cosines, deltas, proposals, labels, regression_targets, targets)
+            weights = region_weights(targets, matched, labels)
+            return [], self.losses(logits, cosines, deltas, proposals, labels, regression_targets, targets, weights)
         return self.postprocess(logits, deltas, proposals, image_shapes), {}
 
     # ------------------------------------------------------------------ training
-    def losses(self, logits, cosines, deltas, proposals, labels, regression_targets, targets) -> dict:
+    def losses(self, logits, cosines, deltas, proposals, labels, regression_targets, targets,
+               weights: torch.Tensor | None = None) -> dict:
         labels_all = torch.cat(labels)
         label_mask = None
         if self.hard_loss_scope == "dataset":
@@ -64,7 +68,7 @@ class ScaleDetRoIHeads(RoIHeads):
         elif self.hard_loss_scope == "federated":
             label_mask = federated_label_mask(targets, labels)
         losses = {
-            "loss_hard": hard_label_loss(logits, labels_all, label_mask),
+            "loss_hard": hard_label_loss(logits, labels_all, label_mask, weights),
             "loss_box_reg": box_regression_loss(deltas, torch.cat(regression_targets), labels_all),
         }
         if self.soft_weight > 0:
@@ -95,6 +99,22 @@ class ScaleDetRoIHeads(RoIHeads):
             keep = box_ops.batched_nms(kept_boxes, kept_scores, label, self.nms_thresh)[: self.detections_per_img]
             results.append({"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]})
         return results
+
+
+def region_weights(targets: list[dict], matched: list[torch.Tensor], labels: list[torch.Tensor]) -> torch.Tensor | None:
+    """Each sampled region's hard-loss weight: its matched box's ``box_weights`` entry when it is foreground,
+    1 for background; None when every weight is 1 (the loss is then exactly the unweighted one)."""
+    if not any("box_weights" in t and bool((t["box_weights"] != 1).any()) for t in targets):
+        return None
+    weights = []
+    for target, regions, region_labels in zip(targets, matched, labels):
+        box_weights = target.get("box_weights")
+        weight = torch.ones(len(region_labels), device=region_labels.device)
+        if box_weights is not None and len(box_weights):
+            foreground = region_labels > 0
+            weight[foreground] = box_weights.to(weight.device)[regions[foreground].clamp(min=0)]
+        weights.append(weight)
+    return torch.cat(weights)
 
 
 def federated_label_mask(targets: list[dict], labels: list[torch.Tensor]) -> torch.Tensor:

@@ -57,6 +57,8 @@ class Translator:
     how: dict[int, str]                # source union index → SAME / COARSER / UNMAPPED
     category_ids: np.ndarray           # union index of a target label → its category id in the output
     boxes: dict[int, int] = field(default_factory=dict)  # source union index → boxes translated (or dropped)
+    #: detections dropped as another source label's detection of the same object under one target label
+    duplicates: int = 0
 
     def rows(self) -> list[tuple[str, str, str, int]]:
         """``translation.csv``: one row per source label, in build order."""
@@ -316,13 +318,14 @@ class TranslateReport:
     counts: dict[str, int]
     unmapped_labels: list[str]
     paths: list[Path]
+    duplicates: int = 0  # detections dropped: another source label's of the same object and target label
 
 
 def translate_file(build: Path, source: str, target: str, path: Path, out: Path,
                    merge: str | Path | None = "auto") -> TranslateReport:
     """Translate ``path`` (results or annotations, recognised by shape) into ``out`` and write
     ``translation.csv`` beside it; both appear whole or not at all."""
-    from .io.atomic import atomic_write, atomic_write_text
+    from .io.atomic import StagedFiles
     from .outputs import LabelSpaceOutput
 
     if not path.is_file():
@@ -343,16 +346,29 @@ def translate_file(build: Path, source: str, target: str, path: Path, out: Path,
                 counted["items"], counted["written"] = translate_annotations(translator, output, path, handle.write)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    written = [atomic_write(out, produce)]
-    written.append(atomic_write_text(out.parent / TRANSLATION_FILE, translation_csv(translator)))
+    staged = StagedFiles()
+    try:
+        staged.write(out, produce)
+        staged.write_text(out.parent / TRANSLATION_FILE, translation_csv(translator))
+        written = staged.commit()
+    finally:
+        staged.discard()
     unmapped = sorted(translator.relations.global_ids[j] for j, count in translator.boxes.items()
                       if count and translator.how[j] == UNMAPPED)
-    return TranslateReport(kind, counted["items"], counted["written"], translator.counts(), unmapped, written)
+    return TranslateReport(kind, counted["items"], counted["written"], translator.counts(), unmapped, written,
+                           translator.duplicates)
 
 
 def translated_detections(translator: Translator, output, detections, where: str) -> Iterator[dict]:
-    """Detections in the source's ids → the target's, unmapped ones left out (counted in the translator)."""
+    """Detections in the source's ids → the target's, unmapped ones left out (counted in the translator).
+
+    Two source labels that become one target label (``car`` and ``truck`` → ``vehicle``) can name one object
+    twice; a target evaluator would count the second as a false positive. Within each image (detections
+    of one image come together, as detectors write them), a detection is dropped when a better-scored one
+    from *another* source label has the same target label and IoU ≥ ``DUPLICATE_IOU``; detections of one
+    source label are left as the detector's own NMS left them."""
     lookup = source_category_lookup(translator, output)
+    group: list[tuple[dict, int]] = []
     for detection in detections:
         category = detection.get("category_id")
         label = lookup.get(category) if isinstance(category, int) and not isinstance(category, bool) else None
@@ -360,8 +376,54 @@ def translated_detections(translator: Translator, output, detections, where: str
             raise ScaledetError(f"{where}: category_id {str(category)[:20]} is not a category of {translator.source}")
         translator.boxes[label] = translator.boxes.get(label, 0) + 1
         target = translator.target_of[label]
-        if target >= 0:
-            yield {**detection, "category_id": int(translator.category_ids[target])}
+        if target < 0:
+            continue
+        if group and group[0][0].get("image_id") != detection.get("image_id"):
+            yield from _without_cross_label_duplicates(translator, group)
+            group = []
+        group.append(({**detection, "category_id": int(translator.category_ids[target])}, label))
+    yield from _without_cross_label_duplicates(translator, group)
+
+
+DUPLICATE_IOU = 0.5
+
+
+def _box(detection: dict) -> tuple[float, float, float, float] | None:
+    box = detection.get("bbox")
+    if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box) and box[2] > 0 \
+            and box[3] > 0:
+        return tuple(float(v) for v in box)
+    return None
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    w = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = w * h
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def _without_cross_label_duplicates(translator: Translator, group: list[tuple[dict, int]]) -> Iterator[dict]:
+    """One image's translated detections in their order, less those another source label already gave."""
+    by_target: dict[int, list[int]] = {}
+    for position, (detection, _) in enumerate(group):
+        by_target.setdefault(detection["category_id"], []).append(position)
+    dropped: set[int] = set()
+    for positions in by_target.values():
+        if len({group[p][1] for p in positions}) < 2:
+            continue  # one source label: nothing to merge
+        kept: list[int] = []
+        for p in sorted(positions, key=lambda q: -float(group[q][0].get("score") or 0.0)):
+            box = _box(group[p][0])
+            if box is not None and any(group[k][1] != group[p][1] and (other := _box(group[k][0])) is not None
+                                       and _iou(box, other) >= DUPLICATE_IOU for k in kept):
+                dropped.add(p)
+                continue
+            kept.append(p)
+    translator.duplicates += len(dropped)
+    for position, (detection, _) in enumerate(group):
+        if position not in dropped:
+            yield detection
 
 
 def dataset_of_categories(output, categories: list[dict], where: str) -> str:
@@ -407,4 +469,4 @@ def describe(translator: Translator) -> dict:
     counts = translator.counts()
     return {"from": translator.source, "to": translator.target, "merge_file": translator.relations.merge_file,
             "detections": sum(counts.values()), "same_concept": counts[SAME], "coarser": counts[COARSER],
-            "unmapped": counts[UNMAPPED]}
+            "unmapped": counts[UNMAPPED], "duplicates_merged": translator.duplicates}

@@ -329,13 +329,14 @@ class _Writer:
             records.append(record)
         return records
 
-    def finish(self, meta: dict) -> list[Path]:
-        from .io.atomic import atomic_write, atomic_write_text
-
+    def finish(self, meta: dict, staged) -> None:
+        """Stage the dataset's index file (``data.yaml`` or ``unified.json``): ``staged`` (an
+        :class:`~.io.atomic.StagedFiles`) renames it into place with the run's other files."""
         if self.fmt == "yolo":
             names = "".join(f"  {c}: {json.dumps(n, ensure_ascii=False)}\n" for c, n in enumerate(self.space.names))
-            return [atomic_write_text(self.to / "data.yaml", f"path: {json.dumps(str(self.to.resolve()))}\n"
-                                      f"train: images\nval: images\nnames:\n{names}")]
+            staged.write_text(self.to / "data.yaml", f"path: {json.dumps(str(self.to.resolve()))}\n"
+                              f"train: images\nval: images\nnames:\n{names}")
+            return
         for handle in self.handles:
             handle.close()
 
@@ -351,7 +352,7 @@ class _Writer:
                 out.write(',"scaledet":' + json.dumps(meta, ensure_ascii=False) + "}\n")
 
         try:
-            return [atomic_write(self.to / UNIFIED_FILE, assemble)]
+            staged.write(self.to / UNIFIED_FILE, assemble)
         finally:
             self.discard()
 
@@ -446,6 +447,9 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
                      category_synonyms(space, label_names, output.labels.column("synonyms").to_pylist()))
     report, held, coverages, conflicts = UnifyReport(), {}, {}, []
     lookup = LabelLookup(output)
+    from .io.atomic import StagedFiles
+
+    staged = StagedFiles()
     try:
         for key, path in sources:
             say(f"reading {key}: {path}")
@@ -486,23 +490,20 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
                 "sources": {key: {"path": str(path), "protocol": coverages[key].protocol} for key, path in sources},
                 "images": report.images, "boxes": report.boxes, "duplicate_boxes_dropped": report.duplicates,
                 "state_conflicts": report.conflicts}
-        report.written = writer.finish(meta)
-        from .io.atomic import atomic_write_text
-
+        writer.finish(meta, staged)
         if conflicts:
             buffer = io.StringIO()
             rows = [(csv_cell(name), csv_cell(sources), count) for name, sources, count in conflicts]
             csv.writer(buffer, lineterminator="\n").writerows([("image", "sources", "categories in conflict"), *rows])
-            report.written.append(atomic_write_text(to / "conflicts.csv", buffer.getvalue()))
-        report.written.append(atomic_write_text(to / COVERAGE_FILE, counter.csv_text()))
+            staged.write_text(to / "conflicts.csv", buffer.getvalue())
+        staged.write_text(to / COVERAGE_FILE, counter.csv_text())
         report.partial_classes = partial_classes(space, coverages)
         if fmt == "yolo":
-            report.written.append(atomic_write_text(to / "partial_classes.txt",
-                                                    "".join(f"{name}\n" for name in report.partial_classes)))
+            staged.write_text(to / "partial_classes.txt", "".join(f"{name}\n" for name in report.partial_classes))
+        report.written = staged.commit()  # all files at once: a failure before leaves an earlier run's files
     except BaseException as err:
+        staged.discard()
         writer.undo()
-        for path in report.written:
-            path.unlink(missing_ok=True)
         if isinstance(err, OSError) and err.filename is None:  # a write to a part file: say which output
             raise OutputError(f"{to / UNIFIED_FILE}: cannot be written ({os_error_words(err)}); nothing of this "
                               "run is left") from None

@@ -35,6 +35,24 @@ def test_multidataset_benchmark_reports_paired_intervals(tmp_path):
     assert (tmp_path / "out" / "multidataset.png").stat().st_size > 10_000
 
 
+def test_pseudo_label_benchmark_runs_teacher_pseudo_labels_and_student(tmp_path):
+    """At toy scale: per seed a federated run, its checkpoint as teacher over the unified training images,
+    a student on the pseudo-labelled file; paired differences and both precisions are reported."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "pseudo_labels.py"), "--seeds", "2",
+                           "--iterations", "2", "--batch", "2", "--train-images", "4", "--test-images", "3",
+                           "--size", "64", "--precision", "0.5", "--work", str(tmp_path / "work"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "pseudo_labels.json").read_text())
+    assert [r["run"] for r in report["results"]] == ["federated", "student"] * 2
+    assert [p["seed"] for p in report["pseudo_boxes"]] == [0, 1]
+    scores = {(r["run"], r["seed"]): r["scores"]["geo"]["AP50"] for r in report["results"]}
+    assert report["paired"]["geo"]["differences"] == pytest.approx(
+        [scores[("student", s)] - scores[("federated", s)] for s in range(2)])
+    assert (tmp_path / "work" / "pseudo-0" / "pseudo_labels.csv").is_file()
+    assert "| pseudo labels (student − federated) |" in (tmp_path / "out" / "pseudo_labels.md").read_text()
+
+
 def test_similarity_benchmark_prints_its_table():
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "similarity.py"), "--sizes", "300", "600",
                            "--top-k", "8", "--dense-up-to", "300"], capture_output=True, text=True, timeout=900)

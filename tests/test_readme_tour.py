@@ -61,7 +61,8 @@ def test_readme_tour_runs_top_to_bottom(tmp_path):
     for expected in ("demo/predictions/geo_00001.detections.png", "labelspace/manifest.json", "mine/manifest.json",
                      "labelspace/graph", "labelspace/merge/merged.parquet", "labelspace/report/report.html",
                      "demo/labelspace/merge/merged.parquet", "unified/unified.json", "tour/model_final.pth",
-                     "predict/detections.json", "predict-odinw/detections.json", "predict-concepts/detections.json"):
+                     "predict/detections.json", "predict-odinw/detections.json", "predict-concepts/detections.json",
+                     "pseudo/unified.json", "pseudo/pseudo_labels.csv"):
         assert (runs / expected).exists(), expected
     unified = json.loads((runs / "unified" / "unified.json").read_text())
     assert {Path(image["file_name"]).name.split("_")[0] for image in unified["images"]} == {"geo", "things"}

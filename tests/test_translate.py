@@ -184,3 +184,26 @@ def test_an_eval_dataset_scored_in_the_vocabulary_the_model_predicts_in(shapes_w
     results = json.loads((folder / "b-in-a.results.json").read_text())
     assert len(results) == translation["same_concept"] and {r["category_id"] for r in results} == {disk}
     assert "AP50" in record["metrics"]["b-in-a"]
+
+
+def test_one_object_named_by_two_source_labels_is_one_target_detection(build_output):
+    """``lvis/car_(automobile)`` and ``lvis/limousine`` both become ``coco/car``: a limousine detection on the
+    car's box is the same object under the target's name and is merged into the better-scored one; one
+    elsewhere stays, and two of one source label stay as the detector's NMS left them."""
+    from scaledet.labelspace.translate import describe, make_translator, translated_detections
+
+    lvis = json.loads(LVIS_FIXTURE.read_text())
+    ids = {c["name"]: c["id"] for c in lvis["categories"]}
+    translator = make_translator(build_output, "lvis", "coco")
+    car, limousine = ids["car_(automobile)"], ids["limousine"]
+    detections = [
+        {"image_id": 1, "category_id": car, "bbox": [10.0, 10.0, 100.0, 50.0], "score": 0.9},
+        {"image_id": 1, "category_id": limousine, "bbox": [12.0, 11.0, 100.0, 50.0], "score": 0.7},
+        {"image_id": 1, "category_id": limousine, "bbox": [300.0, 10.0, 100.0, 50.0], "score": 0.6},
+        {"image_id": 1, "category_id": car, "bbox": [14.0, 12.0, 100.0, 50.0], "score": 0.5},
+        {"image_id": 2, "category_id": limousine, "bbox": [12.0, 11.0, 100.0, 50.0], "score": 0.7},
+    ]
+    out = list(translated_detections(translator, build_output, detections, "test"))
+    assert [(d["image_id"], d["score"]) for d in out] == [(1, 0.9), (1, 0.6), (1, 0.5), (2, 0.7)]
+    assert {d["category_id"] for d in out} == {3}  # COCO's car
+    assert describe(translator)["duplicates_merged"] == 1

@@ -247,6 +247,22 @@ def test_unify_on_a_full_disk_names_the_file_and_leaves_nothing(lvis_coco_oid_bu
         subprocess.run(["umount", "--lazy", str(disk)], check=False)
 
 
+def test_a_failed_unify_into_an_earlier_output_leaves_its_files_as_they_were(lvis_coco_oid_build, sources, tmp_path):
+    """Every file of a run is staged and renamed into place together: a run into an earlier output's folder
+    that fails after unified.json is made (here coverage.csv cannot be written) leaves the earlier
+    unified.json, byte for byte, and no temporaries."""
+    done = _unify(lvis_coco_oid_build, sources, str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    before = (tmp_path / "out" / "unified.json").read_bytes()
+    (tmp_path / "out" / "coverage.csv").unlink()
+    (tmp_path / "out" / "coverage.csv").mkdir()
+    done = _unify(lvis_coco_oid_build, sources, str(tmp_path / "out"), "--space", "concepts")
+    assert done.returncode != 0 and "coverage.csv: is a directory" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "out" / "unified.json").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".unified")) == []
+
+
 def test_train_and_eval_on_a_compact_unified_file(shapes_world, tmp_path):
     """A unified file is a dataset of its own (``labelspace_key: unified``): its categories map by their
     ``labels``, each image's states come from its sources' coverage, so a compact file still gives

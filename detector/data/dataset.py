@@ -50,6 +50,12 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
             raise ScaledetError(f"{self.annotation_file}: no images with boxes")
         self._coco: dict | None = None
         self.coverage = None  # set by use_label_states: per-image label states in the targets
+        self.pseudo_weight, self.pseudo_min_score = 1.0, 0.0  # set by use_pseudo_labels
+
+    def use_pseudo_labels(self, hard_weight: float, min_score: float) -> None:
+        """How ``scaledet pseudo-label``'s boxes train: each target's ``box_weights`` give a pseudo box
+        ``hard_weight`` (an annotation 1); pseudo boxes scoring below ``min_score`` are dropped."""
+        self.pseudo_weight, self.pseudo_min_score = float(hard_weight), float(min_score)
 
     def use_label_states(self, relations) -> None:
         """Add each image's label states (``label_states`` in the target) for the federated hard loss,
@@ -137,17 +143,23 @@ class CocoDetectionDataset(torch.utils.data.Dataset):
             raise ScaledetError(f"annotation index {self.index.directory} of {self.annotation_file} is damaged (image "
                                 f"{int(self.index.image_ids[image])} has a box that is not x1 < x2, y1 < y2); delete "
                                 "that folder and run again: it is rebuilt from the annotation file")
+        scores = np.asarray(self.index.pseudo_scores[boxes_slice])
+        pseudo = ~np.isnan(scores)
+        ordinary &= ~pseudo | (np.nan_to_num(scores) >= self.pseudo_min_score)
         boxes = torch.from_numpy(raw[ordinary])
         labels = torch.from_numpy(np.array(self.index.labels[boxes_slice], dtype=np.int64)[ordinary])
+        weights = torch.from_numpy(np.where(pseudo[ordinary], self.pseudo_weight, 1.0).astype(np.float32))
         tensor = read_image_uint8(self.image_root / self.index.file_name(image))
         height, width = int(self.index.heights[image]), int(self.index.widths[image])
         if tensor.shape[-2:] != (height, width):
             raise ScaledetError(f"{self.image_root / self.index.file_name(image)}: is {tensor.shape[-1]}×"
                                 f"{tensor.shape[-2]}, {self.annotation_file} says {width}×{height}")
-        if generator is not None:
-            tensor, boxes, labels = augment(tensor, boxes, labels, self.input, generator)
+        if generator is not None:  # the augmentation may drop boxes: it carries their positions
+            tensor, boxes, kept = augment(tensor, boxes, torch.arange(len(labels)), self.input, generator)
+            labels, weights = labels[kept], weights[kept]
         target = {"boxes": boxes, "labels": labels + 1,  # torchvision: 0 is background
-                  "label_mask": self.label_mask, "image_id": torch.tensor(int(self.index.image_ids[image]))}
+                  "box_weights": weights, "label_mask": self.label_mask,
+                  "image_id": torch.tensor(int(self.index.image_ids[image]))}
         if self.coverage is not None:
             target["label_states"] = torch.from_numpy(self.label_states(image))
             target["label_mask"] = self.own_labels(image)

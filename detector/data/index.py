@@ -6,7 +6,8 @@ the first open streams the file with ijson (never the whole JSON in memory) into
 
     images     image_ids int64, widths / heights int32, first_box int64, box_count / ordinary_count int32,
                name_offsets int64 (N + 1) into names.bin (UTF-8 file names)
-    boxes      boxes float32 (M × 4, xyxy pixels, sorted by image), labels int32 (union index), crowd uint8
+    boxes      boxes float32 (M × 4, xyxy pixels, sorted by image), labels int32 (union index), crowd uint8,
+               pseudo_scores float32 (a ``scaledet pseudo-label`` box's teacher score; NaN for an annotation)
     lists      list_offsets int64 (N + 1) into list_labels int32 (union index) / list_kinds uint8: each image's
                explicit label lists (LVIS ``neg_category_ids`` / ``not_exhaustive_category_ids``, OpenImages
                ``pos_category_ids`` / ``neg_category_ids``), read by the label states (``label_states.py``)
@@ -55,13 +56,13 @@ from scaledet.labelspace.io.text_files import check_list_or_absent, stream_json_
 from .records import (BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image, check_image_path,
                       image_file_name)
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 META_DIGEST_KEY = "meta_sha256"  # meta.json carries the sha256 of the rest of its content
 COLUMNS = {  # name → (dtype, columns per row or 0 for a vector)
     "image_ids": (np.int64, 0), "widths": (np.int32, 0), "heights": (np.int32, 0), "first_box": (np.int64, 0),
     "box_count": (np.int32, 0), "ordinary_count": (np.int32, 0), "name_offsets": (np.int64, 0),
-    "boxes": (np.float32, 4), "labels": (np.int32, 0), "crowd": (np.uint8, 0), "names": (np.uint8, 0),
-    "list_offsets": (np.int64, 0), "list_labels": (np.int32, 0), "list_kinds": (np.uint8, 0),
+    "boxes": (np.float32, 4), "labels": (np.int32, 0), "crowd": (np.uint8, 0), "pseudo_scores": (np.float32, 0),
+    "names": (np.uint8, 0), "list_offsets": (np.int64, 0), "list_labels": (np.int32, 0), "list_kinds": (np.uint8, 0),
     "source_bits": (np.uint16, 0),
 }
 #: A unified file's images name up to this many sources (one bit each in ``source_bits``).
@@ -124,7 +125,7 @@ class AnnotationIndex:
         n, m = meta.get("images"), meta.get("boxes")
         expected = {"image_ids": (n,), "widths": (n,), "heights": (n,), "first_box": (n,), "box_count": (n,),
                     "ordinary_count": (n,), "name_offsets": (n + 1,) if isinstance(n, int) else None,
-                    "boxes": (m, 4), "labels": (m,), "crowd": (m,), "names": (meta.get("name_bytes"),),
+                    "boxes": (m, 4), "labels": (m,), "crowd": (m,), "pseudo_scores": (m,), "names": (meta.get("name_bytes"),),
                     "list_offsets": (n + 1,) if isinstance(n, int) else None,
                     "list_labels": (meta.get("list_entries"),), "list_kinds": (meta.get("list_entries"),),
                     "source_bits": (n,)}
@@ -262,7 +263,7 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
         duplicate = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]][0]
         raise ScaledetError(f"{path}: image id {duplicate} appears twice")
 
-    box_image, xywh, labels, crowd = array("q"), array("f"), array("i"), array("B")
+    box_image, xywh, labels, crowd, pseudo = array("q"), array("f"), array("i"), array("B"), array("f")
     for position, annotation in enumerate(_items(path, "annotations.item")):
         check_annotation(annotation, position, path)
         x, y, w, h = annotation["bbox"]
@@ -277,6 +278,7 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
         xywh.extend((x, y, w, h))
         labels.append(union)
         crowd.append(1 if annotation.get("iscrowd", 0) else 0)
+        pseudo.append(_pseudo_score(annotation, path))
 
     if not box_image:
         check_list_or_absent(path, "annotations")
@@ -309,7 +311,8 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
     crowd_np = np.frombuffer(crowd, dtype=np.uint8)[box_order] if len(crowd) else np.zeros(0, np.uint8)
     del crowd
     labels_np = np.frombuffer(labels, dtype=np.int32)[box_order] if len(labels) else np.zeros(0, np.int32)
-    del labels, box_order
+    pseudo_np = np.frombuffer(pseudo, dtype=np.float32)[box_order] if len(pseudo) else np.zeros(0, np.float32)
+    del labels, pseudo, box_order
     count = np.bincount(positions, minlength=len(ids)).astype(np.int32)
     ordinary = (count - np.bincount(positions, weights=crowd_np, minlength=len(ids))).astype(np.int32)
     del positions
@@ -323,7 +326,7 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
         raise ScaledetError(f"{path}: changed while it was being indexed; run again once it is complete")
     columns = {"image_ids": ids, "widths": widths_np, "heights": heights_np, "first_box": first_box,
                "box_count": count, "ordinary_count": ordinary, "name_offsets": offsets, "boxes": xyxy,
-               "labels": labels_np, "crowd": crowd_np, "names": names_np,
+               "labels": labels_np, "crowd": crowd_np, "pseudo_scores": pseudo_np, "names": names_np,
                "list_offsets": np.frombuffer(list_offsets, dtype=np.int64),
                "list_labels": np.frombuffer(list_labels, dtype=np.int32) if list_labels else np.zeros(0, np.int32),
                "list_kinds": np.frombuffer(list_kinds, dtype=np.uint8) if list_kinds else np.zeros(0, np.uint8),
@@ -338,6 +341,16 @@ def build_index(spec: DatasetSpec, labelspace, directory: Path, label_ids_digest
             "sources": list(source_names), "source_protocols": _source_protocols(path) if spec.unified else {},
             "seconds": round(time.perf_counter() - started, 3)}
     _write_atomically(directory, columns, meta)
+
+
+def _pseudo_score(annotation: dict, path: Path) -> float:
+    """A pseudo box's teacher score (``"pseudo": true`` needs a ``score`` in [0, 1]); NaN for an annotation."""
+    if annotation.get("pseudo") is not True:
+        return float("nan")
+    score = annotation.get("score")
+    if not isinstance(score, (int, float)) or isinstance(score, bool) or not 0.0 <= score <= 1.0:
+        raise ScaledetError(f"{path}: annotation {annotation['id']} is a pseudo box without a 'score' in [0, 1]")
+    return float(score)
 
 
 def _source_bits(image: dict, names: dict[str, int], path: Path) -> int:

@@ -63,3 +63,48 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 def atomic_write_json(path: Path, document) -> Path:
     return atomic_write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+class StagedFiles:
+    """Several files that appear together or not at all: each is written under a temporary name now, and
+    :meth:`commit` renames them all into place at the end. A run that fails before the commit
+    (:meth:`discard`) leaves every file of an earlier run in the folder as it was, never a mix of the two
+    runs and never a file removed."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []
+
+    def write(self, path: Path, write: Callable[[Path], None]) -> Path:
+        path = Path(path)
+        tmp = temporary_name(path)
+        self.pending.append((tmp, path))
+        try:
+            write(tmp)
+        except OSError as err:
+            raise OutputError(f"{path}: cannot be written ({os_error_words(err)})") from None
+        return path
+
+    def write_text(self, path: Path, text: str) -> Path:
+        return self.write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def commit(self) -> list[Path]:
+        for _, path in self.pending:  # what would stop a rename midway, found before the first one
+            if path.is_dir() and not path.is_symlink():
+                raise OutputError(f"{path}: is a directory, so the file cannot be written there; move it away")
+        done = []
+        for tmp, path in self.pending:
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise OutputError(f"{path}: cannot be written ({os_error_words(err)})") from None
+            done.append(path)
+        self.pending = []
+        return done
+
+    def discard(self) -> None:
+        for tmp, _ in self.pending:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        self.pending = []
