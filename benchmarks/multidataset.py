@@ -250,8 +250,8 @@ def machine_settings(args) -> dict:
             "device": "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """The world's size and the training settings every run of this world's benchmarks shares."""
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--batch", type=int, default=4)
@@ -262,8 +262,13 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    parser.add_argument("--runs", type=int, nargs="*", help="indices of RUNS to do (default: all)")
     parser.add_argument("--work", type=Path, default=None, help="where the world and runs go (default: a temp dir)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_world_arguments(parser)
+    parser.add_argument("--runs", type=int, nargs="*", help="indices of RUNS to do (default: all)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))

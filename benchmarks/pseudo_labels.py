@@ -9,16 +9,17 @@ only red and blue circles and squares. Per seed:
 
 1. **federated**: the detector trained on the unified file with the federated hard loss (the same settings
    as the multidataset benchmark's runs);
-2. **teacher**: that run's checkpoint detects every training image; ``pseudo-label`` keeps, per category,
-   the detections above the threshold that reaches ``--precision`` on the category's exhaustive cells, in
-   unknown and partial cells only;
+2. **teacher**: that run's checkpoint detects every training image and every image of a held-out
+   validation split of the same four datasets (unified the same way); ``pseudo-label`` keeps, per
+   category, the detections above the threshold that reaches ``--precision`` on the category's exhaustive
+   cells of the validation split (``--calibration``), in unknown and partial cells only;
 3. **student**: trained like (1), with the same seed, on the pseudo-labelled file (``pseudo_labels:
    {hard_weight: --hard-weight}``).
 
 Every run is scored with pycocotools on every test split, each split labelled in full in its own
 vocabulary. The table gives the paired difference student − federated of AP50 per test split, with its 95 %
 t-interval over seeds (``benchmarks/paired.py``). The precision of the pseudo boxes is measured twice: as
-``pseudo-label`` measured it on exhaustive cells (``pseudo_labels.csv``), and against the world itself (every
+``pseudo-label`` measured it on the validation split's exhaustive cells (``pseudo_labels.csv``), and against the world itself (every
 object the generator drew, named by the category's dataset as that dataset names it; IoU ≥ 0.5).
 Writes ``OUT/pseudo_labels.md`` and ``OUT/pseudo_labels.json``.
 """
@@ -38,22 +39,31 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # multidataset.py, paired.py
 
-from multidataset import (DOWNSTREAM, RUNS, UPSTREAM, Run, build_spaces, machine_settings, make_world,  # noqa: E402
-                          train_and_evaluate)
+from multidataset import (DOWNSTREAM, RUNS, UPSTREAM, Run, add_world_arguments, build_spaces,  # noqa: E402
+                          machine_settings, make_world, train_and_evaluate)
 
 FEDERATED = next(r for r in RUNS if r.scope == "federated")
 STUDENT = Run("student", FEDERATED.datasets, FEDERATED.soft_weight, FEDERATED.scope)
 
 
-def unify_upstream(work: Path) -> Path:
+def make_validation_split(work: Path, images: int, size: int) -> None:
+    """A split of the four upstream datasets that neither training nor testing sees (its own seed)."""
+    from scaledet.detector.synthetic import upstream_datasets, write_coco_dataset
+
+    for spec in upstream_datasets():
+        if not (work / spec.name / "val" / "annotations.json").is_file():
+            write_coco_dataset(spec, work / spec.name / "val", images, size, seed=4)
+
+
+def unify_upstream(work: Path, split: str) -> Path:
     from scaledet.labelspace.unify import unify
 
-    out = work / "unified"
+    out = work / f"unified-{split}"
     if not (out / "unified.json").is_file():
         out.mkdir(parents=True, exist_ok=True)
         unify(work / "spaces" / "+".join(FEDERATED.datasets),
-              [(n, work / n / "train" / "annotations.json") for n in UPSTREAM],
-              {n: work / n / "train" / "images" for n in UPSTREAM}, out)
+              [(n, work / n / split / "annotations.json") for n in UPSTREAM],
+              {n: work / n / split / "images" for n in UPSTREAM}, out)
     return out / "unified.json"
 
 
@@ -112,19 +122,12 @@ def calibrated_precision(csv_path: Path) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--train-images", type=int, default=64)
-    parser.add_argument("--test-images", type=int, default=16)
-    parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None)
+    add_world_arguments(parser)
+    parser.add_argument("--val-images", type=int, default=16, help="per dataset, for the thresholds")
+    parser.add_argument("--calibrate-on", choices=("val", "train"), default="val",
+                        help="the split whose exhaustive cells set the thresholds (train: the teacher's own images)")
     parser.add_argument("--precision", type=float, default=0.9)
     parser.add_argument("--hard-weight", type=float, default=1.0)
-    parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/results/pseudo_labels"))
     args = parser.parse_args()
     args.runs = None
@@ -140,7 +143,8 @@ def main() -> None:
 
     make_world(work, args.train_images, args.test_images, args.size)
     build_spaces(work, MiniLMEncoder(), [FEDERATED])
-    unified = unify_upstream(work)
+    make_validation_split(work, args.val_images, args.size)
+    unified, held_out = unify_upstream(work, "train"), unify_upstream(work, "val")
     truth = world_truth(work, args.train_images, args.size)
     categories = {c["id"] for c in UnifiedFile.read_categories(unified)}
 
@@ -152,9 +156,16 @@ def main() -> None:
         baseline = train_and_evaluate(FEDERATED, seed, work, args, entry(unified))
         results.append({**baseline, "run": "federated"})
         out = work / f"pseudo-{seed}"
-        parts, _ = teacher_results(unified, Path(baseline["checkpoint"]), unified.parent, out, torch.device("cpu"))
-        pseudo_label(unified, read_detections(parts, categories, "teacher"), out, f"checkpoint {baseline['checkpoint']}",
-                     precision=args.precision)
+        checkpoint = Path(baseline["checkpoint"])
+        parts, _ = teacher_results(unified, checkpoint, unified.parent, out, torch.device("cpu"))
+        calibration = {}
+        if args.calibrate_on == "val":
+            held_out_parts, _ = teacher_results(held_out, checkpoint, held_out.parent, out, torch.device("cpu"),
+                                                folder_name="teacher-calibration")
+            calibration = {"calibration_file": held_out,
+                           "calibration_detections": read_detections(held_out_parts, categories, "teacher")}
+        pseudo_label(unified, read_detections(parts, categories, "teacher"), out, f"checkpoint {checkpoint}",
+                     precision=args.precision, **calibration)
         right, total = true_precision(out / "unified.json", truth, work)
         measured, calibrated = calibrated_precision(out / PSEUDO_CSV)
         pseudo_stats.append({"seed": seed, "boxes": total, "true_positives": right,
@@ -174,6 +185,7 @@ def main() -> None:
     paired = {d: paired_interval([by_run[("student", s)][d]["AP50"] for s in seeds],
                                  [by_run[("federated", s)][d]["AP50"] for s in seeds]) for d in UPSTREAM + DOWNSTREAM}
     settings = {**machine_settings(args), "precision": args.precision, "hard_weight": args.hard_weight,
+                "calibrated_on": args.calibrate_on,
                 "wall_minutes": round((time.perf_counter() - started) / 60, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pseudo_labels.json").write_text(json.dumps({"settings": settings, "results": results,
@@ -188,7 +200,8 @@ def main() -> None:
             f"| {' | '.join(header)} |", "|" + "---|" * len(header), f"| {' | '.join(row)} |", "",
             f"Pseudo boxes: {boxes} over {args.seeds} seeds ({boxes / max(args.seeds, 1):.0f} per seed); precision "
             f"against the world {right / boxes if boxes else float('nan'):.3f}; precision pseudo-label measured on "
-            f"exhaustive cells {sum(measured) / len(measured) if measured else float('nan'):.3f} (mean over seeds)."]
+            f"the {args.calibrate_on} split's exhaustive cells {sum(measured) / len(measured) if measured else float('nan'):.3f} "
+            "(mean over seeds)."]
     (args.out / "pseudo_labels.md").write_text("\n".join(body) + "\n")
     print("\n".join(body))
 

@@ -238,7 +238,9 @@ def pseudo_label(
     precision: Optional[float] = typer.Option(None, "--precision", min=0.0, max=1.0, help="Per-category thresholds reaching this precision on the category's exhaustive images (default 0.9)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="One score threshold for every category instead (also for categories without exhaustive images)."),
     fmt: str = typer.Option("coco", "--format", help="coco (a unified file with pseudo boxes marked) or yolo (pseudo boxes as ordinary boxes)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="With --checkpoint: the folder the file's image names are under (default the unified file's folder)."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="A held-out unified file (the sources' validation splits, unified the same way) whose exhaustive cells set the thresholds; default the file itself, where a teacher trained on it reads high."),
+    calibration_results: Optional[Path] = typer.Option(None, "--calibration-results", help="With --results and --calibration: the teacher's results on the calibration file."),
+    images: Optional[Path] = typer.Option(None, "--images", help="With --checkpoint: the folder the file's image names are under (default the unified file's folder; a --calibration file's images are under its own folder)."),
     batch_size: int = typer.Option(2, "--batch-size", min=1, help="With --checkpoint: images per forward pass."),
     device: str = typer.Option("auto", "--device", help="With --checkpoint: auto, cpu, cuda or cuda:N."),
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help=TRUST_HELP),
@@ -266,9 +268,13 @@ def pseudo_label(
         raise ScaledetError(f"--format {fmt!r}: choose coco or yolo")
     if results is not None and (images is not None or checkpoint is not None):
         raise ScaledetError("--images goes with --checkpoint (a results file is already detected)")
+    if (calibration_results is not None) != (calibration is not None and results is not None):
+        raise ScaledetError("--calibration-results goes with --results and --calibration: the teacher's results "
+                            "on the calibration file (with --checkpoint the teacher runs on it here)")
     unified = unified.expanduser()
     unified_file = UnifiedFile.read(unified)  # checked before anything is made
-    inputs = tuple(p for p in (unified, results, checkpoint) if p is not None)
+    held_out = UnifiedFile.read(calibration) if calibration is not None else None
+    inputs = tuple(p for p in (unified, results, checkpoint, calibration, calibration_results) if p is not None)
     existed = out.exists()
     out = check_output_dir(out, PSEUDO_KIND, "--out", force, inputs=inputs)
     interactive = not quiet and sys.stderr.isatty()
@@ -276,22 +282,35 @@ def pseudo_label(
     out.mkdir(parents=True, exist_ok=True)
     mark_output_dir(out, PSEUDO_KIND, unified=str(unified.resolve()))
     try:
+        calibration_parts = [calibration_results] if calibration_results is not None else None
         if checkpoint is not None:
             from scaledet.detector.engine import DistributedContext, resolve_device
-            from scaledet.detector.pseudo_labels.teacher import teacher_results
+            from scaledet.detector.pseudo_labels.teacher import CALIBRATION_TEACHER_DIR, TEACHER_DIR, teacher_results
 
-            parts, detected = teacher_results(unified, checkpoint, images or unified.parent, out,
-                                              resolve_device(device, DistributedContext()), trust_checkpoint,
-                                              batch_size, show_progress=interactive, say=say)
+            torch_device = resolve_device(device, DistributedContext())
+            runs = [(unified, images or unified.parent, TEACHER_DIR)]
+            if calibration is not None:
+                runs.append((calibration, calibration.parent, CALIBRATION_TEACHER_DIR))
+            found = []
+            for path, image_root, folder in runs:
+                parts, detected = teacher_results(path, checkpoint, image_root, out, torch_device, trust_checkpoint,
+                                                  batch_size, show_progress=interactive, say=say, folder_name=folder)
+                console.print(f"teacher: detected {detected} images of {path.name} ({len(parts)} chunks in "
+                              f"{out / folder})", soft_wrap=True)
+                found.append(parts)
+            parts, calibration_parts = found[0], (found[1] if calibration is not None else None)
             teacher = f"checkpoint {checkpoint.resolve()}"
-            console.print(f"teacher: detected {detected} images ({len(parts)} chunks in {out / 'teacher'})")
         else:
             parts, teacher = [results], f"results {results.resolve()}"
         categories = {c["id"] for c in unified_file.categories}
-        detections = read_detections(parts, categories, "--results" if results is not None else "teacher")
+        flag = "--results" if results is not None else "teacher"
+        detections = read_detections(parts, categories, flag)
+        held_out_detections = (read_detections(calibration_parts, categories, "--calibration-results" if results
+                                               is not None else "teacher") if calibration_parts else None)
         report = run_pseudo_label(unified_file, detections, out, teacher,
                                   precision if precision is not None else (None if threshold is not None else 0.9),
-                                  threshold, fmt, show_progress=interactive, say=say)
+                                  threshold, fmt, show_progress=interactive, say=say, calibration_file=held_out,
+                                  calibration_detections=held_out_detections)
         record_output_files(out, report.written)
     except BaseException:
         if not existed and checkpoint is None:
@@ -307,6 +326,10 @@ def pseudo_label(
         console.print(f"{len(report.skipped)} categories get no pseudo boxes (no exhaustive images, no teacher "
                       f"detections there, or the precision not reached; see pseudo_labels.csv): "
                       f"{', '.join(report.skipped[:8])}{', …' if len(report.skipped) > 8 else ''}", soft_wrap=True)
+    if calibration is None and threshold is None:
+        console.print("note: thresholds were measured on this file's own exhaustive cells; a teacher trained on "
+                      "these images reads high there: give --calibration (a held-out split) to measure them fairly",
+                      soft_wrap=True)
     if fmt == "yolo":
         console.print(f"note: {YOLO_NOTE}", soft_wrap=True)
 

@@ -54,6 +54,7 @@ from typing import Callable
 import numpy as np
 
 from .io.errors import OutputError, ScaledetError, os_error_words
+from .io.made_paths import MadePaths
 from .category_names import label_qualifiers, unique_names
 from .coverage import COVERAGE_FILE, CoverageCounter, concept_names
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
@@ -195,9 +196,9 @@ def state_lists(category_state: np.ndarray, boxed: np.ndarray) -> tuple[list[int
     """(neg_category_ids, not_exhaustive_category_ids) of an image from its category states: present
     categories without a box of their own are not exhaustive too."""
     negatives = np.flatnonzero(category_state == NEGATIVE)
-    unboxed_present = np.setdiff1d(np.flatnonzero(category_state >= POSITIVE), boxed)
-    partial = np.union1d(np.flatnonzero(category_state == PARTIAL), unboxed_present)
-    return (negatives + 1).tolist(), (partial + 1).astype(np.int64).tolist()
+    partial = category_state >= POSITIVE  # present: not exhaustive unless boxed ...
+    partial[boxed] = category_state[boxed] == PARTIAL  # ... and a boxed one only when its state says so
+    return (negatives + 1).tolist(), (np.flatnonzero(partial) + 1).tolist()
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -244,12 +245,7 @@ class _Writer:
         self.parts = [temporary_file_name(to / "images.json"), temporary_file_name(to / "annotations.json")]
         self.handles = [open(p, "w", encoding="utf-8") for p in self.parts] if fmt == "coco" else []
         self.links: set[Path] = set()
-        self.made: list[Path] = []  # links and folders this run made: removed again if it fails
-
-    def _make_dirs(self, folder: Path) -> None:
-        missing = [d for d in (folder, *folder.parents) if not d.exists() and _inside(d, self.to)]
-        folder.mkdir(parents=True, exist_ok=True)
-        self.made.extend(reversed(missing))
+        self.made = MadePaths(to)  # links and folders this run made: removed again if it fails
 
     def path_of(self, image: _Image) -> tuple[str, str | None]:
         """(file_name, coco_url): with --images, the link under ``images/KEY/`` (one folder per source, so
@@ -262,13 +258,13 @@ class _Writer:
         if link not in self.links:
             target = source_image(self.image_dirs[source], image.file_name, image.coco_url, self.to,
                                   f"--images {source}={self.image_dirs[source]}")
-            self._make_dirs(link.parent)
+            self.made.make_dirs(link.parent)
             if link.is_symlink():
                 link.unlink()
             elif link.exists():
                 raise ScaledetError(f"{link}: exists and is not a link that unify made; move it away and run again")
             os.symlink(target, link)
-            self.made.append(link)
+            self.made.add(link)
             self.links.add(link)
         return f"images/{source}/{flat}", f"images/{source}/{flat}"
 
@@ -298,8 +294,9 @@ class _Writer:
         # one record per box, formatted directly: the text json.dumps(separators=(",", ":")) writes (a float
         # prints as its repr there too; boxes were checked finite when read), at a fraction of its cost
         lines = []
-        for box, category, crowd in zip(image.boxes.tolist(), image.categories.tolist(), image.crowd.tolist()):
-            x, y, w, h = (round(v, 2) for v in box)
+        for (bx, by, bw, bh), category, crowd in zip(image.boxes.tolist(), image.categories.tolist(),
+                                                     image.crowd.tolist()):
+            x, y, w, h = round(bx, 2), round(by, 2), round(bw, 2), round(bh, 2)
             lines.append(f'{"," if self.next_box > 1 else ""}{{"id":{self.next_box},"image_id":{self.next_image},'
                          f'"category_id":{category + 1},"bbox":[{x},{y},{w},{h}],"area":{round(w * h, 2)},'
                          f'"iscrowd":{int(crowd)},"segmentation":[[{x},{y},{x + w},{y},{x + w},{y + h},{x},{y + h}]]}}')
@@ -308,13 +305,13 @@ class _Writer:
 
     def _write_yolo(self, image: _Image, file_name: str) -> None:
         label = self.to / "labels" / Path(file_name).relative_to("images").with_suffix(".txt")
-        self._make_dirs(label.parent)
+        self.made.make_dirs(label.parent)
         lines = [f"{c} {(x + w / 2) / image.width:.6f} {(y + h / 2) / image.height:.6f} {w / image.width:.6f} "
                  f"{h / image.height:.6f}\n"
                  for (x, y, w, h), c, crowd in zip(image.boxes.tolist(), image.categories.tolist(), image.crowd.tolist())
                  if not crowd]
         label.write_text("".join(lines), encoding="utf-8")
-        self.made.append(label)
+        self.made.add(label)
 
     def categories(self) -> list[dict]:
         """The category records: source facts where an LVIS source gave them, computed values elsewhere."""
@@ -368,14 +365,7 @@ class _Writer:
     def undo(self) -> None:
         """A failed run: remove the links, label files and folders it made, newest first."""
         self.discard()
-        for path in reversed(self.made):
-            try:
-                if path.is_symlink() or path.is_file():
-                    path.unlink()
-                elif path.is_dir() and not any(path.iterdir()):
-                    path.rmdir()
-            except OSError:
-                pass
+        self.made.undo()
 
 
 def category_synonyms(space: OutputSpace, names: list[str], synonyms: list) -> list[list[str]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .box_checks import box_problem, flag_problem
+from .box_checks import BOX_TOLERANCE_PX, box_problem, flag_problem
 from .io.errors import ScaledetError
 from .io.json_values import category_ids_as_labels, is_whole
 from .label_states import protocol_of_file
@@ -74,7 +74,12 @@ def image_key(file_name: str | None, coco_url: str | None) -> str:
     """The stem of the image's file, from ``coco_url`` when there is one (LVIS v0.5 calls COCO's
     ``000000266409.jpg`` ``COCO_val2014_000000266409.jpg`` in ``file_name`` but keeps COCO's URL), else
     from ``file_name``: ``000000266409`` for COCO, LVIS and a YOLO label file ``000000266409.txt`` alike."""
-    return Path(coco_url.split("/")[-1] if coco_url else (file_name or "")).stem
+    text = coco_url.split("/")[-1] if coco_url else (file_name or "")
+    base = text.rsplit("/", 1)[-1]
+    if base in ("", ".", ".."):  # what pathlib normalises away: its rule, at its cost
+        return Path(text).stem
+    dot = base.rfind(".")
+    return base[:dot] if 0 < dot < len(base) - 1 else base  # Path(text).stem, without building a Path
 
 
 class LabelLookup:
@@ -153,27 +158,7 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
             offsets[list_field].append(len(values[list_field]))
     order = np.argsort(np.frombuffer(ids, dtype=np.int64), kind="stable")
     sorted_ids = np.frombuffer(ids, dtype=np.int64)[order]
-    box_image, xywh, labels, crowd = array("i"), array("f"), array("i"), array("B")
-    for position, annotation in enumerate(_items(path, "annotations.item")):
-        if not isinstance(annotation, dict) or not is_whole(annotation.get("image_id")):
-            raise ScaledetError(f"{path}: annotations[{position}] has no integer 'image_id'")
-        bbox = annotation.get("bbox")
-        union = union_of.get(annotation.get("category_id"))
-        if union is None:
-            raise ScaledetError(f"{path}: annotations[{position}] has category_id "
-                                f"{str(annotation.get('category_id'))[:20]}, which is not in 'categories'")
-        found = int(np.searchsorted(sorted_ids, annotation["image_id"]))
-        if found >= len(sorted_ids) or sorted_ids[found] != annotation["image_id"]:
-            raise ScaledetError(f"{path}: annotations[{position}] refers to image id {annotation['image_id']}, "
-                                "which is not in 'images'")
-        image = int(order[found])
-        problem = box_problem(bbox, widths[image], heights[image]) or flag_problem(annotation)
-        if problem is not None:  # what training's index refuses, refused here too (box_checks.py)
-            raise ScaledetError(f"{path}: annotations[{position}] (image {annotation['image_id']}) {problem}")
-        box_image.append(image)
-        xywh.extend(bbox)
-        labels.append(union)
-        crowd.append(1 if annotation.get("iscrowd", 0) or annotation.get("isgroupof", 0) else 0)
+    box_image, xywh, labels, crowd = _read_annotations(path, union_of, sorted_ids, order, widths, heights)
     data = _grouped(key, path, protocol_of_file(categories, fields), file_names, coco_urls, widths, heights,
                     box_image, xywh, labels, crowd)
     data.lists = {f: (np.frombuffer(offsets[f], dtype=np.int64),
@@ -181,6 +166,117 @@ def _read_coco(key: str, path: Path, lookup: LabelLookup) -> SourceData:
                   for f in LIST_FIELDS}
     data.category_facts = facts
     return data
+
+
+def _annotation_problem(path: Path, position: int, annotation, union_of: dict, sorted_ids: np.ndarray,
+                        order: np.ndarray, widths: array, heights: array) -> str | None:
+    """The one-line error of one annotation record, or None: every rule, in the order they are reported."""
+    if not isinstance(annotation, dict) or not is_whole(annotation.get("image_id")):
+        return f"{path}: annotations[{position}] has no integer 'image_id'"
+    if union_of.get(annotation.get("category_id")) is None:
+        return (f"{path}: annotations[{position}] has category_id {str(annotation.get('category_id'))[:20]}, which "
+                "is not in 'categories'")
+    found = int(np.searchsorted(sorted_ids, annotation["image_id"]))
+    if found >= len(sorted_ids) or sorted_ids[found] != annotation["image_id"]:
+        return f"{path}: annotations[{position}] refers to image id {annotation['image_id']}, which is not in 'images'"
+    image = int(order[found])
+    problem = box_problem(annotation.get("bbox"), widths[image], heights[image]) or flag_problem(annotation)
+    if problem is not None:  # what training's index refuses, refused here too (box_checks.py)
+        return f"{path}: annotations[{position}] (image {annotation['image_id']}) {problem}"
+    return None
+
+
+#: Boxes whose float32 values come this close to a limit are checked again exactly (float64, as read)
+_NEAR_LIMIT_PX = 1e-3
+_NEAR_LIMIT_RELATIVE = 1e-6
+
+
+def _suspect_boxes(raw_ids: np.ndarray, xywh: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray,
+                   widths: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Positions of the boxes that may break a rule, found for all boxes at once: an unknown image, a value
+    that is not finite, a side ≤ 0, or an edge outside the image or within float32's rounding of its limit.
+    A superset of what :func:`_annotation_problem` refuses, so that only these are checked one by one."""
+    if len(raw_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    found = np.clip(np.searchsorted(sorted_ids, raw_ids), 0, len(sorted_ids) - 1)
+    suspect = sorted_ids[found] != raw_ids
+    image = order[found]
+    boxes = xywh.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        suspect |= ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+        for axis, sizes in ((0, widths), (1, heights)):
+            low, high = boxes[:, axis], boxes[:, axis] + boxes[:, axis + 2]
+            margin = _NEAR_LIMIT_PX + _NEAR_LIMIT_RELATIVE * np.abs(high)
+            limit = sizes[image].astype(np.float64)
+            suspect |= (low < -BOX_TOLERANCE_PX + margin) | (high > limit + BOX_TOLERANCE_PX - margin)
+    return np.flatnonzero(suspect)
+
+
+def _read_annotations(path: Path, union_of: dict, sorted_ids: np.ndarray, order: np.ndarray, widths: array,
+                      heights: array) -> tuple[array, array, array, array]:
+    """The file's annotations as columns (image position, xywh float32, union index, crowd).
+
+    Per box, only what the columns cannot hold is checked in Python (a record, an integer image id, a
+    known category, four plain numbers, 0/1 flags). The rest (image lookup, finiteness, size, inside the
+    image) runs on the columns at once; the few boxes it finds suspect are read again and checked exactly
+    (:func:`_annotation_problem`), so every error is the same line, for the first bad record, as a check of
+    each box in turn would give."""
+    raw_ids, xywh, labels, crowd = array("q"), array("f"), array("i"), array("B")
+    plain = (int, float)
+    width_column, height_column = np.frombuffer(widths, dtype=np.int32), np.frombuffer(heights, dtype=np.int32)
+
+    def columns() -> tuple[np.ndarray, np.ndarray]:
+        return (np.frombuffer(raw_ids, dtype=np.int64) if raw_ids else np.zeros(0, np.int64),
+                np.frombuffer(xywh, dtype=np.float32).reshape(-1, 4) if xywh else np.zeros((0, 4), np.float32))
+
+    for position, annotation in enumerate(_items(path, "annotations.item")):
+        fast = type(annotation) is dict
+        if fast:
+            image_id, bbox = annotation.get("image_id"), annotation.get("bbox")
+            union = union_of.get(annotation.get("category_id"))
+            iscrowd, isgroupof = annotation.get("iscrowd", 0), annotation.get("isgroupof", 0)
+            fast = (type(image_id) is int and union is not None and type(bbox) is list and len(bbox) == 4
+                    and type(bbox[0]) in plain and type(bbox[1]) in plain and type(bbox[2]) in plain
+                    and type(bbox[3]) in plain and iscrowd in (0, 1) and isgroupof in (0, 1))
+        if not fast:  # an unusual record: checked exactly now, and the first error of the file so far raised
+            if _annotation_problem(path, position, annotation, union_of, sorted_ids, order, widths, heights):
+                ids, boxes = columns()
+                suspects = _suspect_boxes(ids, boxes, sorted_ids, order, width_column, height_column)
+                _raise_first_problem(path, set(suspects.tolist()) | {position}, union_of, sorted_ids, order,
+                                     widths, heights)
+            image_id, bbox = annotation["image_id"], annotation["bbox"]
+            union = union_of[annotation["category_id"]]
+            iscrowd, isgroupof = annotation.get("iscrowd", 0), annotation.get("isgroupof", 0)
+        before = len(xywh)
+        try:
+            xywh.extend(bbox)
+        except (OverflowError, TypeError):  # an int beyond a float: refused below, exactly
+            del xywh[before:]  # extend stops midway: what it appended goes
+            xywh.extend((math.inf, 0.0, 0.0, 0.0))
+        raw_ids.append(image_id)
+        labels.append(union)
+        crowd.append(1 if iscrowd or isgroupof else 0)
+    ids, boxes = columns()
+    suspects = _suspect_boxes(ids, boxes, sorted_ids, order, width_column, height_column)
+    if len(suspects):
+        _raise_first_problem(path, set(suspects.tolist()), union_of, sorted_ids, order, widths, heights)
+    found = np.searchsorted(sorted_ids, ids)
+    box_image = array("i", order[found].astype(np.int32).tobytes()) if len(ids) else array("i")
+    return box_image, xywh, labels, crowd
+
+
+def _raise_first_problem(path: Path, positions: set[int], union_of: dict, sorted_ids: np.ndarray,
+                         order: np.ndarray, widths: array, heights: array) -> None:
+    """Read the records at ``positions`` again, in file order, and raise the first one's error; suspects
+    that pass the exact check (a box at float32's rounding of a limit) are accepted."""
+    last = max(positions)
+    for position, annotation in enumerate(_items(path, "annotations.item")):
+        if position in positions:
+            problem = _annotation_problem(path, position, annotation, union_of, sorted_ids, order, widths, heights)
+            if problem is not None:
+                raise ScaledetError(problem)
+        if position >= last:
+            return
 
 
 def _read_yolo(key: str, folder: Path, lookup: LabelLookup) -> SourceData:

@@ -39,8 +39,8 @@ def test_pseudo_label_benchmark_runs_teacher_pseudo_labels_and_student(tmp_path)
     """At toy scale: per seed a federated run, its checkpoint as teacher over the unified training images,
     a student on the pseudo-labelled file; paired differences and both precisions are reported."""
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "pseudo_labels.py"), "--seeds", "2",
-                           "--iterations", "2", "--batch", "2", "--train-images", "4", "--test-images", "3",
-                           "--size", "64", "--precision", "0.5", "--work", str(tmp_path / "work"),
+                           "--iterations", "1", "--batch", "2", "--train-images", "2", "--test-images", "1",
+                           "--val-images", "2", "--size", "64", "--precision", "0.5", "--work", str(tmp_path / "work"),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "pseudo_labels.json").read_text())
@@ -50,6 +50,7 @@ def test_pseudo_label_benchmark_runs_teacher_pseudo_labels_and_student(tmp_path)
     assert report["paired"]["geo"]["differences"] == pytest.approx(
         [scores[("student", s)] - scores[("federated", s)] for s in range(2)])
     assert (tmp_path / "work" / "pseudo-0" / "pseudo_labels.csv").is_file()
+    assert (tmp_path / "work" / "pseudo-0" / "teacher-calibration" / "progress.json").is_file()
     assert "| pseudo labels (student − federated) |" in (tmp_path / "out" / "pseudo_labels.md").read_text()
 
 

@@ -119,6 +119,42 @@ def test_pseudo_boxes_fill_exactly_the_cells_the_rules_allow(unified, tmp_path):
     assert output["scaledet"]["pseudo_labels"]["boxes"] == len(pseudo)
 
 
+def test_thresholds_come_from_a_calibration_file_when_one_is_given(unified, shapes_pseudo, tmp_path):
+    """With --calibration, the thresholds are measured on that file's exhaustive cells with the teacher's
+    results there: with no detection there, no category gets a threshold and nothing is added, whatever the
+    input file's own cells would say. A calibration file of other categories is one line."""
+    document = json.loads(unified.read_text())
+    cells = _cells(document)
+    # a teacher that finds every annotated box, and detects every category where nothing is known
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.99}
+               for a in document["annotations"]]
+    for image in _pick_images(document).values():
+        known = cells[image]["negative"] | (cells[image]["boxed"] - cells[image]["partial"])
+        results += [{"image_id": image, "category_id": c["id"], "bbox": _grid_box(c["id"]), "score": 0.99}
+                    for c in document["categories"] if c["id"] not in known]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    (tmp_path / "none.json").write_text("[]")
+    base = ["scaledet", "pseudo-label", "--unified", str(unified), "--results", str(tmp_path / "results.json")]
+    done = run_cli(*base, "--out", str(tmp_path / "own"), "-q")
+    assert done.returncode == 0 and "give --calibration" in done.stdout, done.stderr
+    assert json.loads((tmp_path / "own" / "unified.json").read_text())["scaledet"]["pseudo_labels"]["boxes"] > 0
+    done = run_cli(*base, "--calibration", str(unified), "--calibration-results", str(tmp_path / "none.json"),
+                   "--out", str(tmp_path / "held-out"), "-q")
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "held-out" / "unified.json").read_text())["scaledet"]["pseudo_labels"]
+    assert record["boxes"] == 0 and record["calibrated_on"] == str(unified.resolve())
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "held-out" / "pseudo_labels.csv").open()))
+    assert {r["status"] for r in rows} <= {"no teacher detections on its exhaustive images", "no exhaustive images"}
+    done = run_cli(*base, "--calibration", str(shapes_pseudo / "unified" / "unified.json"), "--calibration-results",
+                   str(tmp_path / "none.json"), "--out", str(tmp_path / "other"))
+    assert done.returncode != 0 and "its categories are not those of" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = run_cli(*base, "--calibration", str(unified), "--out", str(tmp_path / "other"))
+    assert done.returncode != 0 and "--calibration-results goes with" in done.stderr
+
+
 def _iou(a, b) -> float:
     w = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
@@ -355,9 +391,11 @@ def test_a_checkpoint_teacher_resumes_without_redoing_finished_images(shapes_pse
                                       chunk_images=4)
     assert detected == 4 and [p.read_text() for p in again] == first
     done = run_cli("scaledet", "pseudo-label", "--unified", str(source), "--checkpoint", str(checkpoint),
-                   "--out", str(tmp_path / "cli"), "--precision", "0.5", "-q")
+                   "--calibration", str(source), "--out", str(tmp_path / "cli"), "--precision", "0.5", "-q")
     assert done.returncode == 0, done.stderr
-    assert f"teacher: detected {images} images" in done.stdout
+    assert f"teacher: detected {images} images of unified.json" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir() if p.name.startswith("teacher")) == \
+        ["teacher", "teacher-calibration"]
     assert (tmp_path / "cli" / "unified.json").is_file() and (tmp_path / "cli" / "pseudo_labels.csv").is_file()
 
 

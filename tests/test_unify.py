@@ -524,6 +524,37 @@ def test_unify_refuses_what_training_refuses(lvis_coco_oid_build, tmp_path, chan
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+def test_unify_reports_the_first_bad_box_in_file_order_and_accepts_the_tolerance_edge(lvis_coco_oid_build,
+                                                                                      tmp_path):
+    """The box rules run on whole columns, and suspects are checked again one by one: a box exactly at the
+    1 px tolerance (x + w = width + 1, float32 would round near it) is accepted; with a box outside its image
+    at annotations[4] and an unknown image at annotations[2], the error names annotations[2], as a check of
+    each record in turn does; an integer far beyond the image is the same one line."""
+    def unify(annotations: list[dict], to: str):
+        document = {"images": [{"id": 1, "file_name": "a.jpg", "width": 320, "height": 240}],
+                    "annotations": [{"id": n, "image_id": 1, "category_id": 1, "area": 1.0, "iscrowd": 0, **a}
+                                    for n, a in enumerate(annotations, start=1)],
+                    "categories": [{"id": 1, "name": "person"}]}
+        (tmp_path / f"{to}.json").write_text(json.dumps(document))
+        return run_cli("scaledet-labels", "unify", "--labelspace", str(lvis_coco_oid_build), "--annotations",
+                       f"coco={tmp_path / f'{to}.json'}", "--out", str(tmp_path / to))
+
+    good = [{"bbox": [10.0, 10.0, 20.0, 20.0]}] * 2
+    edge = unify(good + [{"bbox": [300.1, 10.0, 20.9, 20.0]}, {"bbox": [-1, 0, 5, 5]}], "edge")
+    assert edge.returncode == 0, edge.stderr
+    boxes = [a["bbox"] for a in json.loads((tmp_path / "edge" / "unified.json").read_text())["annotations"]]
+    assert boxes[2] == [300.1, 10.0, 20.9, 20.0] and boxes[3] == [-1.0, 0.0, 5.0, 5.0]
+    done = unify(good + [{"bbox": [10.0, 10.0, 20.0, 20.0], "image_id": 7}, good[0],
+                         {"bbox": [300.2, 10.0, 21.0, 20.0]}], "order")
+    assert done.returncode == 2 and "annotations[2] refers to image id 7" in done.stderr, done.stderr
+    done = unify(good + [{"bbox": [300.2, 10.0, 21.0, 20.0]}, {"bbox": [10, 10, 0, 5]}], "outside")
+    assert done.returncode == 2 and "annotations[2] (image 1) has bbox [300.2, 10.0, 21.0, 20.0], outside" in done.stderr
+    done = unify(good + [{"bbox": [10, 10, 10**18, 5]}], "huge")
+    assert done.returncode == 2 and "annotations[2] (image 1) has bbox [10, 10, 1000000000000000000, 5], outside " \
+        "its 320×240 image" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_unify_counts_each_concepts_states_per_source_in_coverage_csv(lvis_coco_oid_build, sources):
     """coverage.csv from the label states: COCO (exhaustive) knows in each of its 3 images whether a dog is
     there; LVIS (federated) leaves the dog unknown except where its lists speak; box counts are the sources'."""

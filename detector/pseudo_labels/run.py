@@ -17,6 +17,7 @@ import numpy as np
 from scaledet.labelspace.io.atomic import StagedFiles
 from scaledet.labelspace.io.digests import sha256_of_file
 from scaledet.labelspace.io.errors import ScaledetError
+from scaledet.labelspace.io.made_paths import MadePaths
 from scaledet.labelspace.io.temporaries import temporary_file_name
 from scaledet.labelspace.io.text_files import csv_cell, stream_json_items
 from scaledet.labelspace.unify import UNIFIED_FILE, UNIFY_FORMAT
@@ -102,7 +103,7 @@ def _progress(iterable, total: int, description: str, show: bool):
 
 def calibrate(unified: UnifiedFile, detections: BoxTable, show_progress: bool = False) -> tuple[Calibration, int]:
     """Pass 1: every detection on an exhaustive cell, matched; each category's exhaustive images and boxes.
-    Also the number of images, and a check that every detection names an image of the file."""
+    Also the number of images; every detection must name an image of the file."""
     calibration = Calibration(len(unified.categories))
     boxes = unified.boxes
     seen = array("q")  # image ids, 8 bytes each: not one Python int per image
@@ -125,15 +126,27 @@ def calibrate(unified: UnifiedFile, detections: BoxTable, show_progress: bool = 
             outcomes = match_detections(detections.xywh[found][mine], detections.scores[found][mine],
                                         boxes.xywh[own][theirs], boxes.crowd[own][theirs])
             calibration.add(int(category), detections.scores[found][mine], outcomes)
+    check_detection_images(seen, detections, unified.path)
+    return calibration, len(seen)
+
+
+def check_detection_images(seen: array, detections: BoxTable, path: Path) -> None:
+    """Every detection names an image of the file read (``seen``: its image ids), each id once."""
     known = np.sort(np.frombuffer(seen, dtype=np.int64)) if seen else np.zeros(0, np.int64)
     if len(np.unique(known)) != len(known):
-        raise ScaledetError(f"{unified.path}: an image id appears twice")
+        raise ScaledetError(f"{path}: an image id appears twice")
     position = np.clip(np.searchsorted(known, detections.image_ids), 0, max(len(known) - 1, 0))
     stray = (known[position] != detections.image_ids) if len(known) else np.ones(len(detections), bool)
     if np.any(stray):
         raise ScaledetError(f"the teacher's detections name image {int(detections.image_ids[np.argmax(stray)])}, "
-                            f"which is not in {unified.path}; are they of another file?")
-    return calibration, len(known)
+                            f"which is not in {path}; are they of another file?")
+
+
+def check_same_categories(unified: UnifiedFile, calibration: UnifiedFile) -> None:
+    """A calibration file must name the same labels in the same categories: thresholds go by category id."""
+    if [c.get("labels") for c in unified.categories] != [c.get("labels") for c in calibration.categories]:
+        raise ScaledetError(f"--calibration {calibration.path}: its categories are not those of {unified.path}; "
+                            "unify both with the same build, sources and --space")
 
 
 def select_pseudo_boxes(image: dict, cells: ImageCells, existing: np.ndarray, existing_categories: np.ndarray,
@@ -202,17 +215,29 @@ def pseudo_record(annotation_id: int, image_id: int, category: int, box: list[fl
 
 def pseudo_label(unified: UnifiedFile | Path, detections: BoxTable, to: Path, teacher: str,
                  precision: float | None = 0.9, threshold: float | None = None, fmt: str = "coco",
-                 show_progress: bool = False, say: Callable[[str], None] = lambda text: None) -> PseudoLabelReport:
+                 show_progress: bool = False, say: Callable[[str], None] = lambda text: None,
+                 calibration_file: UnifiedFile | Path | None = None,
+                 calibration_detections: BoxTable | None = None) -> PseudoLabelReport:
     """Write ``to/unified.json`` (or a YOLO dataset) and ``to/pseudo_labels.csv``; see the package doc.
-    ``unified`` is the input file, or what :meth:`UnifiedFile.read` read of it."""
+    ``unified`` is the input file, or what :meth:`UnifiedFile.read` read of it. Thresholds are measured on
+    the exhaustive cells of ``calibration_file`` (a held-out split, unified the same way) with the
+    teacher's ``calibration_detections`` there; without one, on the input file's own."""
     if fmt not in FORMATS:
         raise ScaledetError(f"--format {fmt!r}: choose coco or yolo")
     unified = unified if isinstance(unified, UnifiedFile) else UnifiedFile.read(Path(unified))
     unified_path = unified.path
     report = PseudoLabelReport()
     concept_of = category_concepts(unified)
-    say("calibrating on exhaustive cells")
-    calibration, report.images = calibrate(unified, detections, show_progress)
+    calibrated_on = unified_path
+    if calibration_file is not None:
+        held_out = calibration_file if isinstance(calibration_file, UnifiedFile) else UnifiedFile.read(Path(calibration_file))
+        check_same_categories(unified, held_out)
+        calibrated_on = held_out.path
+        say(f"calibrating on the exhaustive cells of {held_out.path}")
+        calibration, _ = calibrate(held_out, calibration_detections, show_progress)
+    else:
+        say("calibrating on the exhaustive cells of the file itself")
+        calibration, report.images = calibrate(unified, detections, show_progress)
     report.thresholds = choose_thresholds(calibration, precision, threshold)
     names = [c.get("name", str(c["id"])) for c in unified.categories]
     report.skipped = [names[c - 1] for c, t in report.thresholds.items() if not np.isfinite(t.threshold)]
@@ -223,8 +248,11 @@ def pseudo_label(unified: UnifiedFile | Path, detections: BoxTable, to: Path, te
     staged = StagedFiles()
     added: dict[tuple[int, str], int] = {}
     next_id = unified.largest_annotation_id + 1
+    seen = array("q")
     try:
-        for image in _progress(unified.images(), report.images, "pseudo-label", show_progress):
+        for image in _progress(unified.images(), report.images or unified.meta.get("images") or 0, "pseudo-label",
+                               show_progress):
+            seen.append(image["id"])
             own = unified.boxes.of(image["id"])
             cells = ImageCells.of(image, unified.boxes.categories[own])
             found = detections.of(image["id"])
@@ -244,9 +272,12 @@ def pseudo_label(unified: UnifiedFile | Path, detections: BoxTable, to: Path, te
                 image = {**image, "not_exhaustive_category_ids":
                          sorted(set(image.get("not_exhaustive_category_ids") or []) | set(filled))}
             writer.add_image(image, own, records)
+        check_detection_images(seen, detections, unified_path)
+        report.images = len(seen)
         meta = {**unified.meta, "boxes": int(unified.meta.get("boxes") or len(unified.boxes)) + report.boxes_added,
                 "pseudo_labels": {"from": str(unified_path.resolve()), "from_sha256": sha256_of_file(unified_path),
                                   "teacher": teacher, "precision": None if threshold is not None else precision,
+                                  "calibrated_on": str(calibrated_on.resolve()),
                                   "threshold": threshold, "boxes": report.boxes_added, "cells": report.cells_filled}}
         writer.finish(meta, staged)
         staged.write_text(to / PSEUDO_CSV, thresholds_csv(report.thresholds, names, added, calibration))
@@ -292,7 +323,7 @@ class _CocoWriter:
         self.parts = [temporary_file_name(to / "images.json"), temporary_file_name(to / "pseudo.json")]
         self.handles = [open(p, "w", encoding="utf-8") for p in self.parts]
         self.first = [True, True]
-        self.made: list[Path] = []
+        self.made = MadePaths(to)
 
     def _write(self, part: int, record: dict) -> None:
         self.handles[part].write(("" if self.first[part] else ",") + json.dumps(record, separators=(",", ":"),
@@ -309,7 +340,7 @@ class _CocoWriter:
         link = self.to / "images"
         if source.is_dir() and not link.exists() and not link.is_symlink():
             os.symlink(source.resolve(), link, target_is_directory=True)
-            self.made.append(link)
+            self.made.add(link)
 
     def finish(self, meta: dict, staged: StagedFiles) -> None:
         for handle in self.handles:
@@ -350,9 +381,7 @@ class _CocoWriter:
 
     def undo(self) -> None:
         self._discard()
-        for path in reversed(self.made):
-            if path.is_symlink():
-                path.unlink()
+        self.made.undo()
 
 
 class _YoloWriter:
@@ -366,7 +395,7 @@ class _YoloWriter:
             raise ScaledetError(f"--format yolo: the images of {unified.path} are not under "
                                 f"{unified.path.parent / 'images'}; make the unified file with --images so that "
                                 "labels can sit beside linked images")
-        self.made: list[Path] = []
+        self.made = MadePaths(to)
 
     def add_image(self, image: dict, own: slice, records: list[dict]) -> None:
         name = str(image.get("file_name") or "")
@@ -385,21 +414,16 @@ class _YoloWriter:
         if not target.is_file():
             raise ScaledetError(f"--format yolo: image {image['id']}: {self.unified.path.parent / name} not found")
         link = self.to / name
-        self._make_dirs(link.parent)
+        self.made.make_dirs(link.parent)
         if link.is_symlink():
             link.unlink()
         os.symlink(target, link)
-        self.made.append(link)
+        self.made.add(link)
         label = self.to / "labels" / Path(*parts[1:]).with_suffix(".txt")
-        self._make_dirs(label.parent)
+        self.made.make_dirs(label.parent)
         label.write_text("".join(f"{c - 1} {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} {w / width:.6f} "
                                  f"{h / height:.6f}\n" for c, (x, y, w, h) in rows), encoding="utf-8")
-        self.made.append(label)
-
-    def _make_dirs(self, folder: Path) -> None:
-        missing = [d for d in (folder, *folder.parents) if not d.exists() and self.to in d.parents]
-        folder.mkdir(parents=True, exist_ok=True)
-        self.made.extend(reversed(missing))
+        self.made.add(label)
 
     def finish(self, meta: dict, staged: StagedFiles) -> None:
         names = "".join(f"  {c['id'] - 1}: {json.dumps(c.get('name', str(c['id'])), ensure_ascii=False)}\n"
@@ -408,11 +432,4 @@ class _YoloWriter:
                           f"train: images\nval: images\nnames:\n{names}")
 
     def undo(self) -> None:
-        for path in reversed(self.made):
-            try:
-                if path.is_symlink() or path.is_file():
-                    path.unlink()
-                elif path.is_dir() and not any(path.iterdir()):
-                    path.rmdir()
-            except OSError:
-                pass
+        self.made.undo()

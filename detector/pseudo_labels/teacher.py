@@ -17,7 +17,10 @@ from scaledet.labelspace.io.atomic import atomic_write_json, atomic_write_text
 from scaledet.labelspace.io.digests import sha256_of_file
 from scaledet.labelspace.io.errors import ScaledetError
 
+from .run import UnifiedFile
+
 TEACHER_DIR = "teacher"
+CALIBRATION_TEACHER_DIR = "teacher-calibration"  # the teacher's detections on a --calibration file
 CHUNK_IMAGES = 256
 
 
@@ -32,12 +35,13 @@ def part_path(folder: Path, chunk: int) -> Path:
 def teacher_results(unified: Path, checkpoint: Path, image_root: Path, to: Path, device: torch.device,
                     trust_checkpoint: bool = False, batch_size: int = 2, num_workers: int = 0,
                     chunk_images: int = CHUNK_IMAGES, show_progress: bool = False,
-                    say: Callable[[str], None] = lambda text: None) -> tuple[list[Path], int]:
-    """(the chunk files holding the teacher's COCO results over every image, images detected by this call)."""
+                    say: Callable[[str], None] = lambda text: None,
+                    folder_name: str = TEACHER_DIR) -> tuple[list[Path], int]:
+    """(the chunk files holding the teacher's COCO results over every image, images detected by this call),
+    kept in ``to/folder_name``."""
     from ..checkpoint import check_compatible, load_model_from_checkpoint
     from ..data import CocoDetectionDataset, DatasetSpec, to_float
     from ..vocabulary import UnifiedLabelSpace
-    from .run import UnifiedFile
 
     meta = UnifiedFile.read_meta(unified)
     model, state = load_model_from_checkpoint(checkpoint, device, trust_checkpoint)
@@ -49,7 +53,7 @@ def teacher_results(unified: Path, checkpoint: Path, image_root: Path, to: Path,
     model.eval()
     model.roi_heads.set_vocabulary(labelspace.embeddings[dataset.category_union_indices()].to(device))
 
-    folder = to / TEACHER_DIR
+    folder = to / folder_name
     folder.mkdir(parents=True, exist_ok=True)
     progress = {"unified_sha256": sha256_of_file(unified), "checkpoint_sha256": sha256_of_file(checkpoint),
                 "images": len(dataset), "chunk_images": chunk_images}
@@ -70,7 +74,7 @@ def teacher_results(unified: Path, checkpoint: Path, image_root: Path, to: Path,
     if show_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=sum(min(chunk_images, len(dataset) - c * chunk_images) for c in missing), desc="teacher",
+        bar = tqdm(total=sum(min(chunk_images, len(dataset) - c * chunk_images) for c in missing), desc=folder_name,
                    unit="img", leave=False)
     detected = 0
     with torch.no_grad():
