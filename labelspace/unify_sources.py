@@ -198,6 +198,8 @@ def _suspect_boxes(raw_ids: np.ndarray, xywh: np.ndarray, sorted_ids: np.ndarray
     A superset of what :func:`_annotation_problem` refuses, so that only these are checked one by one."""
     if len(raw_ids) == 0:
         return np.zeros(0, dtype=np.int64)
+    if len(sorted_ids) == 0:  # no images: every box names an unknown one
+        return np.arange(len(raw_ids))
     found = np.clip(np.searchsorted(sorted_ids, raw_ids), 0, len(sorted_ids) - 1)
     suspect = sorted_ids[found] != raw_ids
     image = order[found]
