@@ -144,23 +144,23 @@ def main() -> None:
     make_world(work, args.train_images, args.test_images, args.size)
     build_spaces(work, MiniLMEncoder(), [FEDERATED])
     make_validation_split(work, args.val_images, args.size)
-    unified, held_out = unify_upstream(work, "train"), unify_upstream(work, "val")
+    unified, held_out = UnifiedFile.read(unify_upstream(work, "train")), UnifiedFile.read(unify_upstream(work, "val"))
     truth = world_truth(work, args.train_images, args.size)
-    categories = {c["id"] for c in UnifiedFile.read_categories(unified)}
+    categories = {c["id"] for c in unified.categories}
 
     def entry(path: Path) -> list:
         return [DatasetSpec("unified", str(path), str(path.parent), labelspace_key="unified")]
 
     results, pseudo_stats = [], []
     for seed in range(args.seeds):
-        baseline = train_and_evaluate(FEDERATED, seed, work, args, entry(unified))
+        baseline = train_and_evaluate(FEDERATED, seed, work, args, entry(unified.path))
         results.append({**baseline, "run": "federated"})
         out = work / f"pseudo-{seed}"
         checkpoint = Path(baseline["checkpoint"])
-        parts, _ = teacher_results(unified, checkpoint, unified.parent, out, torch.device("cpu"))
+        parts, _ = teacher_results(unified, checkpoint, unified.path.parent, out, torch.device("cpu"))
         calibration = {}
         if args.calibrate_on == "val":
-            held_out_parts, _ = teacher_results(held_out, checkpoint, held_out.parent, out, torch.device("cpu"),
+            held_out_parts, _ = teacher_results(held_out, checkpoint, held_out.path.parent, out, torch.device("cpu"),
                                                 folder_name="teacher-calibration")
             calibration = {"calibration_file": held_out,
                            "calibration_detections": read_detections(held_out_parts, categories, "teacher")}

@@ -249,6 +249,7 @@ def pseudo_label(
 ) -> None:
     """Add a teacher's detections to a unified training set only in cells whose label state is unknown or
     partial, with per-category thresholds measured on exhaustively annotated images."""
+    import contextlib
     import math
     import sys
 
@@ -256,7 +257,8 @@ def pseudo_label(
     from scaledet.detector.pseudo_labels.run import FORMATS, PSEUDO_KIND, YOLO_NOTE, UnifiedFile
     from scaledet.detector.pseudo_labels.tables import read_detections
     from scaledet.labelspace.io.errors import ScaledetError
-    from scaledet.labelspace.io.output_dirs import check_output_dir, mark_output_dir, record_output_files
+    from scaledet.labelspace.io.output_dirs import (check_output_dir, mark_output_dir, record_output_files,
+                                                    undone_on_failure)
 
     if (checkpoint is None) == (results is None):
         raise ScaledetError("give the teacher as exactly one of --checkpoint and --results")
@@ -275,27 +277,27 @@ def pseudo_label(
     unified_file = UnifiedFile.read(unified)  # checked before anything is made
     held_out = UnifiedFile.read(calibration) if calibration is not None else None
     inputs = tuple(p for p in (unified, results, checkpoint, calibration, calibration_results) if p is not None)
-    existed = out.exists()
     out = check_output_dir(out, PSEUDO_KIND, "--out", force, inputs=inputs)
     interactive = not quiet and sys.stderr.isatty()
     say = (lambda text: print(text, file=sys.stderr)) if interactive else (lambda text: None)
-    out.mkdir(parents=True, exist_ok=True)
-    mark_output_dir(out, PSEUDO_KIND, unified=str(unified.resolve()))
-    try:
+    # a failed run leaves no folder it made, except the checkpoint teacher's finished chunks: a rerun resumes them
+    with undone_on_failure(out) if checkpoint is None else contextlib.nullcontext():
+        out.mkdir(parents=True, exist_ok=True)
+        mark_output_dir(out, PSEUDO_KIND, unified=str(unified.resolve()))
         calibration_parts = [calibration_results] if calibration_results is not None else None
         if checkpoint is not None:
             from scaledet.detector.engine import DistributedContext, resolve_device
             from scaledet.detector.pseudo_labels.teacher import CALIBRATION_TEACHER_DIR, TEACHER_DIR, teacher_results
 
             torch_device = resolve_device(device, DistributedContext())
-            runs = [(unified, images or unified.parent, TEACHER_DIR)]
-            if calibration is not None:
-                runs.append((calibration, calibration.parent, CALIBRATION_TEACHER_DIR))
+            runs = [(unified_file, images or unified.parent, TEACHER_DIR)]
+            if held_out is not None:
+                runs.append((held_out, calibration.parent, CALIBRATION_TEACHER_DIR))
             found = []
-            for path, image_root, folder in runs:
-                parts, detected = teacher_results(path, checkpoint, image_root, out, torch_device, trust_checkpoint,
+            for read, image_root, folder in runs:
+                parts, detected = teacher_results(read, checkpoint, image_root, out, torch_device, trust_checkpoint,
                                                   batch_size, show_progress=interactive, say=say, folder_name=folder)
-                console.print(f"teacher: detected {detected} images of {path.name} ({len(parts)} chunks in "
+                console.print(f"teacher: detected {detected} images of {read.path.name} ({len(parts)} chunks in "
                               f"{out / folder})", soft_wrap=True)
                 found.append(parts)
             parts, calibration_parts = found[0], (found[1] if calibration is not None else None)
@@ -312,12 +314,6 @@ def pseudo_label(
                                   threshold, fmt, show_progress=interactive, say=say, calibration_file=held_out,
                                   calibration_detections=held_out_detections)
         record_output_files(out, report.written)
-    except BaseException:
-        if not existed and checkpoint is None:
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-        raise
     calibrated = sum(1 for t in report.thresholds.values() if t.threshold != float("inf"))
     console.print(f"{report.boxes_added} pseudo boxes in {report.cells_filled} cells of {report.images} images; "
                   f"{calibrated} of {len(report.thresholds)} categories have a threshold → "

@@ -104,7 +104,8 @@ class ScaleDetRoIHeads(RoIHeads):
 def region_weights(targets: list[dict], matched: list[torch.Tensor], labels: list[torch.Tensor]) -> torch.Tensor | None:
     """Each sampled region's hard-loss weight: its matched box's ``box_weights`` entry when it is foreground,
     1 for background; None when every weight is 1 (the loss is then exactly the unweighted one)."""
-    if not any("box_weights" in t and bool((t["box_weights"] != 1).any()) for t in targets):
+    given = [t["box_weights"] for t in targets if "box_weights" in t]
+    if not given or bool((torch.cat(given) == 1).all()):  # one device sync per step, not one per image
         return None
     weights = []
     for target, regions, region_labels in zip(targets, matched, labels):

@@ -31,8 +31,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .box_overlap import iou_matrix
 from .io.errors import ScaledetError
-from .label_states import NEGATIVE, POSITIVE, LabelRelations, relations_for_build
+from .label_states import POSITIVE, LabelRelations, relations_for_build
 from .unify import OutputSpace, category_states, state_lists
 
 SAME, COARSER, UNMAPPED = "same concept", "coarser", "unmapped"
@@ -388,19 +389,12 @@ def translated_detections(translator: Translator, output, detections, where: str
 DUPLICATE_IOU = 0.5
 
 
-def _box(detection: dict) -> tuple[float, float, float, float] | None:
+def _box(detection: dict) -> list[float] | None:
     box = detection.get("bbox")
     if isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box) and box[2] > 0 \
             and box[3] > 0:
-        return tuple(float(v) for v in box)
+        return [float(v) for v in box]
     return None
-
-
-def _iou(a: tuple, b: tuple) -> float:
-    w = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def _without_cross_label_duplicates(translator: Translator, group: list[tuple[dict, int]]) -> Iterator[dict]:
@@ -412,11 +406,14 @@ def _without_cross_label_duplicates(translator: Translator, group: list[tuple[di
     for positions in by_target.values():
         if len({group[p][1] for p in positions}) < 2:
             continue  # one source label: nothing to merge
+        boxes = {p: box for p in positions if (box := _box(group[p][0])) is not None}
+        row = {p: i for i, p in enumerate(boxes)}
+        boxed = np.asarray(list(boxes.values()), dtype=np.float64).reshape(-1, 4)
+        overlap = iou_matrix(boxed, boxed)
         kept: list[int] = []
         for p in sorted(positions, key=lambda q: -float(group[q][0].get("score") or 0.0)):
-            box = _box(group[p][0])
-            if box is not None and any(group[k][1] != group[p][1] and (other := _box(group[k][0])) is not None
-                                       and _iou(box, other) >= DUPLICATE_IOU for k in kept):
+            if p in row and any(group[k][1] != group[p][1] and k in row and overlap[row[p], row[k]] >= DUPLICATE_IOU
+                                for k in kept):
                 dropped.add(p)
                 continue
             kept.append(p)

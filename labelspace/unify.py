@@ -55,6 +55,7 @@ import numpy as np
 
 from .io.errors import OutputError, ScaledetError, os_error_words
 from .io.made_paths import MadePaths
+from .box_overlap import iou_matrix
 from .category_names import label_qualifiers, unique_names
 from .coverage import COVERAGE_FILE, CoverageCounter, concept_names
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
@@ -154,21 +155,12 @@ def category_states(states: np.ndarray, space: OutputSpace) -> np.ndarray:
     return result
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[0] + box[2], others[:, 0] + others[:, 2])
-    y2 = np.minimum(box[1] + box[3], others[:, 1] + others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    return inter / (box[2] * box[3] + others[:, 2] * others[:, 3] - inter)
-
-
 def merge_images(first: _Image, second: _Image) -> tuple[_Image, int, int]:
     """One image from two sources: (the image, boxes dropped as duplicates, conflicting categories)."""
     keep = []
     for k in range(len(second.categories)):
         same = first.boxes[first.concepts == second.concepts[k]]
-        keep.append(not (len(same) and np.max(_iou(second.boxes[k], same)) >= DUPLICATE_IOU))
+        keep.append(not (len(same) and np.max(iou_matrix(second.boxes[k][None], same)) >= DUPLICATE_IOU))
     keep = np.asarray(keep, dtype=bool) if keep else np.zeros(0, dtype=bool)
     conflicts = combine_states(first.label_states(), second.label_states())[1]
     merged = _Image(first.sources + second.sources, first.coverages + second.coverages, first.file_name,

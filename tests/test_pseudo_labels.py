@@ -376,18 +376,20 @@ def test_a_checkpoint_teacher_resumes_without_redoing_finished_images(shapes_pse
     command then writes the file with thresholds calibrated on the teacher's own exhaustive cells."""
     import torch
 
+    from scaledet.detector.pseudo_labels.run import UnifiedFile
     from scaledet.detector.pseudo_labels.teacher import teacher_results
 
     checkpoint = straight_run / "model_final.pth"
     source = shapes_pseudo / "unified" / "unified.json"
     images = len(json.loads(source.read_text())["images"])
-    parts, detected = teacher_results(source, checkpoint, source.parent, tmp_path / "a", torch.device("cpu"),
+    read = UnifiedFile.read(source)
+    parts, detected = teacher_results(read, checkpoint, source.parent, tmp_path / "a", torch.device("cpu"),
                                       chunk_images=4)
     assert detected == images and len(parts) == (images + 3) // 4
     first = [p.read_text() for p in parts]
     assert sum(len(json.loads(text)) for text in first) > 0
     parts[1].unlink()
-    again, detected = teacher_results(source, checkpoint, source.parent, tmp_path / "a", torch.device("cpu"),
+    again, detected = teacher_results(read, checkpoint, source.parent, tmp_path / "a", torch.device("cpu"),
                                       chunk_images=4)
     assert detected == 4 and [p.read_text() for p in again] == first
     done = run_cli("scaledet", "pseudo-label", "--unified", str(source), "--checkpoint", str(checkpoint),

@@ -23,7 +23,9 @@ from scaledet.labelspace.io.text_files import csv_cell, stream_json_items
 from scaledet.labelspace.unify import UNIFIED_FILE, UNIFY_FORMAT
 
 from .cells import ImageCells, may_receive
-from .tables import BoxTable, iou_matrix, read_annotation_boxes
+from scaledet.labelspace.box_overlap import iou_matrix
+
+from .tables import BoxTable, read_annotation_boxes
 from .thresholds import MATCH_IOU, Calibration, CategoryThreshold, choose_thresholds, match_detections
 
 PSEUDO_CSV = "pseudo_labels.csv"

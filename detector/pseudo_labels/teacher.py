@@ -32,20 +32,21 @@ def part_path(folder: Path, chunk: int) -> Path:
     return folder / f"part-{chunk:06d}.json"
 
 
-def teacher_results(unified: Path, checkpoint: Path, image_root: Path, to: Path, device: torch.device,
+def teacher_results(unified_file: UnifiedFile, checkpoint: Path, image_root: Path, to: Path, device: torch.device,
                     trust_checkpoint: bool = False, batch_size: int = 2, num_workers: int = 0,
                     chunk_images: int = CHUNK_IMAGES, show_progress: bool = False,
                     say: Callable[[str], None] = lambda text: None,
                     folder_name: str = TEACHER_DIR) -> tuple[list[Path], int]:
     """(the chunk files holding the teacher's COCO results over every image, images detected by this call),
-    kept in ``to/folder_name``."""
+    kept in ``to/folder_name``. ``unified_file`` is what :meth:`UnifiedFile.read` read (its build names the
+    label space)."""
     from ..checkpoint import check_compatible, load_model_from_checkpoint
     from ..data import CocoDetectionDataset, DatasetSpec, to_float
     from ..vocabulary import UnifiedLabelSpace
 
-    meta = UnifiedFile.read_meta(unified)
+    unified = unified_file.path
     model, state = load_model_from_checkpoint(checkpoint, device, trust_checkpoint)
-    labelspace = UnifiedLabelSpace(meta["build"])
+    labelspace = UnifiedLabelSpace(unified_file.meta["build"])
     check_compatible(state, labelspace, checkpoint)
     spec = DatasetSpec(name="teacher", annotations=str(unified), images=str(image_root), labelspace_key="unified")
     dataset = CocoDetectionDataset(spec, labelspace, train=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tables import iou_matrix
+from scaledet.labelspace.box_overlap import iou_matrix
 
 MATCH_IOU = 0.5
 #: why a category gets no pseudo boxes, or where its threshold came from (``pseudo_labels.csv``'s status)
