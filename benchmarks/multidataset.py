@@ -17,6 +17,14 @@ Five variants, each trained with the same seeds on the same data, answer five pa
 The 4-dataset hard + soft run is shared by all three questions. For each question and test split the
 table gives the mean per-seed difference of AP50 with its 95 % t-interval (``benchmarks/paired.py``), and
 a difference is called one only where the interval excludes zero.
+
+Scoring across taxonomies (``scaledet eval --from``): a model trained on one dataset (``geo``, and
+``things``, the run ``--runs 5`` adds) is also scored on every other test split whose vocabulary the
+build's concepts reach, through translation: it detects in its own dataset's words and the detections are
+translated into the split's categories (``predicts_in``), against the same model given the split's own
+words as text. The eval build's merge holds the world's synonyms (``WORLD_SYNONYMS``); the world has no
+hierarchy, so every mapped label is the same concept. The table gives the paired difference
+(translated − as text) on each split the translation reaches.
 Writes ``OUT/multidataset.md``, ``OUT/multidataset.json`` (every run's scores and the settings: torch
 version, threads, CPU) and ``OUT/multidataset.png`` (the differences with their intervals).
 """
@@ -54,6 +62,7 @@ RUNS = [
     Run("4 datasets, hard only", tuple(UPSTREAM), 0.0),
     Run("4 datasets, masked hard + soft", tuple(UPSTREAM), 1.0, "dataset"),
     Run("4 datasets, federated hard + soft", tuple(UPSTREAM), 1.0, "federated"),
+    Run("1 dataset (things)", ("things",), 1.0),
 ]
 #: (question, variant a, variant b): the per-seed difference a − b.
 QUESTIONS = [
@@ -81,9 +90,23 @@ def make_world(work: Path, train_images: int, test_images: int, size: int) -> No
 WORLD_SYNONYMS = [("geo/circle", "things/round disk", "accept"), ("geo/square", "things/box", "accept")]
 
 
+def merge_world(target: Path) -> None:
+    """The concepts of a build (the config's ``merge: auto``, as ``scaledet-labels merge`` makes them), with
+    the world's synonyms accepted."""
+    from scaledet.labelspace.merge import MergeSettings, merge_labels
+    from scaledet.labelspace.merge_io import write_merge_outputs
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+
+    if (target / "merge" / "merged.parquet").exists():
+        return
+    output = LabelSpaceOutput.load(target)
+    result = merge_labels(output, MergeSettings(use_wordnet=False), WORLD_SYNONYMS)
+    write_merge_outputs(result, output, target / "merge", {"embedding_threshold": MergeSettings().embedding_threshold})
+
+
 def build_spaces(work: Path, encoder, runs: list[Run] | None = None) -> None:
     """The label space of each of ``runs`` (default all), with the federated runs' merge, and the space of
-    every test split."""
+    every test split, with its merge (the concepts translation goes through)."""
     from scaledet.labelspace import DatasetFile, build_labelspace, load_taxonomies
 
     def files(names, split):
@@ -93,17 +116,21 @@ def build_spaces(work: Path, encoder, runs: list[Run] | None = None) -> None:
         target = work / "spaces" / "+".join(run.datasets)
         if not target.exists():
             build_labelspace(load_taxonomies([], files(run.datasets, "train")), encoder, target)
-        if run.scope == "federated" and not (target / "merge" / "merged.parquet").exists():
-            # the concepts the label states use (the config's merge: auto), as `scaledet-labels merge` makes them
-            from scaledet.labelspace.merge import MergeSettings, merge_labels
-            from scaledet.labelspace.merge_io import write_merge_outputs
-            from scaledet.labelspace.outputs import LabelSpaceOutput
+        if run.scope == "federated":
+            merge_world(target)  # the concepts the label states use
+    if not (work / "spaces" / "eval" / "manifest.json").exists():
+        build_labelspace(load_taxonomies([], files(UPSTREAM + DOWNSTREAM, "test")), encoder, work / "spaces" / "eval")
+    merge_world(work / "spaces" / "eval")
 
-            output = LabelSpaceOutput.load(target)
-            result = merge_labels(output, MergeSettings(use_wordnet=False), WORLD_SYNONYMS)
-            write_merge_outputs(result, output, target / "merge",
-                                {"embedding_threshold": MergeSettings().embedding_threshold})
-    build_labelspace(load_taxonomies([], files(UPSTREAM + DOWNSTREAM, "test")), encoder, work / "spaces" / "eval")
+
+def translation_targets(build: Path, source: str) -> list[str]:
+    """The test splits other than ``source`` that at least one of ``source``'s labels translates into."""
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+    from scaledet.labelspace.translate import UNMAPPED, make_translator
+
+    output = LabelSpaceOutput.load(build, with_embeddings=False)
+    return [name for name in UPSTREAM + DOWNSTREAM if name != source
+            and any(how != UNMAPPED for how in make_translator(output, source, name).how.values())]
 
 
 def train_and_evaluate(run: Run, seed: int, work: Path, args, datasets: list | None = None,
@@ -142,16 +169,52 @@ def train_and_evaluate(run: Run, seed: int, work: Path, args, datasets: list | N
     train_seconds = time.perf_counter() - start
     model = trainer.model.eval()
     space = UnifiedLabelSpace(work / "spaces" / "eval")
-    scores = {}
+    scores, detections = {}, {}
     for name in UPSTREAM + DOWNSTREAM:
         spec = DatasetSpec(name, str(work / name / "test" / "annotations.json"), str(work / name / "test" / "images"))
         dataset = CocoDetectionDataset(spec, space, train=False)
-        metrics, _ = evaluate_dataset(model, dataset, space.embeddings, trainer.device)
+        metrics, detections[name] = evaluate_dataset(model, dataset, space.embeddings, trainer.device)
         # a set with no boxes (the negative control) has undefined AP; this benchmark has always counted it as 0
         scores[name] = {k: (0.0 if v is None else v) for k, v in metrics.items()}
+    translated, per_category = {}, {}
+    if len(run.datasets) == 1:  # the same model, detecting in its own words, translated into each split's
+        (source,) = run.datasets
+        for name in translation_targets(work / "spaces" / "eval", source):
+            annotations = work / name / "test" / "annotations.json"
+            spec = DatasetSpec(name, str(annotations), str(work / name / "test" / "images"), predicts_in=source)
+            dataset = CocoDetectionDataset(spec, space, train=False)
+            metrics, results = evaluate_dataset(model, dataset, space.embeddings, trainer.device,
+                                                build=space.directory)
+            translated[name] = {k: (0.0 if v is None else v) for k, v in metrics.items()}
+            per_category[name] = {"as text": per_category_ap50(annotations, detections[name]),
+                                  "translated": per_category_ap50(annotations, results)}
     return {"run": run.name, "seed": seed, "train_seconds": train_seconds,
-            "total_seconds": time.perf_counter() - start, "scores": scores,
-            "checkpoint": str(Path(config.output_dir) / "model_final.pth")}
+            "total_seconds": time.perf_counter() - start, "scores": scores, "translated": translated,
+            "per_category_ap50": per_category, "checkpoint": str(Path(config.output_dir) / "model_final.pth")}
+
+
+def per_category_ap50(annotation_file: Path, results: list[dict]) -> dict[str, float]:
+    """Category name → AP50 (pycocotools, %, 100 detections, all areas): where translation gains or loses."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO(str(annotation_file))
+        if not results:
+            return {c["name"]: 0.0 for c in truth.cats.values()}
+        evaluation = COCOeval(truth, truth.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+    precision = evaluation.eval["precision"][0, :, :, 0, 2]  # IoU 0.5, recall steps × categories
+    scores = {}
+    for k, category in enumerate(evaluation.params.catIds):
+        column = precision[:, k]
+        scores[truth.cats[category]["name"]] = float(column[column > -1].mean() * 100) if (column > -1).any() else 0.0
+    return scores
 
 
 def summarise(results: list[dict], metric: str) -> dict[str, dict[str, tuple[float, float]]]:
@@ -201,6 +264,34 @@ def paired_table(results: list[dict], metric: str = "AP50") -> dict[str, dict[st
                                                  [by_run[b][s][name][metric] for s in seeds])
                            for name in UPSTREAM + DOWNSTREAM}
     return table
+
+
+def translation_table(results: list[dict], metric: str = "AP50") -> dict[str, dict[str, dict]]:
+    """model → test split → paired interval of (scored through translation − given the split's words as
+    text), over the seeds of that model."""
+    from paired import paired_interval
+
+    table: dict[str, dict[str, dict]] = {}
+    for run in RUNS:
+        mine = sorted((r for r in results if r["run"] == run.name and r.get("translated")), key=lambda r: r["seed"])
+        if len(mine) < 2:
+            continue
+        table[run.name] = {name: paired_interval([r["translated"][name][metric] for r in mine],
+                                                 [r["scores"][name][metric] for r in mine])
+                           for name in mine[0]["translated"]}
+    return table
+
+
+def translation_markdown(table: dict[str, dict[str, dict]]) -> str:
+    from paired import verdict
+
+    header = ["model (detects in its own words)"] + UPSTREAM + [f"{d}*" for d in DOWNSTREAM]
+    lines = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
+    for model, row in table.items():
+        cells = [model] + [verdict(row[name]).replace(": ", "<br>") if name in row else "—"
+                           for name in UPSTREAM + DOWNSTREAM]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 def paired_markdown(table: dict[str, dict[str, dict]]) -> str:
@@ -289,23 +380,35 @@ def main() -> None:
             print(f"[{len(results)}/{total}] {run.name} seed {seed}: {result['total_seconds']:.0f}s AP50 {ap50}",
                   file=sys.stderr, flush=True)
     settings = {**machine_settings(args), "wall_minutes": round((time.perf_counter() - started) / 60, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
+    print(write_report(results, settings, args.out))
+
+
+def write_report(results: list[dict], settings: dict, out: Path) -> str:
+    """``multidataset.json``, ``.md`` and ``.png`` in ``out`` from every run's scores; returns the text."""
+    out.mkdir(parents=True, exist_ok=True)
     trained = {r.name: r.datasets for r in RUNS}
     tables = {metric: summarise(results, metric) for metric in ("AP50", "AP")}
     paired = paired_table(results)
-    (args.out / "multidataset.json").write_text(json.dumps(
-        {"settings": settings, "results": results,
-         "paired": {q: {d: {k: v for k, v in i.items()} for d, i in row.items()} for q, row in paired.items()}},
-        indent=1))
+    translation = translation_table(results)
+    (out / "multidataset.json").write_text(json.dumps(
+        {"settings": settings, "results": results, "paired": paired, "translation": translation}, indent=1))
     if paired:
-        plot(paired, args.out / "multidataset.png")
+        plot(paired, out / "multidataset.png")
     words = ", ".join(f"{k} {v}" for k, v in settings.items())
-    body = [f"Settings: {words}.", "",
-            "Paired differences of AP50 (pycocotools, %): mean over seeds [95 % t-interval]; * = a dataset no "
-            "variant trained on (zero-shot, its vocabulary given only as text):", "", paired_markdown(paired), "",
-            "AP50 of each variant, mean ± std over seeds:", "", markdown_table(tables["AP50"], "AP50", trained)]
-    (args.out / "multidataset.md").write_text("\n".join(body) + "\n")
-    print("\n".join(body))
+    body = [f"Settings: {words}.", ""]
+    if paired:
+        body += ["Paired differences of AP50 (pycocotools, %): mean over seeds [95 % t-interval]; * = a dataset no "
+                 "variant trained on (zero-shot, its vocabulary given only as text):", "", paired_markdown(paired), ""]
+    body += ["AP50 of each variant, mean ± std over seeds (* = zero-shot):", "",
+             markdown_table(tables["AP50"], "AP50", trained)]
+    if translation:
+        body += ["", "Scoring across taxonomies: paired differences of AP50, the model scored through translation "
+                 "(detecting in its own dataset's words, translated into the split's categories through the eval "
+                 "build's concepts) − the same model given the split's own words as text; — = no label of the "
+                 "model's dataset translates into that split:", "", translation_markdown(translation)]
+    text = "\n".join(body) + "\n"
+    (out / "multidataset.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":

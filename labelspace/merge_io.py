@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from .io.atomic import atomic_write, atomic_write_text
 from .io.errors import OutputError, one_line
+from .io.parquet_files import read_parquet
 from .merge import MergeResult
 from .io.output_dirs import MERGE_KIND, record_output_files, verify_recorded_file
 from .io.text_files import csv_cell
@@ -84,7 +85,7 @@ def load_concepts(path: Path, output: LabelSpaceOutput) -> list[tuple[str, str]]
     """(concept, concept name) of every label of ``output``, in label order, from a ``merged.parquet``."""
     verify_recorded_file(path, required=True)  # nothing else in the file would show a flipped byte
     try:
-        table = pq.read_table(path)
+        table = read_parquet(path)
         meta = json.loads((table.schema.metadata or {}).get(b"scaledet", b"null"))
     except (OSError, ValueError, pa.ArrowException) as err:
         raise OutputError(f"{path}: not a readable merge file ({one_line(err)})") from None

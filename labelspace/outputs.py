@@ -20,9 +20,9 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .io.errors import OutputError, one_line, os_error_words
+from .io.parquet_files import read_parquet
 from .union import Label
 from .io.sealed_json import is_sealed, seal
 
@@ -308,7 +308,7 @@ def _embeddings_sha256(manifest: dict) -> str | None:
 
 def _read_labels(path: Path) -> pa.Table:
     try:
-        labels = pq.read_table(path)
+        labels = read_parquet(path)
         labels.validate(full=True)  # every string valid UTF-8, every offset in range: a flipped byte shows here
         names = list(labels.column_names)
     except Exception as err:  # noqa: BLE001 - a damaged file surfaces as Arrow, OS or Unicode errors

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from .io.atomic import atomic_write, atomic_write_text
 from .io.errors import OutputError, ScaledetError, one_line
+from .io.parquet_files import read_parquet
 from .io.temporaries import remove_stale_temporaries
 from .io.digests import sha256_of_file
 
@@ -262,7 +263,7 @@ class SimilarityMatrix:
         path = Path(path)
         meta = read_similarity_meta(path)
         try:
-            table = pq.read_table(path, columns=["i", "j", "sim"])
+            table = read_parquet(path, columns=["i", "j", "sim"])
         except (OSError, pa.ArrowException) as err:
             raise OutputError(f"{path}: not a readable similarity file ({one_line(err)})") from None
         i = table.column("i").to_numpy()

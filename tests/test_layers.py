@@ -65,3 +65,17 @@ def test_io_is_below_everything_and_the_label_space_below_the_detector():
 def test_the_graph_sees_imports_inside_functions():
     """A check that cannot fail is no check: the resolver must find a known function-level import."""
     assert import_graph().has_edge("scaledet.labelspace.io.atomic", "scaledet.labelspace.io.temporaries")
+
+
+def test_every_package_folder_is_in_the_distribution():
+    """A folder with an ``__init__.py`` missing from ``[tool.setuptools] packages`` works in an editable
+    install (the folder is on the path) and is absent from a wheel: ``pip install .`` would then fail on
+    the first import of it."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(config["packages"])
+    roots = {package: folder for package, folder in config["package-dir"].items()}
+    found = {".".join([package, *init.parent.relative_to(ROOT / folder).parts])
+             for package, folder in roots.items() for init in (ROOT / folder).rglob("__init__.py")}
+    assert found - listed == set()

@@ -13,5 +13,6 @@ build on it, and it imports nothing of theirs (``tests/test_layers.py``):
 - ``json_values``: checks of values read from JSON (``true`` is not category 1);
 - ``cache_dir``: where caches live;
 - ``weights_hash``: weights-file digests, remembered under a signature;
+- ``parquet_files``: one Parquet file read without ``pyarrow.dataset`` (and pandas);
 - ``torchscript_weights``: a TorchScript archive's tensors, read without running anything in it.
 """
