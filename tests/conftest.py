@@ -138,3 +138,15 @@ def write_train_config(world: Path, out: Path, **overrides) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(shapes_world, tmp_path_factory) -> Path:
+    """One short training run over ``shapes_world`` through the CLI (1 iteration, no evaluation), trained once
+    per session for the tests that only need *a* checkpoint to predict with, load or refuse. Read-only by
+    convention: a test that damages or edits the file works on a copy."""
+    run = tmp_path_factory.mktemp("ckpt") / "run"
+    config = write_train_config(shapes_world, run, schedule={"iterations": 1}, eval_datasets=[])
+    done = run_cli("scaledet", "train", "--config", str(config), "-q")
+    assert done.returncode == 0, done.stderr
+    return run / "model_final.pth"

@@ -198,15 +198,11 @@ def test_fold_detections_keeps_one_box_per_concept():
         ("circle", 0.9, ["a/circle", "b/round disk"]), ("square", 0.8, ["a/square"]), ("circle", 0.5, ["a/circle"])]
 
 
-def test_predict_reports_one_detection_per_concept(shapes_world, tmp_path):
-    from conftest import write_train_config
-
-    config = write_train_config(shapes_world, tmp_path / "run", schedule={"iterations": 2})
-    assert run_cli("scaledet", "train", "--config", str(config), "--quiet").returncode == 0
+def test_predict_reports_one_detection_per_concept(shapes_world, trained_checkpoint, tmp_path):
     build = tmp_path / "labelspace"
     shutil.copytree(shapes_world / "labelspace", build)
     image = shapes_world / "shapesa" / "val" / "images" / "shapesa_00001.png"
-    arguments = ["scaledet", "predict", str(image), "--checkpoint", str(tmp_path / "run" / "model_final.pth"),
+    arguments = ["scaledet", "predict", str(image), "--checkpoint", str(trained_checkpoint),
                  "--labelspace", str(build), "--score-threshold", "0"]
     done = run_cli(*arguments, "--per-concept", "--out", str(tmp_path / "p0"))
     assert done.returncode == 2 and "scaledet-labels merge" in done.stderr  # no merges yet: one line says how

@@ -314,12 +314,10 @@ def test_corrupt_or_truncated_images_name_the_file(shapes_world, tmp_path_factor
 
 
 # --------------------------------------------------------------------------- checkpoints
-@pytest.fixture(scope="module")
-def trained(shapes_world, tmp_path_factory):
-    run = tmp_path_factory.mktemp("ckpt") / "run"
-    config = write_train_config(shapes_world, run, schedule={"iterations": 1}, eval_datasets=[])
-    assert run_cli("scaledet", "train", "--config", str(config), "-q").returncode == 0
-    return run / "model_final.pth"
+@pytest.fixture
+def trained(trained_checkpoint):
+    """The session's shared checkpoint (conftest); the tests here copy it before changing anything."""
+    return trained_checkpoint
 
 
 def test_checkpoints_load_with_weights_only(trained):

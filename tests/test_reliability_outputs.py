@@ -195,23 +195,21 @@ def test_graph_of_a_build_with_bracketed_global_ids(minilm, tmp_path):
     assert done.returncode == 0 and "Mouse [/m/" in done.stdout, done.stdout + done.stderr
 
 
-def test_predict_same_file_names_in_two_folders(shapes_world, tmp_path):
+def test_predict_same_file_names_in_two_folders(shapes_world, trained_checkpoint, tmp_path):
     from scaledet.detector.predict import drawing_names
 
     assert drawing_names(["a/img.png", "b/img.png", "img.jpg"]) == [
         "img.detections.png", "img-2.detections.png", "img-3.detections.png"]
-    config = write_train_config(shapes_world, tmp_path / "run", schedule={"iterations": 1}, eval_datasets=[])
-    assert run_cli("scaledet", "train", "--config", str(config), "-q").returncode == 0
     source = next((shapes_world / "shapesa" / "val" / "images").iterdir())
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "img.png").write_bytes(source.read_bytes())
     out = tmp_path / "pred"
     done = run_cli("scaledet", "predict", str(tmp_path / "a" / "img.png"), str(tmp_path / "b" / "img.png"),
-                   "--checkpoint", str(tmp_path / "run" / "model_final.pth"), "--vocab", "circle", "--out", str(out))
+                   "--checkpoint", str(trained_checkpoint), "--vocab", "circle", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.glob("*.png")) == ["img-2.detections.png", "img.detections.png"]
-    _one_line_error(run_cli("scaledet", "predict", str(source), "--checkpoint", str(tmp_path / "run" / "model_final.pth"),
+    _one_line_error(run_cli("scaledet", "predict", str(source), "--checkpoint", str(trained_checkpoint),
                             "--vocab", "circle", "--out", str(tmp_path / "a")), "--force")
 
 
