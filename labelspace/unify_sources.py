@@ -196,22 +196,25 @@ _NEAR_LIMIT_RELATIVE = 1e-6
 _CHECK_BLOCK = 1 << 20
 
 
-def _suspect_boxes(raw_ids: np.ndarray, xywh: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray,
-                   widths: np.ndarray, heights: np.ndarray) -> np.ndarray:
-    """Positions of the boxes that may break a rule, found on the columns a block at a time: an unknown
-    image, a value that is not finite, a side ≤ 0, or an edge outside the image or within float32's rounding
-    of its limit. A superset of what :func:`_annotation_problem` refuses, so that only these are checked
-    one by one."""
+def _check_columns(raw_ids: np.ndarray, xywh: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray,
+                   widths: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the columns, a block at a time: (the positions of the boxes that may break a rule, each
+    box's image as its position in the file's image list). A box may break a rule when its image is unknown,
+    a value is not finite, a side is ≤ 0, or an edge is outside the image or within float32's rounding of
+    its limit: a superset of what :func:`_annotation_problem` refuses, so that only these are checked one by
+    one. An image position is meaningful only for a known image id (an unknown one is always refused)."""
+    positions = np.zeros(len(raw_ids), dtype=np.int32)
     if len(raw_ids) == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), positions
     if len(sorted_ids) == 0:  # no images: every box names an unknown one
-        return np.arange(len(raw_ids))
+        return np.arange(len(raw_ids)), positions
     found = []
     for start in range(0, len(raw_ids), _CHECK_BLOCK):
         ids = raw_ids[start:start + _CHECK_BLOCK]
         at = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
         suspect = sorted_ids[at] != ids
         image = order[at]
+        positions[start:start + len(ids)] = image
         boxes = xywh[start:start + _CHECK_BLOCK].astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             suspect |= ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
@@ -221,17 +224,7 @@ def _suspect_boxes(raw_ids: np.ndarray, xywh: np.ndarray, sorted_ids: np.ndarray
                 limit = sizes[image].astype(np.float64)
                 suspect |= (low < -BOX_TOLERANCE_PX + margin) | (high > limit + BOX_TOLERANCE_PX - margin)
         found.append(np.flatnonzero(suspect) + start)
-    return np.concatenate(found)
-
-
-def _image_positions(raw_ids: np.ndarray, sorted_ids: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Each box's image as its position in the file's image list (every id known by now), a block at a
-    time into one int32 column."""
-    positions = np.empty(len(raw_ids), dtype=np.int32)
-    for start in range(0, len(raw_ids), _CHECK_BLOCK):
-        block = raw_ids[start:start + _CHECK_BLOCK]
-        positions[start:start + len(block)] = order[np.searchsorted(sorted_ids, block)]
-    return positions
+    return np.concatenate(found), positions
 
 
 def _read_annotations(path: Path, union_of: dict, sorted_ids: np.ndarray, order: np.ndarray, widths: array,
@@ -263,7 +256,7 @@ def _read_annotations(path: Path, union_of: dict, sorted_ids: np.ndarray, order:
         if not fast:  # an unusual record: checked exactly now, and the first error of the file so far raised
             if _annotation_problem(path, position, annotation, union_of, sorted_ids, order, widths, heights):
                 ids, boxes = columns()
-                suspects = _suspect_boxes(ids, boxes, sorted_ids, order, width_column, height_column)
+                suspects, _ = _check_columns(ids, boxes, sorted_ids, order, width_column, height_column)
                 _raise_first_problem(path, set(suspects.tolist()) | {position}, union_of, sorted_ids, order,
                                      widths, heights)
             image_id, bbox = annotation["image_id"], annotation["bbox"]
@@ -279,10 +272,10 @@ def _read_annotations(path: Path, union_of: dict, sorted_ids: np.ndarray, order:
         labels.append(union)
         crowd.append(1 if iscrowd or isgroupof else 0)
     ids, boxes = columns()
-    suspects = _suspect_boxes(ids, boxes, sorted_ids, order, width_column, height_column)
+    suspects, positions = _check_columns(ids, boxes, sorted_ids, order, width_column, height_column)
     if len(suspects):
         _raise_first_problem(path, set(suspects.tolist()), union_of, sorted_ids, order, widths, heights)
-    return _image_positions(ids, sorted_ids, order), xywh, labels, crowd
+    return positions, xywh, labels, crowd
 
 
 def _raise_first_problem(path: Path, positions: set[int], union_of: dict, sorted_ids: np.ndarray,

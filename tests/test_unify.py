@@ -608,17 +608,17 @@ def test_box_checks_in_blocks_find_what_one_pass_finds(monkeypatch):
     order = np.argsort(image_ids, kind="stable")
     sorted_ids = image_ids[order]
     widths, heights = rng.integers(50, 200, 40).astype(np.int32), rng.integers(50, 200, 40).astype(np.int32)
-    known = image_ids[rng.integers(0, 40, 100)]
+    raw_ids = image_ids[rng.integers(0, 40, 100)]
     xywh = np.column_stack([rng.uniform(0, 30, 100), rng.uniform(0, 30, 100), rng.uniform(1, 40, 100),
                             rng.uniform(1, 40, 100)]).astype(np.float32)
     xywh[[5, 50]] = [[0, 0, 500, 10], [np.inf, 0, 1, 1]]  # outside every image; not finite
-    raw_ids = known.copy()
     raw_ids[[13, 99]] = [2, 10_000]  # images that do not exist
-    whole = (unify_sources._suspect_boxes(raw_ids, xywh, sorted_ids, order, widths, heights),
-             unify_sources._image_positions(known, sorted_ids, order))
+    known = np.ones(100, dtype=bool)
+    known[[13, 99]] = False
+    whole = unify_sources._check_columns(raw_ids, xywh, sorted_ids, order, widths, heights)
     monkeypatch.setattr(unify_sources, "_CHECK_BLOCK", 7)
-    blocked = (unify_sources._suspect_boxes(raw_ids, xywh, sorted_ids, order, widths, heights),
-               unify_sources._image_positions(known, sorted_ids, order))
+    blocked = unify_sources._check_columns(raw_ids, xywh, sorted_ids, order, widths, heights)
     assert {5, 13, 50, 99} <= set(whole[0].tolist())
     assert whole[0].tolist() == blocked[0].tolist()
-    assert whole[1].tolist() == blocked[1].tolist() and (image_ids[whole[1]] == known).all()
+    assert whole[1][known].tolist() == blocked[1][known].tolist()
+    assert (image_ids[whole[1][known]] == raw_ids[known]).all()

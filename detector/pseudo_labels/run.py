@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from scaledet.labelspace.box_overlap import iou_matrix
 from scaledet.labelspace.io.atomic import StagedFiles
 from scaledet.labelspace.io.digests import sha256_of_file
 from scaledet.labelspace.io.errors import ScaledetError
@@ -23,8 +24,6 @@ from scaledet.labelspace.io.text_files import csv_cell, stream_json_items
 from scaledet.labelspace.unify import UNIFIED_FILE, UNIFY_FORMAT
 
 from .cells import ImageCells, may_receive
-from scaledet.labelspace.box_overlap import iou_matrix
-
 from .tables import BoxTable, read_annotation_boxes
 from .thresholds import MATCH_IOU, Calibration, CategoryThreshold, choose_thresholds, match_detections
 
