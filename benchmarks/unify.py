@@ -91,6 +91,10 @@ json.dump({"images": images, "annotations": annotations, "categories": categorie
 """
 
 
+def seconds(wall: float) -> str:
+    return f"{wall:.1f} s" if wall < 100 else f"{wall:.0f} s"
+
+
 def run_naive(o365: Path, oid: Path, out: Path) -> tuple[float, float]:
     return measured([sys.executable, "-c", NAIVE_SCRIPT, str(out), str(o365), str(oid)])
 
@@ -134,13 +138,13 @@ def main() -> None:
             capture_output=True, text=True, check=True).stdout)
         size = (out / "unified.json").stat().st_size / 2**30
         rows.append(("unify --compact" if extra else "unify (full lists)", f"{o365_images + oid_images:,}",
-                     f"{meta['boxes']:,}", f"{wall:.0f} s", f"{peak:,.0f} MiB", f"{size:.2f} GiB"))
+                     f"{meta['boxes']:,}", seconds(wall), f"{peak:,.0f} MiB", f"{size:.2f} GiB"))
         print(table(rows, ("command", "images", "boxes", "wall", "peak RSS", "output")), flush=True)
         naive_fraction = args.fraction if args.naive_fraction is None else args.naive_fraction
         if not extra and naive_fraction == fraction and naive_fraction > 0:
             wall, peak = run_naive(o365, oid, work / f"naive-{tag}.json")
             rows.append(("naive script (json.load, remap, json.dump)", f"{o365_images + oid_images:,}",
-                         f"{meta['boxes']:,}", f"{wall:.0f} s", f"{peak:,.0f} MiB",
+                         f"{meta['boxes']:,}", seconds(wall), f"{peak:,.0f} MiB",
                          f"{(work / f'naive-{tag}.json').stat().st_size / 2**30:.2f} GiB"))
             print(table(rows, ("command", "images", "boxes", "wall", "peak RSS", "output")), flush=True)
     per_box = rows[0]

@@ -87,6 +87,18 @@ class CoverageCounter:
         np.subtract.at(counts.delta, (touched, counts.baseline_rank[touched]), 1)
         np.add.at(counts.delta, (touched, ranks), 1)
 
+    def add_block(self, dataset: str, states: np.ndarray) -> None:
+        """A block of images of ``dataset`` at once, with their label states as an images × labels matrix
+        (``DatasetCoverage.block_states``): the same counts as :meth:`add` for each row."""
+        counts = self.datasets[dataset]
+        counts.images += len(states)
+        if not len(states) or not self.num_concepts:
+            return
+        ranks = np.maximum.reduceat(_RANK[states[:, self._members]], self._starts, axis=1)
+        cells = ranks.astype(np.int32) + 4 * np.arange(self.num_concepts, dtype=np.int32)
+        counts.delta += np.bincount(cells.ravel(), minlength=4 * self.num_concepts).reshape(-1, 4)
+        counts.delta[np.arange(self.num_concepts), counts.baseline_rank] -= len(states)
+
     def add_boxes(self, dataset: str, labels: np.ndarray) -> None:
         counts = self.datasets[dataset]
         counts.boxes += np.bincount(self.relations.concept[labels], minlength=self.num_concepts)

@@ -65,6 +65,11 @@ class Closure:
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         return self.indices[np.arange(lengths.sum()) + offsets]
 
+    def pairs(self, rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, related label) for every pair (``rows[i]``, ``labels[i]``): :meth:`of` for many images."""
+        lengths = self.indptr[labels + 1] - self.indptr[labels]
+        return np.repeat(rows, lengths), self.of(labels)
+
     @classmethod
     def from_lists(cls, lists: list[list[int]]) -> "Closure":
         lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
@@ -191,6 +196,46 @@ class DatasetCoverage:
         below = self.relations.descendants.of(np.flatnonzero(states == NEGATIVE))
         states[below] = np.where(states[below] >= POSITIVE, states[below], NEGATIVE)
         return states
+
+
+    def block_states(self, annotated: tuple[np.ndarray, np.ndarray], negatives: tuple[np.ndarray, np.ndarray],
+                     not_exhaustive: tuple[np.ndarray, np.ndarray],
+                     verified_present: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """:meth:`states` of a block of images at once, as an images × labels int8 matrix: each argument is
+        one list per image in CSR form, ``(offsets, union indices)``. The same rules in the same order, on
+        (image, label) pairs instead of one image's labels: what ``unify`` uses for millions of images."""
+        count = len(annotated[0]) - 1
+        states = np.zeros((count, len(self.own)), dtype=np.int8)
+        if self.protocol == EXHAUSTIVE:
+            states[:, self.own] = NEGATIVE
+        states[csr_cells(negatives)] = NEGATIVE
+        states[csr_cells(verified_present)] = PARTIAL
+        boxed = csr_cells(annotated)
+        states[boxed] = POSITIVE
+        rows, labels = csr_cells(not_exhaustive)
+        annotated_too = states[rows, labels] == POSITIVE  # only annotated labels are POSITIVE so far
+        states[rows[annotated_too], labels[annotated_too]] = PARTIAL
+        others, followed = self._others
+        states[:, others] = states[:, followed]
+        above = self._related_pairs(states >= POSITIVE, self.relations.ancestors)
+        states[above] = np.where(states[above] == POSITIVE, POSITIVE, PARTIAL)
+        below = self._related_pairs(states == NEGATIVE, self.relations.descendants)
+        states[below] = np.where(states[below] >= POSITIVE, states[below], NEGATIVE)
+        return states
+
+    @staticmethod
+    def _related_pairs(cells: np.ndarray, closure: Closure) -> tuple[np.ndarray, np.ndarray]:
+        """(row, related label) for the True cells of an images × labels mask: only the columns of labels
+        that have relations are searched (an exhaustive image is negative for hundreds of labels)."""
+        related = np.flatnonzero(np.diff(closure.indptr) > 0)
+        rows, columns = np.nonzero(cells[:, related])
+        return closure.pairs(rows, related[columns])
+
+
+def csr_cells(lists: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, value) of every value of a list per row in CSR form (``offsets``, ``values``)."""
+    offsets, values = lists
+    return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)), np.asarray(values, dtype=np.int64)
 
 
 def combine_states(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:

@@ -61,6 +61,8 @@ from .coverage import COVERAGE_FILE, CoverageCounter, concept_names
 from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations,
                            combine_states, image_states, relations_for_build)
 from .io.text_files import csv_cell
+from .unify_blocks import (ImageBlock, annotation_records, block_category_states, block_compact_states,
+                           block_state_lists, boxed_categories, image_records, images_per_block)
 from .unify_sources import LIST_FIELDS, LabelLookup, SourceData, image_key, read_source
 
 UNIFY_FORMAT = "scaledet.unified/1"
@@ -174,16 +176,6 @@ def merge_images(first: _Image, second: _Image) -> tuple[_Image, int, int]:
     return merged, int((~keep).sum()), conflicts
 
 
-def compact_states(labels: np.ndarray, lists: dict[str, np.ndarray], size: int) -> np.ndarray:
-    """``--compact``: only what the sources themselves say of the image, nothing their protocols imply."""
-    states = np.zeros(size, dtype=np.int8)
-    states[lists["neg_category_ids"]] = NEGATIVE
-    states[lists["pos_category_ids"]] = PARTIAL
-    states[labels] = POSITIVE
-    states[np.intersect1d(lists["not_exhaustive_category_ids"], labels)] = PARTIAL
-    return states
-
-
 def state_lists(category_state: np.ndarray, boxed: np.ndarray) -> tuple[list[int], list[int]]:
     """(neg_category_ids, not_exhaustive_category_ids) of an image from its category states: present
     categories without a box of their own are not exhaustive too."""
@@ -239,16 +231,15 @@ class _Writer:
         self.links: set[Path] = set()
         self.made = MadePaths(to)  # links and folders this run made: removed again if it fails
 
-    def path_of(self, image: _Image) -> tuple[str, str | None]:
+    def path_of(self, source: str, file_name: str, coco_url: str | None) -> tuple[str, str | None]:
         """(file_name, coco_url): with --images, the link under ``images/KEY/`` (one folder per source, so
         detectron2's ``coco_url``-based path resolves with image_root ``DIR/images/``)."""
-        source = image.sources[0]
         if source not in self.image_dirs:
-            return image.file_name, image.coco_url
-        flat = image.file_name.replace("/", "__")
+            return file_name, coco_url
+        flat = file_name.replace("/", "__")
         link = self.to / "images" / source / flat
         if link not in self.links:
-            target = source_image(self.image_dirs[source], image.file_name, image.coco_url, self.to,
+            target = source_image(self.image_dirs[source], file_name, coco_url, self.to,
                                   f"--images {source}={self.image_dirs[source]}")
             self.made.make_dirs(link.parent)
             if link.is_symlink():
@@ -260,47 +251,41 @@ class _Writer:
             self.links.add(link)
         return f"images/{source}/{flat}", f"images/{source}/{flat}"
 
-    def write(self, image: _Image) -> int:
-        file_name, coco_url = self.path_of(image)
-        boxed = np.unique(image.categories)
-        self.image_count[boxed] += 1
+    def write_block(self, block: ImageBlock) -> int:
+        """Write a block of images and their boxes; the number of boxes written."""
+        if not block.size:
+            return 0
+        paths = [self.path_of(sources[0], name, url)
+                 for sources, name, url in zip(block.sources, block.file_names, block.coco_urls)]
+        categories = len(self.space.names)
+        boxed = boxed_categories(block, categories)
+        self.image_count += boxed.sum(axis=0)
         if self.fmt == "yolo":
-            self._write_yolo(image, file_name)
+            for row, (file_name, _) in enumerate(paths):
+                self._write_yolo(block, row, file_name)
         else:
-            self._write_coco(image, file_name, coco_url, boxed)
-        self.next_image += 1
-        return len(image.categories)
+            states = block_compact_states(block) if self.compact else block.states
+            negatives, partial = block_state_lists(block_category_states(states, self.space.category_of, categories),
+                                                   boxed)
+            images, annotations = self.handles
+            images.write(("," if self.next_image > 1 else "")
+                         + image_records(block, self.next_image, paths, negatives, partial))
+            if len(block.labels):
+                annotations.write(("," if self.next_box > 1 else "")
+                                  + annotation_records(block, self.next_image, self.next_box).decode("ascii"))
+        self.next_image += block.size
+        self.next_box += len(block.labels)
+        return len(block.labels)
 
-    def _write_coco(self, image: _Image, file_name: str, coco_url: str | None, boxed: np.ndarray) -> None:
-        if self.compact:
-            states = compact_states(image.labels, image.lists, len(self.space.category_of))
-        else:
-            states = image.label_states()
-        negatives, partial = state_lists(category_states(states, self.space), boxed)
-        record = {"id": self.next_image, "file_name": file_name, "width": image.width, "height": image.height,
-                  "sources": image.sources, "neg_category_ids": negatives, "not_exhaustive_category_ids": partial}
-        if coco_url is not None:
-            record["coco_url"] = coco_url
-        images, annotations = self.handles
-        images.write(("," if self.next_image > 1 else "") + json.dumps(record, separators=(",", ":")))
-        # one record per box, formatted directly: the text json.dumps(separators=(",", ":")) writes (a float
-        # prints as its repr there too; boxes were checked finite when read), at a fraction of its cost
-        lines = []
-        for (bx, by, bw, bh), category, crowd in zip(image.boxes.tolist(), image.categories.tolist(),
-                                                     image.crowd.tolist()):
-            x, y, w, h = round(bx, 2), round(by, 2), round(bw, 2), round(bh, 2)
-            lines.append(f'{"," if self.next_box > 1 else ""}{{"id":{self.next_box},"image_id":{self.next_image},'
-                         f'"category_id":{category + 1},"bbox":[{x},{y},{w},{h}],"area":{round(w * h, 2)},'
-                         f'"iscrowd":{int(crowd)},"segmentation":[[{x},{y},{x + w},{y},{x + w},{y + h},{x},{y + h}]]}}')
-            self.next_box += 1
-        annotations.write("".join(lines))
-
-    def _write_yolo(self, image: _Image, file_name: str) -> None:
+    def _write_yolo(self, block: ImageBlock, row: int, file_name: str) -> None:
         label = self.to / "labels" / Path(file_name).relative_to("images").with_suffix(".txt")
         self.made.make_dirs(label.parent)
-        lines = [f"{c} {(x + w / 2) / image.width:.6f} {(y + h / 2) / image.height:.6f} {w / image.width:.6f} "
-                 f"{h / image.height:.6f}\n"
-                 for (x, y, w, h), c, crowd in zip(image.boxes.tolist(), image.categories.tolist(), image.crowd.tolist())
+        start, stop = int(block.box_offsets[row]), int(block.box_offsets[row + 1])
+        width, height = int(block.widths[row]), int(block.heights[row])
+        lines = [f"{c} {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} {w / width:.6f} {h / height:.6f}\n"
+                 for (x, y, w, h), c, crowd in zip(block.boxes[start:stop].tolist(),
+                                                   block.categories[start:stop].tolist(),
+                                                   block.crowd[start:stop].tolist())
                  if not crowd]
         label.write_text("".join(lines), encoding="utf-8")
         self.made.add(label)
@@ -432,6 +417,7 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
     from .io.atomic import StagedFiles
 
     staged = StagedFiles()
+    per_block = images_per_block(len(relations.global_ids))
     try:
         for key, path in sources:
             say(f"reading {key}: {path}")
@@ -442,30 +428,33 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
             counter.add_boxes(key, data.labels.astype(np.int64))
             for label, facts in data.category_facts.items():
                 writer.category_facts.setdefault(label, facts)
-            for image in range(data.num_images):
-                item = _image_of(data, image, coverage, space)
-                item.states = image_states([coverage], item.labels, item.lists)
-                counter.add(key, item.states)
-                name = data.image_key(image)
-                if hash(name) in shared:
-                    if name in held:
-                        merged, dropped, disagreements = merge_images(held[name], item)
-                        held[name] = merged
-                        report.duplicates += dropped
-                        if disagreements:
-                            report.conflicts += disagreements
-                            if len(conflicts) < CONFLICTS_LISTED:
-                                conflicts.append((name, "+".join(merged.sources), disagreements))
-                    else:
+            for start in range(0, data.num_images, per_block):
+                block = _source_block(data, start, min(start + per_block, data.num_images), coverage, space)
+                counter.add_block(key, block.states)
+                held_rows = [row for row in range(block.size) if hash(data.image_key(start + row)) in shared] \
+                    if shared else []
+                for row in held_rows:
+                    name, item = data.image_key(start + row), _image_of(block, row, coverage)
+                    if name not in held:
                         held[name] = item
-                    continue
-                report.boxes += writer.write(item)
-                report.images += 1
+                        continue
+                    merged, dropped, disagreements = merge_images(held[name], item)
+                    held[name] = merged
+                    report.duplicates += dropped
+                    if disagreements:
+                        report.conflicts += disagreements
+                        if len(conflicts) < CONFLICTS_LISTED:
+                            conflicts.append((name, "+".join(merged.sources), disagreements))
+                if held_rows:
+                    block = block.take(np.setdiff1d(np.arange(block.size), held_rows))
+                report.boxes += writer.write_block(block)
+                report.images += block.size
             del data
-        for item in held.values():
-            report.boxes += writer.write(item)
-            report.images += 1
-            report.shared_images += len(item.sources) > 1
+        waiting = list(held.values())
+        for start in range(0, len(waiting), per_block):
+            report.boxes += writer.write_block(_images_block(waiting[start:start + per_block]))
+        report.images += len(waiting)
+        report.shared_images += sum(len(item.sources) > 1 for item in waiting)
         meta = {"format": UNIFY_FORMAT, "build": str(Path(build).resolve()), "space": space_name,
                 "merge_file": relations.merge_file, "merge_sha256": relations.merge_sha256,
                 "explicit_negatives": not compact,
@@ -493,13 +482,54 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
     return report
 
 
-def _image_of(data: SourceData, image: int, coverage: DatasetCoverage, space: OutputSpace) -> _Image:
-    start, count = int(data.first_box[image]), int(data.box_count[image])
-    labels = data.labels[start:start + count].astype(np.int64)
-    lists = {f: data.image_list(f, image).astype(np.int64) for f in data.lists}
-    return _Image([data.key], [coverage], data.file_names[image], data.coco_urls[image], int(data.widths[image]),
-                  int(data.heights[image]), data.boxes[start:start + count].copy(), labels, space.category_of[labels],
-                  coverage.relations.concept[labels], data.crowd[start:start + count].copy(), lists)
+def _source_block(data: SourceData, start: int, stop: int, coverage: DatasetCoverage,
+                  space: OutputSpace) -> ImageBlock:
+    """Images ``start:stop`` of one source as a block, with that source's label states."""
+    first, last = int(data.first_box[start]), int(data.first_box[stop - 1] + data.box_count[stop - 1])
+    box_offsets = np.concatenate([data.first_box[start:stop], [last]]).astype(np.int64) - first
+    labels = data.labels[first:last].astype(np.int64)
+    lists = {}
+    for list_field, (offsets, values) in data.lists.items():
+        lists[list_field] = (offsets[start:stop + 1] - offsets[start],
+                             values[offsets[start]:offsets[stop]].astype(np.int64))
+    states = coverage.block_states((box_offsets, labels), lists["neg_category_ids"],
+                                   lists["not_exhaustive_category_ids"], lists["pos_category_ids"])
+    return ImageBlock([[data.key]] * (stop - start), data.file_names[start:stop], data.coco_urls[start:stop],
+                      data.widths[start:stop], data.heights[start:stop], box_offsets, data.boxes[first:last],
+                      labels, space.category_of[labels], data.crowd[first:last], lists, states)
+
+
+def _image_of(block: ImageBlock, row: int, coverage: DatasetCoverage) -> _Image:
+    """One image of a one-source block, held until the other sources that annotate it are read."""
+    start, stop = int(block.box_offsets[row]), int(block.box_offsets[row + 1])
+    labels = block.labels[start:stop]
+    lists = {f: values[offsets[row]:offsets[row + 1]] for f, (offsets, values) in block.lists.items()}
+    return _Image(list(block.sources[row]), [coverage], block.file_names[row], block.coco_urls[row],
+                  int(block.widths[row]), int(block.heights[row]), block.boxes[start:stop].copy(), labels,
+                  block.categories[start:stop], coverage.relations.concept[labels], block.crowd[start:stop].copy(),
+                  lists, block.states[row].copy())
+
+
+def _images_block(images: list[_Image]) -> ImageBlock:
+    """Held images (combined where sources share them) as one block, each with its combined states."""
+    def concatenated(arrays: list[np.ndarray], dtype, shape=(0,)) -> np.ndarray:
+        return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(shape, dtype=dtype)
+
+    lists = {}
+    for list_field in LIST_FIELDS:
+        lengths = np.array([len(image.lists[list_field]) for image in images], dtype=np.int64)
+        lists[list_field] = (np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                             concatenated([image.lists[list_field] for image in images], np.int64))
+    lengths = np.array([len(image.labels) for image in images], dtype=np.int64)
+    return ImageBlock([image.sources for image in images], [image.file_name for image in images],
+                      [image.coco_url for image in images], np.array([image.width for image in images]),
+                      np.array([image.height for image in images]),
+                      np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                      concatenated([image.boxes for image in images], np.float32, (0, 4)),
+                      concatenated([image.labels for image in images], np.int64),
+                      concatenated([image.categories for image in images], np.int64),
+                      concatenated([image.crowd for image in images], np.uint8),
+                      lists, np.stack([image.label_states() for image in images]))
 
 
 def _shared_image_keys(sources: list[tuple[str, Path]]) -> set[int]:

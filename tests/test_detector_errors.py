@@ -58,13 +58,15 @@ def test_bad_boxes(shapes_world, tmp_path, bbox, problem):
     assert problem in run_cli("scaledet", "train", "--config", str(config)).stderr
 
 
-def test_labelspace_of_another_encoder_is_refused(shapes_world, tmp_path):
-    """A checkpoint trained on MiniLM embeddings against a labelspace built with a (random-init) CLIP."""
+def test_labelspace_of_another_encoder_is_refused(shapes_world, trained_checkpoint, tmp_path):
+    """A checkpoint trained on MiniLM embeddings (the session's run, copied with its folder) against a
+    labelspace built with a (random-init) CLIP."""
+    import shutil
+
     open_clip = pytest.importorskip("open_clip")
     from scaledet.labelspace import ClipEncoder, DatasetFile, build_labelspace, load_taxonomies
 
-    config = write_train_config(shapes_world, tmp_path / "minilm", schedule={"iterations": 1})
-    assert run_cli("scaledet", "train", "--config", str(config), "--quiet").returncode == 0
+    shutil.copytree(trained_checkpoint.parent, tmp_path / "minilm")
     weights = tmp_path / "rn50.pt"
     torch.save(open_clip.create_model("RN50", pretrained=None).state_dict(), weights)
     files = [DatasetFile(n, shapes_world / n / "train" / "annotations.json") for n in ("shapesa", "shapesb")]

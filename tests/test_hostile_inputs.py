@@ -6,6 +6,8 @@ import csv
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import run_cli
 
@@ -218,3 +220,32 @@ def test_error_lines_never_carry_raw_controls_or_empty_parentheses():
     assert printable_message("x.json: bad\x00name ()") == "x.json: bad\\x00name"
     assert printable_message("a\x1b[31mred") == "a\\x1b[31mred"  # no terminal escape sequence gets through
     assert printable_message("box (x1 < x2)") == "box (x1 < x2)"
+
+
+_HOSTILE_TEXT = st.text(alphabet=st.sampled_from(list('ab"\\[]{}:, \n') + ["é", "\u2028"]), max_size=12)
+_HOSTILE_VALUE = st.recursive(st.none() | st.integers() | _HOSTILE_TEXT,
+                              lambda inner: (st.lists(inner, max_size=4)
+                                             | st.dictionaries(_HOSTILE_TEXT, inner, max_size=3)),
+                              max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(document=st.dictionaries(_HOSTILE_TEXT, _HOSTILE_VALUE, min_size=1, max_size=5), ascii_only=st.booleans(),
+       block=st.integers(1, 80))
+def test_top_level_spans_are_found_or_the_file_is_read_whole(tmp_path_factory, document, ascii_only, block):
+    """json_sections on objects whose keys and strings hold quotes, backslashes, brackets and non-ASCII text:
+    every span it gives holds exactly its key's value; read in blocks it may give up (a key across a block
+    edge), never a wrong span; read in one block it always finds them."""
+    from scaledet.labelspace.io.json_sections import json_sections
+
+    text = json.dumps(document, ensure_ascii=ascii_only).encode("utf-8")
+    path = tmp_path_factory.mktemp("spans") / "doc.json"
+    path.write_bytes(b"\xef\xbb\xbf" + text)
+    containers = {k for k, v in document.items() if isinstance(v, (list, dict))}
+    for found in (json_sections(path, block=block), json_sections(path, block=len(text) + 3)):
+        if found is None:
+            continue
+        assert set(found.spans) == containers and found.scalar_keys == set(document) - containers
+        for key, (start, end) in found.spans.items():
+            assert json.loads(path.read_bytes()[start:end]) == document[key]
+    assert json_sections(path, block=len(text) + 3) is not None

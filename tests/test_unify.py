@@ -622,3 +622,160 @@ def test_box_checks_in_blocks_find_what_one_pass_finds(monkeypatch):
     assert whole[0].tolist() == blocked[0].tolist()
     assert whole[1][known].tolist() == blocked[1][known].tolist()
     assert (image_ids[whole[1][known]] == raw_ids[known]).all()
+
+
+def _random_lists(rng, images: int, labels: int, most: int):
+    """One random list of union indices per image, in CSR form (offsets, values), and as a list of arrays."""
+    import numpy as np
+
+    per_image = [rng.choice(labels, size=rng.integers(0, most + 1), replace=False) for _ in range(images)]
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in per_image])]).astype(np.int64)
+    values = np.concatenate(per_image).astype(np.int64) if per_image else np.zeros(0, np.int64)
+    return (offsets, values), per_image
+
+
+def test_block_states_lists_and_coverage_equal_the_per_image_rules(lvis_coco_oid_build):
+    """unify computes states, LVIS lists and coverage for thousands of images at once; on random images of
+    every protocol (the build's real hierarchy and merge) each row equals the per-image functions."""
+    import numpy as np
+
+    from scaledet.labelspace.coverage import CoverageCounter, concept_names
+    from scaledet.labelspace.label_states import PROTOCOLS, relations_for_build
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+    from scaledet.labelspace.unify import category_states, output_space, state_lists
+    from scaledet.labelspace.unify_blocks import (ImageBlock, block_category_states, block_state_lists,
+                                                  boxed_categories)
+
+    output = LabelSpaceOutput.load(lvis_coco_oid_build, with_embeddings=False)
+    relations = relations_for_build(output)
+    labels = len(relations.global_ids)
+    rng = np.random.default_rng(7)
+    names = [str(n) for n in output.labels.column("name").to_pylist()]
+    space = output_space(output, relations, relations.datasets, "concepts", names)
+    for dataset in relations.datasets:
+        own = np.flatnonzero(relations.dataset_of == relations.datasets.index(dataset))
+        for protocol in PROTOCOLS:
+            coverage = relations.coverage(dataset, protocol)
+            boxes, boxed = _random_lists(rng, 40, labels, 6)
+            boxes = (boxes[0], own[boxes[1] % len(own)])  # a source boxes its own labels
+            boxed = [own[b % len(own)] for b in boxed]
+            negatives, negative_lists = _random_lists(rng, 40, labels, 30)
+            partial, partial_lists = _random_lists(rng, 40, labels, 4)
+            present, present_lists = _random_lists(rng, 40, labels, 4)
+            block = coverage.block_states(boxes, negatives, partial, present)
+            rows = np.stack([coverage.states(boxed[i], negative_lists[i], partial_lists[i], present_lists[i])
+                             for i in range(40)])
+            assert (block == rows).all(), (dataset, protocol)
+            counted, one_by_one = (CoverageCounter(relations, concept_names(relations, names)) for _ in range(2))
+            for counter in (counted, one_by_one):
+                counter.start(dataset, coverage)
+            counted.add_block(dataset, block)
+            for row in rows:
+                one_by_one.add(dataset, row)
+            assert (counted.table() == one_by_one.table()).all()
+            categories = space.category_of[boxes[1]]
+            image_block = ImageBlock([[dataset]] * 40, [""] * 40, [None] * 40, np.zeros(40), np.zeros(40), boxes[0],
+                                     np.zeros((len(categories), 4), np.float32), boxes[1], categories,
+                                     np.zeros(len(categories), np.uint8), {}, block)
+            category_block = block_category_states(block, space.category_of, len(space.names))
+            negative_text, partial_text = block_state_lists(category_block,
+                                                            boxed_categories(image_block, len(space.names)))
+            for i in range(40):
+                expected = category_states(rows[i], space)
+                assert (category_block[i] == expected).all()
+                lists = state_lists(expected, np.unique(space.category_of[boxed[i]]))
+                assert (json.loads(f"[{negative_text[i]}]"), json.loads(f"[{partial_text[i]}]")) == lists
+
+
+def test_box_records_written_from_columns_read_as_the_per_box_text():
+    """The box records are formatted a block at a time from NumPy columns; parsed, they hold exactly the
+    values the per-box f-string held (bbox and area as round(value, 2) gives them, ids, flags), corners
+    within float rounding (the columns add hundredths exactly, where floats gave 0.30000000000000004)."""
+    import numpy as np
+
+    from scaledet.labelspace.unify_blocks import ImageBlock, _annotation_records_one_by_one, annotation_records
+
+    rng = np.random.default_rng(3)
+    count = 5000
+    boxes = np.column_stack([rng.uniform(-2, 1500, count), rng.uniform(-2, 900, count),
+                             rng.uniform(0.001, 800, count), rng.uniform(0.001, 600, count)])
+    boxes[:8] = [[0.125, 0.375, 0.005, 0.015], [-0.004, -0.005, 2.675, 0.285], [0, 0, 1, 1], [1e-3, 5e-3, 0.25, 0.5],
+                 [99.995, 0.1, 0.2, 0.3], [-0.0, 12.345, 1024, 768], [3999.99, 2999.99, 0.01, 0.01],
+                 [0.1, 0.2, 0.1, 0.2]]
+    boxes = boxes.astype(np.float32)
+    box_offsets = np.array([0, 3, 3, 2000, count], dtype=np.int64)
+    block = ImageBlock([["a"]] * 4, ["a"] * 4, [None] * 4, np.full(4, 4000), np.full(4, 3000), box_offsets, boxes,
+                       np.zeros(count, np.int64), rng.integers(0, 1203, count),
+                       rng.integers(0, 2, count).astype(np.uint8),
+                       {}, np.zeros((4, 1), np.int8))
+    columns = json.loads("[" + annotation_records(block, 17, 1001).decode() + "]")
+    per_box = json.loads("[" + _annotation_records_one_by_one(block, 17, 1001).decode() + "]")
+    assert len(columns) == count and [a["id"] for a in columns] == list(range(1001, 1001 + count))
+    assert [a["image_id"] for a in columns][:4] == [17, 17, 17, 19]
+    for mine, theirs in zip(columns, per_box):
+        segmentation, expected = mine.pop("segmentation"), theirs.pop("segmentation")
+        assert mine == theirs
+        assert np.allclose(segmentation, expected, rtol=0, atol=1e-9)
+    import re  # parsed, -0.0 equals 0.0: the texts themselves must match too (repr writes "-0.0")
+
+    fields = re.compile(r'"bbox":\[[^]]*\],"area":[^,]*')
+    assert fields.findall(annotation_records(block, 17, 1001).decode()) == \
+        fields.findall(_annotation_records_one_by_one(block, 17, 1001).decode())
+    assert '"bbox":[-0.0,-0.0,2.67,0.28]' in annotation_records(block, 17, 1001).decode()
+
+
+def test_a_large_file_is_read_by_its_top_level_spans_with_the_same_result(lvis_coco_oid_build, tmp_path,
+                                                                           monkeypatch):
+    """A file over json_sections.SCAN_MIN_BYTES is read span by span (one tokenization instead of one per
+    key). On a COCO file written with its categories last, escaped quotes and brackets in its strings, the
+    unified file is byte for byte the one a whole-file read gives, and a truncated copy fails with the
+    whole-file read's one-line error."""
+    import random
+
+    from scaledet.labelspace.io import json_sections
+    from scaledet.labelspace.io.errors import ScaledetError
+    from scaledet.labelspace.io.text_files import stream_json_items
+    from scaledet.labelspace.unify import unify
+
+    rng = random.Random(5)
+    images = [{"id": i, "file_name": f'{i:012d} "copy" [{i % 7}]\\{{x}}.jpg', "width": 640, "height": 480}
+              for i in range(1, 4001)]
+    annotations = []
+    for n in range(1, 45_001):
+        x, y = rng.uniform(0, 600), rng.uniform(0, 440)
+        annotations.append({"id": n, "image_id": rng.randint(1, 4000), "category_id": rng.choice([1, 18, 65]),
+                            "bbox": [round(x, 2), round(y, 2), round(rng.uniform(1, 640 - x), 2),
+                                     round(rng.uniform(1, 480 - y), 2)], "area": 1.0, "iscrowd": 0})
+    document = {"info": {"description": 'brackets ]} and a quote \\" in a string'}, "images": images,
+                "annotations": annotations, "licenses": [],
+                "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}, {"id": 65, "name": "bed"}]}
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(document))
+    assert path.stat().st_size >= json_sections.SCAN_MIN_BYTES
+    sections = json_sections.json_sections(path)
+    assert sections is not None and list(sections.spans) == ["info", "images", "annotations", "licenses",
+                                                             "categories"]
+    assert list(stream_json_items(path, "images.item")) == images
+    for folder in ("by-spans", "whole"):
+        (tmp_path / folder).mkdir()
+    unify(lvis_coco_oid_build, [("coco", path)], {}, tmp_path / "by-spans")
+    monkeypatch.setattr(json_sections, "SCAN_MIN_BYTES", 1 << 62)
+    unify(lvis_coco_oid_build, [("coco", path)], {}, tmp_path / "whole")
+    for name in ("unified.json", "coverage.csv"):
+        assert (tmp_path / "by-spans" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    truncated = tmp_path / "truncated.json"
+    truncated.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(ScaledetError) as whole_file_error:
+        list(stream_json_items(truncated, "annotations.item"))
+    monkeypatch.setattr(json_sections, "SCAN_MIN_BYTES", 0)
+    assert json_sections.json_sections(truncated) is None
+    broken = tmp_path / "broken.json"  # well-formed around the spans, broken inside one
+    broken.write_bytes(path.read_bytes().replace(b'"iscrowd": 0}', b'"iscrowd": 0,,}', 1))
+    assert json_sections.json_sections(broken) is not None
+    with pytest.raises(ScaledetError) as by_spans:
+        list(stream_json_items(broken, "annotations.item"))
+    monkeypatch.setattr(json_sections, "SCAN_MIN_BYTES", 1 << 62)
+    with pytest.raises(ScaledetError) as whole:
+        list(stream_json_items(broken, "annotations.item"))
+    assert str(by_spans.value) == str(whole.value) and "\n" not in str(whole.value)
+    assert "truncated" in str(whole_file_error.value) or "JSON" in str(whole_file_error.value)

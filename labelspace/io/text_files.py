@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 import yaml
 
+from . import json_sections
 from .errors import ScaledetError, one_line
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -120,11 +121,65 @@ def stream_json_items(path: Path, prefix: str, error: type[ScaledetError] = Scal
     one ``error`` line."""
     import ijson
 
+    span = _span_of(path, prefix)
+    if span is None:
+        yield from _whole_file_items(path, prefix, error, problem)
+        return
+    (start, end), within = span
+    if end <= start:  # the file has no such key
+        return
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            yield from ijson.items(NestingGuard(_Span(handle, end), path, error), within, use_float=True)
+    except ijson.JSONError as err:
+        for _ in _whole_file_items(path, prefix, error, problem):  # the error as a whole-file read gives it
+            pass
+        raise error(f"{path}: {problem} ({one_line(err)})") from None
+
+
+def _whole_file_items(path: Path, prefix: str, error: type[ScaledetError], problem: str) -> Iterator[Any]:
+    import ijson
+
     try:
         with open(path, "rb") as handle:
             yield from ijson.items(NestingGuard(skip_bom(handle), path, error), prefix, use_float=True)
     except ijson.JSONError as err:
         raise error(f"{path}: {problem} ({one_line(err)})") from None
+
+
+def _span_of(path: Path, prefix: str) -> tuple[tuple[int, int], str] | None:
+    """(the byte span of the top-level value the prefix starts with, the prefix within it), for a large
+    file whose top-level spans are known (:mod:`.json_sections`); None to read the whole file. A key the
+    file lacks reads as an empty span, as a whole-file read finds nothing there either."""
+    key, _, within = prefix.partition(".")
+    if not key or key == "item":
+        return None
+    try:
+        if Path(path).stat().st_size < json_sections.SCAN_MIN_BYTES:
+            return None
+    except OSError:
+        return None  # the whole-file read says what is wrong
+    sections = json_sections.cached_sections(path)
+    if sections is None or key in sections.scalar_keys:
+        return None
+    return sections.spans.get(key, (0, 0)), within
+
+
+class _Span:
+    """A binary file read from its current position up to ``end`` (exclusive), for ijson."""
+
+    def __init__(self, handle: BinaryIO, end: int) -> None:
+        self.handle, self.end = handle, end
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.end - self.handle.tell()
+        if left <= 0:
+            return b""
+        return self.handle.read(left if size < 0 else min(size, left))
+
+    def tell(self) -> int:
+        return self.handle.tell()
 
 
 def check_list_or_absent(path: Path, key: str) -> None:
