@@ -22,13 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .label_states import NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, DatasetCoverage, LabelRelations
+from .label_states import STATE_RANK, DatasetCoverage, LabelRelations
 
 COVERAGE_FILE = "coverage.csv"
 COVERAGE_COLUMNS = ("concept", "name", "dataset", "images", "positive", "partial", "negative", "unknown", "boxes")
-#: state code → rank, best last: a concept's state is its members' highest rank
-_RANK = np.zeros(4, dtype=np.int8)
-_RANK[[UNKNOWN, NEGATIVE, PARTIAL, POSITIVE]] = [0, 1, 2, 3]
 _RANKED = ("unknown", "negative", "partial", "positive")
 
 
@@ -63,7 +60,7 @@ class CoverageCounter:
         lengths = stops - starts
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         members = self._members[np.arange(lengths.sum()) + offsets]
-        return np.maximum.reduceat(_RANK[states[members]], np.cumsum(lengths) - lengths)
+        return np.maximum.reduceat(STATE_RANK[states[members]], np.cumsum(lengths) - lengths)
 
     def start(self, dataset: str, coverage: DatasetCoverage) -> None:
         if dataset in self.datasets:
@@ -94,7 +91,7 @@ class CoverageCounter:
         counts.images += len(states)
         if not len(states) or not self.num_concepts:
             return
-        ranks = np.maximum.reduceat(_RANK[states[:, self._members]], self._starts, axis=1)
+        ranks = np.maximum.reduceat(STATE_RANK[states[:, self._members]], self._starts, axis=1)
         cells = ranks.astype(np.int32) + 4 * np.arange(self.num_concepts, dtype=np.int32)
         counts.delta += np.bincount(cells.ravel(), minlength=4 * self.num_concepts).reshape(-1, 4)
         counts.delta[np.arange(self.num_concepts), counts.baseline_rank] -= len(states)

@@ -31,7 +31,8 @@ The rules, in order (``docs/detector.md`` has them as a table, with real example
 
 States are computed per image on the fly from small per-dataset tables (:class:`DatasetCoverage`: a label
 mask and one int32 per label), never stored as images × labels, so the memory-mapped index, DataLoader
-workers and DDP work unchanged. The training loss, ``scaledet-labels unify`` and the docs all read this
+workers and DDP work unchanged (``unify`` computes them for a block of images at a time and writes them
+out: :meth:`DatasetCoverage.block_states`). The training loss, ``scaledet-labels unify`` and the docs all read this
 module.
 """
 from __future__ import annotations
@@ -44,6 +45,11 @@ import numpy as np
 
 UNKNOWN, NEGATIVE, POSITIVE, PARTIAL = 0, 1, 2, 3
 STATE_NAMES = {UNKNOWN: "unknown", NEGATIVE: "negative", POSITIVE: "positive", PARTIAL: "partial"}
+#: state → rank, best last, and back: where several labels stand for one thing (a concept's members, a
+#: unified category's), its state is their best: POSITIVE over PARTIAL over NEGATIVE over UNKNOWN
+STATE_RANK = np.zeros(4, dtype=np.int8)
+STATE_RANK[[UNKNOWN, NEGATIVE, PARTIAL, POSITIVE]] = [0, 1, 2, 3]
+STATE_OF_RANK = np.array([UNKNOWN, NEGATIVE, PARTIAL, POSITIVE], dtype=np.int8)
 EXHAUSTIVE, FEDERATED, VERIFIED = "exhaustive", "federated", "verified"
 PROTOCOLS = (EXHAUSTIVE, FEDERATED, VERIFIED)
 
@@ -196,7 +202,6 @@ class DatasetCoverage:
         below = self.relations.descendants.of(np.flatnonzero(states == NEGATIVE))
         states[below] = np.where(states[below] >= POSITIVE, states[below], NEGATIVE)
         return states
-
 
     def block_states(self, annotated: tuple[np.ndarray, np.ndarray], negatives: tuple[np.ndarray, np.ndarray],
                      not_exhaustive: tuple[np.ndarray, np.ndarray],

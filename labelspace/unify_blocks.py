@@ -4,8 +4,8 @@
 scale that per-image Python work took longer than reading the files. Here an image block holds its images'
 boxes and lists as columns (CSR: an offset per image), its label states as an images × labels matrix
 (:meth:`~.label_states.DatasetCoverage.block_states`), and writes its JSON with :mod:`.io.json_columns`. The
-rules are the per-image functions' (``unify.category_states``, ``unify.state_lists``,
-``unify.compact_states``), applied to every row; ``tests/test_unify.py`` checks both give the same states.
+rules are the per-image functions' (``DatasetCoverage.states``, ``unify.category_states``,
+``unify.state_lists``) applied to every row; ``tests/test_unify.py`` checks that each row is what they give.
 """
 from __future__ import annotations
 
@@ -16,21 +16,18 @@ import numpy as np
 
 from .io.json_columns import (exact_hundredths, hundredths, integer_field, integer_lists, rows_matrix, text_of,
                               two_decimal_field)
-from .label_states import NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, csr_cells
+from .label_states import NEGATIVE, PARTIAL, POSITIVE, STATE_OF_RANK, STATE_RANK, csr_cells
 
 #: Images × labels per block: a block's matrices and lists (an Objects365 image is negative for ~360
 #: categories) stay a few tens of MB whatever the size of the build
 BLOCK_CELLS = 1 << 20
 
 
+Lists = tuple[np.ndarray, np.ndarray]  # (offsets, values): one list per image
+
+
 def images_per_block(labels: int) -> int:
     return max(64, BLOCK_CELLS // max(labels, 1))
-#: state → rank, best last: a category's state is its members' best (POSITIVE over PARTIAL over NEGATIVE)
-_RANK = np.zeros(4, dtype=np.int8)
-_RANK[[UNKNOWN, NEGATIVE, PARTIAL, POSITIVE]] = [0, 1, 2, 3]
-_STATE_OF_RANK = np.array([UNKNOWN, NEGATIVE, PARTIAL, POSITIVE], dtype=np.int8)
-
-Lists = tuple[np.ndarray, np.ndarray]  # (offsets, values): one list per image
 
 
 @dataclass
@@ -70,6 +67,7 @@ class ImageBlock:
                           {f: (_offsets(np.diff(offsets)[rows]), values[_gather(offsets, rows)])
                            for f, (offsets, values) in self.lists.items()}, self.states[rows])
 
+
 def _offsets(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
@@ -85,9 +83,9 @@ def block_category_states(states: np.ndarray, category_of: np.ndarray, categorie
     written = np.flatnonzero(category_of >= 0)
     order = written[np.argsort(category_of[written], kind="stable")]
     starts = np.searchsorted(category_of[order], np.arange(categories))
-    ranks = np.maximum.reduceat(_RANK[states[:, order]], starts, axis=1) if len(order) else \
+    ranks = np.maximum.reduceat(STATE_RANK[states[:, order]], starts, axis=1) if len(order) else \
         np.zeros((len(states), categories), dtype=np.int8)
-    return _STATE_OF_RANK[ranks]
+    return STATE_OF_RANK[ranks]
 
 
 def block_compact_states(block: ImageBlock) -> np.ndarray:

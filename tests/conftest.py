@@ -18,6 +18,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(variable, "1")
 
 
+#: The files whose end-to-end tests take tens of seconds each (the README tour alone about 100 s) run
+#: first: with ``pytest -n 2`` the processes take tests as they finish, and one of these started last would
+#: leave the other process idle for its whole length at the end of the session
+LONG_FILES_FIRST = ("test_readme_tour.py", "test_reliability_outputs.py", "test_benchmarks.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Run ``LONG_FILES_FIRST`` first; each file's tests keep their order (stable sort by file)."""
+    rank = {name: position for position, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """Tests never read or fill the user's cache: every session gets an empty one of its own."""

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: Bytes scanned at a time: the per-byte arrays of one block (about ten bytes per byte) stay a few tens of MB
-SCAN_BLOCK = 1 << 22
+#: Bytes scanned at a time: the per-byte arrays of one block (about ten bytes per byte) stay in the CPU cache
+SCAN_BLOCK = 1 << 18
 #: Files smaller than this are read whole: scanning them would save nothing
 SCAN_MIN_BYTES = 1 << 22
 #: The text between spans (keys and scalar values) is parsed to check the spans; more than this is not
