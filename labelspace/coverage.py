@@ -7,11 +7,9 @@ in an image is its members' best (positive over partial over negative over unkno
 category. A concept that a dataset leaves unknown in most of its images is one that dataset cannot teach or
 test: the LVIS answer to "LVIS models miss people" was to add COCO, whose images say where people are.
 
-Counting is sparse. An image with no annotations has one state per label that depends only on its
-dataset's protocol (an exhaustive dataset: its concepts negative; LVIS and OpenImages: unknown): that
-*baseline* is counted once per image, and only the concepts whose state an image changes (its boxes, its
-lists, their ancestors and descendants) are corrected, so the cost per image follows its annotations, not
-the size of the label space.
+Counting is dense, a block of images at a time (``unify``'s blocks): each concept's state in each image
+is the best of its members' columns of the block's images × labels state matrix, and the counts are one
+``bincount`` of (concept, state) per block.
 """
 from __future__ import annotations
 
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .label_states import STATE_RANK, DatasetCoverage, LabelRelations
+from .label_states import STATE_RANK, LabelRelations
 
 COVERAGE_FILE = "coverage.csv"
 COVERAGE_COLUMNS = ("concept", "name", "dataset", "images", "positive", "partial", "negative", "unknown", "boxes")
@@ -31,16 +29,14 @@ _RANKED = ("unknown", "negative", "partial", "positive")
 
 @dataclass
 class _DatasetCounts:
-    baseline_states: np.ndarray       # per label: the states of an image with nothing annotated
-    baseline_rank: np.ndarray         # per concept
-    images: int = 0
-    delta: np.ndarray | None = None   # concepts × 4 ranks: corrections to images × baseline
-    boxes: np.ndarray | None = None   # per concept
+    images: int
+    ranks: np.ndarray                 # concepts × 4: images per (concept, state rank)
+    boxes: np.ndarray                 # per concept
 
 
 @dataclass
 class CoverageCounter:
-    """Counts per (dataset, concept, state) over the images of each source, added one image at a time."""
+    """Counts per (dataset, concept, state) over the images of each source, added a block at a time."""
 
     relations: LabelRelations
     names: list[str]                  # per concept: a name to show
@@ -53,48 +49,21 @@ class CoverageCounter:
         self._members = order
         self._starts = np.searchsorted(concepts[order], np.arange(self.num_concepts))
 
-    def _concept_ranks(self, states: np.ndarray, concepts: np.ndarray) -> np.ndarray:
-        """Each of ``concepts``' state rank: the best of its members'."""
-        starts = self._starts[concepts]
-        stops = np.append(self._starts, len(self._members))[concepts + 1]
-        lengths = stops - starts
-        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        members = self._members[np.arange(lengths.sum()) + offsets]
-        return np.maximum.reduceat(STATE_RANK[states[members]], np.cumsum(lengths) - lengths)
-
-    def start(self, dataset: str, coverage: DatasetCoverage) -> None:
-        if dataset in self.datasets:
-            return
-        baseline = coverage.states(np.zeros(0, dtype=np.int64))
-        ranks = self._concept_ranks(baseline, np.arange(self.num_concepts))
-        self.datasets[dataset] = _DatasetCounts(baseline, ranks, 0, np.zeros((self.num_concepts, 4), dtype=np.int64),
-                                                np.zeros(self.num_concepts, dtype=np.int64))
-
-    def add(self, dataset: str, states: np.ndarray) -> None:
-        """One image of ``dataset`` with its label states (``DatasetCoverage.states``)."""
-        counts = self.datasets[dataset]
-        counts.images += 1
-        changed = np.flatnonzero(states != counts.baseline_states)
-        if not len(changed):
-            return
-        touched = np.unique(self.relations.concept[changed])
-        ranks = self._concept_ranks(states, touched)
-        moved = ranks != counts.baseline_rank[touched]
-        touched, ranks = touched[moved], ranks[moved]
-        np.subtract.at(counts.delta, (touched, counts.baseline_rank[touched]), 1)
-        np.add.at(counts.delta, (touched, ranks), 1)
+    def start(self, dataset: str) -> None:
+        if dataset not in self.datasets:
+            self.datasets[dataset] = _DatasetCounts(0, np.zeros((self.num_concepts, 4), dtype=np.int64),
+                                                    np.zeros(self.num_concepts, dtype=np.int64))
 
     def add_block(self, dataset: str, states: np.ndarray) -> None:
-        """A block of images of ``dataset`` at once, with their label states as an images × labels matrix
-        (``DatasetCoverage.block_states``): the same counts as :meth:`add` for each row."""
+        """A block of images of ``dataset``, with their label states as an images × labels matrix
+        (``DatasetCoverage.block_states``)."""
         counts = self.datasets[dataset]
         counts.images += len(states)
         if not len(states) or not self.num_concepts:
             return
         ranks = np.maximum.reduceat(STATE_RANK[states[:, self._members]], self._starts, axis=1)
         cells = ranks.astype(np.int32) + 4 * np.arange(self.num_concepts, dtype=np.int32)
-        counts.delta += np.bincount(cells.ravel(), minlength=4 * self.num_concepts).reshape(-1, 4)
-        counts.delta[np.arange(self.num_concepts), counts.baseline_rank] -= len(states)
+        counts.ranks += np.bincount(cells.ravel(), minlength=4 * self.num_concepts).reshape(-1, 4)
 
     def add_boxes(self, dataset: str, labels: np.ndarray) -> None:
         counts = self.datasets[dataset]
@@ -104,8 +73,7 @@ class CoverageCounter:
         """datasets × concepts × (unknown, negative, partial, positive) image counts."""
         result = np.zeros((len(self.datasets), self.num_concepts, 4), dtype=np.int64)
         for d, counts in enumerate(self.datasets.values()):
-            result[d, np.arange(self.num_concepts), counts.baseline_rank] = counts.images
-            result[d] += counts.delta
+            result[d] = counts.ranks
         return result
 
     def rows(self) -> list[tuple]:

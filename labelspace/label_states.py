@@ -71,6 +71,11 @@ class Closure:
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
         return self.indices[np.arange(lengths.sum()) + offsets]
 
+    @cached_property
+    def related(self) -> np.ndarray:
+        """The labels related to at least one label (found once per build, not once per block)."""
+        return np.flatnonzero(np.diff(self.indptr) > 0)
+
     def pairs(self, rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, related label) for every pair (``rows[i]``, ``labels[i]``): :meth:`of` for many images."""
         lengths = self.indptr[labels + 1] - self.indptr[labels]
@@ -208,7 +213,9 @@ class DatasetCoverage:
                      verified_present: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """:meth:`states` of a block of images at once, as an images × labels int8 matrix: each argument is
         one list per image in CSR form, ``(offsets, union indices)``. The same rules in the same order, on
-        (image, label) pairs instead of one image's labels: what ``unify`` uses for millions of images."""
+        (image, label) pairs instead of one image's labels: what ``unify`` uses for millions of images.
+        :meth:`states` stays the per-image twin (about half the cost for one image, which training and
+        ``translate`` pay per image); ``tests/test_unify.py`` checks each row against it."""
         count = len(annotated[0]) - 1
         states = np.zeros((count, len(self.own)), dtype=np.int8)
         if self.protocol == EXHAUSTIVE:
@@ -232,9 +239,8 @@ class DatasetCoverage:
     def _related_pairs(cells: np.ndarray, closure: Closure) -> tuple[np.ndarray, np.ndarray]:
         """(row, related label) for the True cells of an images × labels mask: only the columns of labels
         that have relations are searched (an exhaustive image is negative for hundreds of labels)."""
-        related = np.flatnonzero(np.diff(closure.indptr) > 0)
-        rows, columns = np.nonzero(cells[:, related])
-        return closure.pairs(rows, related[columns])
+        rows, columns = np.nonzero(cells[:, closure.related])
+        return closure.pairs(rows, closure.related[columns])
 
 
 def csr_cells(lists: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

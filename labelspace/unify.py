@@ -62,7 +62,8 @@ from .label_states import (EXHAUSTIVE, NEGATIVE, PARTIAL, POSITIVE, UNKNOWN, Dat
                            combine_states, image_states, relations_for_build)
 from .io.text_files import csv_cell
 from .unify_blocks import (ImageBlock, annotation_records, block_category_states, block_compact_states,
-                           block_state_lists, boxed_categories, image_records, images_per_block)
+                           block_state_lists, boxed_categories, image_records, images_per_block,
+                           offsets_of)
 from .unify_sources import LIST_FIELDS, LabelLookup, SourceData, image_key, read_source
 
 UNIFY_FORMAT = "scaledet.unified/1"
@@ -424,17 +425,17 @@ def unify(build: Path, sources: list[tuple[str, Path]], image_dirs: dict[str, Pa
             data = read_source(key, path, lookup)
             coverage = relations.coverage(key, data.protocol)
             coverages[key] = coverage
-            counter.start(key, coverage)
+            counter.start(key)
             counter.add_boxes(key, data.labels.astype(np.int64))
             for label, facts in data.category_facts.items():
                 writer.category_facts.setdefault(label, facts)
             for start in range(0, data.num_images, per_block):
                 block = _source_block(data, start, min(start + per_block, data.num_images), coverage, space)
                 counter.add_block(key, block.states)
-                held_rows = [row for row in range(block.size) if hash(data.image_key(start + row)) in shared] \
-                    if shared else []
+                names = [data.image_key(image) for image in range(start, start + block.size)] if shared else []
+                held_rows = [row for row, name in enumerate(names) if hash(name) in shared]
                 for row in held_rows:
-                    name, item = data.image_key(start + row), _image_of(block, row, coverage)
+                    name, item = names[row], _image_of(block, row, coverage)
                     if name not in held:
                         held[name] = item
                         continue
@@ -515,16 +516,12 @@ def _images_block(images: list[_Image]) -> ImageBlock:
     def concatenated(arrays: list[np.ndarray], dtype, shape=(0,)) -> np.ndarray:
         return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(shape, dtype=dtype)
 
-    lists = {}
-    for list_field in LIST_FIELDS:
-        lengths = np.array([len(image.lists[list_field]) for image in images], dtype=np.int64)
-        lists[list_field] = (np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                             concatenated([image.lists[list_field] for image in images], np.int64))
-    lengths = np.array([len(image.labels) for image in images], dtype=np.int64)
+    lists = {f: (offsets_of(np.array([len(image.lists[f]) for image in images], dtype=np.int64)),
+                 concatenated([image.lists[f] for image in images], np.int64)) for f in LIST_FIELDS}
     return ImageBlock([image.sources for image in images], [image.file_name for image in images],
                       [image.coco_url for image in images], np.array([image.width for image in images]),
                       np.array([image.height for image in images]),
-                      np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                      offsets_of(np.array([len(image.labels) for image in images], dtype=np.int64)),
                       concatenated([image.boxes for image in images], np.float32, (0, 4)),
                       concatenated([image.labels for image in images], np.int64),
                       concatenated([image.categories for image in images], np.int64),

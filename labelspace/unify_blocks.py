@@ -62,13 +62,14 @@ class ImageBlock:
         boxes = _gather(self.box_offsets, rows)
         return ImageBlock([self.sources[r] for r in rows.tolist()], [self.file_names[r] for r in rows.tolist()],
                           [self.coco_urls[r] for r in rows.tolist()], self.widths[rows], self.heights[rows],
-                          _offsets(np.diff(self.box_offsets)[rows]), self.boxes[boxes], self.labels[boxes],
+                          offsets_of(np.diff(self.box_offsets)[rows]), self.boxes[boxes], self.labels[boxes],
                           self.categories[boxes], self.crowd[boxes],
-                          {f: (_offsets(np.diff(offsets)[rows]), values[_gather(offsets, rows)])
+                          {f: (offsets_of(np.diff(offsets)[rows]), values[_gather(offsets, rows)])
                            for f, (offsets, values) in self.lists.items()}, self.states[rows])
 
 
-def _offsets(lengths: np.ndarray) -> np.ndarray:
+def offsets_of(lengths: np.ndarray) -> np.ndarray:
+    """CSR offsets (N + 1) of N lists of these lengths."""
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
