@@ -136,8 +136,9 @@ def stock_step(args, device, num_labels: int, images, targets):
     from scaledet.detector.model import ModelConfig, anchor_generator, build_backbone
 
     torch.manual_seed(0)
-    model = FasterRCNN(build_backbone(ModelConfig(backbone=args.backbone)), num_classes=num_labels + 1,
-                       min_size=args.size, max_size=args.size, rpn_anchor_generator=anchor_generator(args.backbone),
+    config = ModelConfig(backbone=args.backbone)
+    model = FasterRCNN(build_backbone(config), num_classes=num_labels + 1,
+                       min_size=args.size, max_size=args.size, rpn_anchor_generator=anchor_generator(config),
                        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).to(device).train()
     return training_step(model, images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
 

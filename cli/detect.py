@@ -210,7 +210,7 @@ def predict(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the world, label space, run and drawings go."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Training iterations (default 400, the demo's own; its measured time is in docs/detector.md)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Training iterations (default: the demo's own, with its measured time, in docs/detector.md)."),
     force: bool = typer.Option(False, "--force", help="Write into --out even if it holds other files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:

@@ -23,17 +23,22 @@ PICTURES = 4  # test images drawn with their predictions
 
 @dataclass
 class DemoSettings:
-    """Sized for 3 minutes on 2 idle CPU cores (measured, with the search that chose it, in docs/detector.md):
-    400 iterations is what that time allows, and a softer temperature than real runs' 0.02 (logits
-    ``cos / T``) gave the highest geo AP50 at that length. 96 training images per dataset: 300 scored about
-    the same on geo, and the README's tour runs its teacher over every training image."""
+    """Sized for about 3 minutes on 2 idle CPU cores (measured, with the searches that chose it, in
+    docs/detector.md). The objects are 18–47 px in 112 px images: a 64-channel pyramid and a 256-d box head
+    (a quarter of torchvision's widths; RoIAlign one sample per bin) see them as well as the full widths did
+    at less than half the step time, which buys more iterations. A softer temperature than real runs' 0.02
+    (logits ``cos / T``) trains faster from scratch. 96 training images per dataset: the README's tour runs
+    its teacher over every training image."""
 
     train_images: int = 96
     test_images: int = 20
     image_size: int = 112
-    iterations: int = 400
+    iterations: int = 500
     batch_size: int = 4
     backbone: str = "resnet18"
+    fpn_channels: int = 64
+    box_head_dim: int = 256
+    pooler_sampling_ratio: int = 1
     temperature: float = 0.1
     seed: int = 0
     score_threshold: float = 0.25
@@ -53,12 +58,14 @@ def demo_config(root: Path, settings: DemoSettings) -> dict:
         "eval_datasets": [entry(name, "test") for name in DATASETS],
         "input": {"min_size_train": [settings.image_size], "max_size_train": settings.image_size,
                   "min_size_test": settings.image_size, "max_size_test": settings.image_size, "random_flip": True},
-        "model": {"backbone": settings.backbone, "temperature": settings.temperature, "roi_batch_size_per_image": 32, "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
+        "model": {"backbone": settings.backbone, "temperature": settings.temperature,
+                  "fpn_channels": settings.fpn_channels, "box_head_dim": settings.box_head_dim,
+                  "pooler_sampling_ratio": settings.pooler_sampling_ratio, "roi_batch_size_per_image": 32, "rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300,
                   "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150},
         # images of 112 px decode in microseconds: no DataLoader workers, whose processes would compete with
         # the training threads on a small machine
         "num_workers": 0,
-        # one checkpoint: model_final.pth (a numbered one at the last iteration would be its 229 MB twin)
+        # one checkpoint: model_final.pth (a numbered one at the last iteration would be its 99 MB twin)
         "schedule": {"iterations": settings.iterations, "batch_size": settings.batch_size, "lr": 0.02,
                      "warmup_iterations": min(50, settings.iterations // 5), "checkpoint_every": settings.iterations + 1,
                      "log_every": 10},

@@ -17,7 +17,8 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from scaledet.labelspace.io.errors import ScaledetError, one_line
 
@@ -46,6 +47,14 @@ class ModelConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+    # Sizes a small model or small images want (detectron2's MODEL.FPN.OUT_CHANNELS, MODEL.ROI_BOX_HEAD.FC_DIM,
+    # MODEL.ANCHOR_GENERATOR.SIZES, MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO); the defaults are torchvision's.
+    fpn_channels: int = 256
+    box_head_dim: int = 1024
+    #: one anchor size per FPN level for ResNets (P2 … P6, 5 sizes); every size at each of MobileNet's levels.
+    #: null: 32 … 512, as torchvision. Objects much smaller than 32 px at the model's input want smaller anchors.
+    anchor_sizes: list[int] | None = None
+    pooler_sampling_ratio: int = 2  # samples per RoIAlign bin side; 0: adaptive, as detectron2
 
 
 NORMS = ("auto", "frozen_bn", "bn", "gn")
@@ -80,6 +89,10 @@ def build_backbone(config: ModelConfig, load_weights: bool = True) -> nn.Module:
     else:
         backbone = resnet_fpn_backbone(backbone_name=config.backbone, weights=None, norm_layer=norm_layer(config),
                                        trainable_layers=trainable)
+    if config.fpn_channels != backbone.out_channels:  # torchvision builds 256; the same pyramid, narrower
+        in_channels = [block[0].in_channels for block in backbone.fpn.inner_blocks]
+        backbone.fpn = FeaturePyramidNetwork(in_channels, config.fpn_channels, extra_blocks=LastLevelMaxPool())
+        backbone.out_channels = config.fpn_channels
     if config.backbone_weights and load_weights:
         load_backbone_weights(backbone, config)
     return backbone
@@ -197,11 +210,20 @@ class ResizingTransform(GeneralizedRCNNTransform):
         return super().resize(image, target)
 
 
-def anchor_generator(backbone_name: str) -> AnchorGenerator:
-    if backbone_name == "mobilenet_v3":
-        sizes = ((32, 64, 128, 256, 512),) * 3
+RESNET_LEVELS = 5  # P2 … P5 and the max-pooled P6
+
+
+def anchor_generator(config: ModelConfig) -> AnchorGenerator:
+    """Three aspect ratios at every size: ResNets one size per pyramid level, MobileNet all sizes at each of
+    its three levels (torchvision's layouts)."""
+    chosen = tuple(config.anchor_sizes or (32, 64, 128, 256, 512))
+    if config.backbone == "mobilenet_v3":
+        sizes = (chosen,) * 3
     else:
-        sizes = ((32,), (64,), (128,), (256,), (512,))
+        if len(chosen) != RESNET_LEVELS:
+            raise ScaledetError(f"model.anchor_sizes {list(chosen)}: a {config.backbone} FPN has {RESNET_LEVELS} levels "
+                                f"(P2 … P6), so give {RESNET_LEVELS} sizes, one per level")
+        sizes = tuple((size,) for size in chosen)
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
 
 
@@ -213,7 +235,7 @@ def build_detector(config: ModelConfig, vocabulary: torch.Tensor, input_config=N
     from .data.transforms import InputConfig, model_sizes
 
     backbone = build_backbone(config, load_weights=load_backbone)
-    anchors = anchor_generator(config.backbone)
+    anchors = anchor_generator(config)
     rpn = RegionProposalNetwork(
         anchors, RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
         fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=config.rpn_batch_size_per_image,
@@ -223,8 +245,9 @@ def build_detector(config: ModelConfig, vocabulary: torch.Tensor, input_config=N
         nms_thresh=0.7,
     )
     feature_names = [name for name in backbone(torch.zeros(1, 3, 64, 64)).keys() if name != "pool"]
-    box_roi_pool = MultiScaleRoIAlign(featmap_names=feature_names, output_size=7, sampling_ratio=2)
-    representation = 1024
+    box_roi_pool = MultiScaleRoIAlign(featmap_names=feature_names, output_size=7,
+                                      sampling_ratio=config.pooler_sampling_ratio)
+    representation = config.box_head_dim
     roi_heads = ScaleDetRoIHeads(
         box_roi_pool, TwoMLPHead(backbone.out_channels * 7 * 7, representation),
         fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=config.roi_batch_size_per_image,
