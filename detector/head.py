@@ -3,7 +3,7 @@
 Shape shorthand (as in the rest of ``detector/``):
 
 * ``R``: regions (proposals) in the batch, all images together
-* ``F``: region feature size after the box head (1024 for the two-layer MLP head)
+* ``F``: region feature size after the box head (``model.box_head_dim``, 1024 by default)
 * ``D``: text-embedding size (384 for MiniLM, 512 for CLIP ViT-B/32)
 * ``C``: labels in the vocabulary of this call (the union in training, any set at test time)
 * ``logits``: ``R × (C + 1)``; column 0 is background, column ``c + 1`` is vocabulary label ``c``

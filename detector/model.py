@@ -52,7 +52,7 @@ class ModelConfig:
     fpn_channels: int = 256
     box_head_dim: int = 1024
     #: one anchor size per FPN level for ResNets (P2 … P6, 5 sizes); every size at each of MobileNet's levels.
-    #: null: 32 … 512, as torchvision. Objects much smaller than 32 px at the model's input want smaller anchors.
+    #: null: 32 … 512, as torchvision.
     anchor_sizes: list[int] | None = None
     pooler_sampling_ratio: int = 2  # samples per RoIAlign bin side; 0: adaptive, as detectron2
 

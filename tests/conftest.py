@@ -95,7 +95,8 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
 
 # --------------------------------------------------------------------------- detector fixtures
 TINY_INPUT = {"min_size_train": [128], "max_size_train": 128, "min_size_test": 128, "max_size_test": 128}
-# narrow heads (64-channel pyramid, 256-d box head): a fifth of the 256 / 1024 model's step time and checkpoint bytes
+# the demo's narrow widths (64-channel pyramid, 256-d box head): a third of the 256 / 1024 model's step time and
+# under half its checkpoint bytes (docs/detector.md, the demo)
 TINY_MODEL = {"backbone": "resnet18", "fpn_channels": 64, "box_head_dim": 256, "pooler_sampling_ratio": 1,
               "roi_batch_size_per_image": 64,
               "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 150,
