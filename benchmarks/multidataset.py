@@ -198,7 +198,6 @@ def per_category_ap50(annotation_file: Path, results: list[dict]) -> dict[str, f
     import contextlib
     import io
 
-    import numpy as np
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -341,6 +340,15 @@ def machine_settings(args) -> dict:
             "device": "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"}
 
 
+def default_threads() -> int:
+    """OMP_NUM_THREADS when it is set (a caller that runs several processes side by side, as the test
+    suite does, sized it to their cores), else every core."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0]))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
 def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     """The world's size and the training settings every run of this world's benchmarks shares."""
     parser.add_argument("--seeds", type=int, default=8)
@@ -352,7 +360,8 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: OMP_NUM_THREADS when set, else all cores)")
     parser.add_argument("--work", type=Path, default=None, help="where the world and runs go (default: a temp dir)")
 
 
@@ -362,7 +371,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, nargs="*", help="indices of RUNS to do (default: all)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or default_threads())
     work = args.work or Path(tempfile.mkdtemp(prefix="scaledet-multidataset-"))
     started = time.perf_counter()
     from scaledet.labelspace.encoders import MiniLMEncoder

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
 import sys
 import tempfile
@@ -40,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # multidataset.py, paired.py
 
 from multidataset import (DOWNSTREAM, RUNS, UPSTREAM, Run, add_world_arguments, build_spaces,  # noqa: E402
-                          machine_settings, make_world, train_and_evaluate)
+                          default_threads, machine_settings, make_world, train_and_evaluate)
 
 FEDERATED = next(r for r in RUNS if r.scope == "federated")
 STUDENT = Run("student", FEDERATED.datasets, FEDERATED.soft_weight, FEDERATED.scope)
@@ -131,7 +130,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/results/pseudo_labels"))
     args = parser.parse_args()
     args.runs = None
-    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or default_threads())
     work = args.work or Path(tempfile.mkdtemp(prefix="scaledet-pseudo-"))
     started = time.perf_counter()
     from scaledet.detector.data import DatasetSpec
