@@ -2,7 +2,7 @@
 
 Each line of the tour's code block runs in a shell, in order, in an empty working directory, with the
 installed commands on PATH; a line that fails stops the test with its command and its error. One change
-keeps the suite's time bounded: the demo trains 10 iterations instead of its 150 (its full run is timed in
+keeps the suite's time bounded: the demo trains 10 iterations instead of its 500 (its full run is timed in
 docs/detector.md). The pictures and files a reader is promised are checked after the tour.
 """
 from __future__ import annotations
