@@ -341,12 +341,9 @@ def machine_settings(args) -> dict:
 
 
 def default_threads() -> int:
-    """OMP_NUM_THREADS when it is set (a caller that runs several processes side by side, as the test
-    suite does, sized it to their cores), else every core."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0]))
-    except ValueError:
-        return max(1, os.cpu_count() or 1)
+    """torch's own count when OMP_NUM_THREADS is set (a caller that runs several processes side by side, as
+    the test suite does, sized it to their cores; the demo keeps to the same count), else every core."""
+    return torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else max(1, os.cpu_count() or 1)
 
 
 def add_world_arguments(parser: argparse.ArgumentParser) -> None:
