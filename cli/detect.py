@@ -146,6 +146,7 @@ def predict(
     per_concept: bool = typer.Option(False, "--per-concept", help="With --labelspace: one detection per concept of the build's 'scaledet-labels merge', not one per dataset."),
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="For checkpoints trained on CLIP embeddings."),
     score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0, help="Keep detections scoring at least this."),
+    one_label_per_box: bool = typer.Option(False, "--one-label-per-box", help="One label per object: each box's best label (as Detic's demo draws) and no overlapping boxes of other labels, not every label above the threshold; not for --format coco results you will score."),
     fmt: str = typer.Option("json", "--format", help="json (detections.json), or coco: also results.json in the COCO results format."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Ground truth (COCO-format JSON, images matched by file name): drawn beside the predictions, and with --format coco the source of the image ids."),
     out: Path = typer.Option(Path("runs/predict"), "--out", help="Missing, empty, or an earlier predict output."),
@@ -192,7 +193,7 @@ def predict(
         space = UnifiedLabelSpace(labelspace)
         check_compatible(state, space, checkpoint)
         vocabulary = space.vocabulary()
-    predictions = predict_images(model, images, vocabulary, torch_device, score_threshold)
+    predictions = predict_images(model, images, vocabulary, torch_device, score_threshold, one_label_per_box)
     if concepts is not None:
         from scaledet.detector.concepts import fold_detections
 

@@ -139,6 +139,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.hard_loss_scope": (_one_of("union", "dataset", "federated"), "union, dataset or federated"),
     "model.rpn_batch_size_per_image": (_positive, "> 0"),
     "model.roi_batch_size_per_image": (_positive, "> 0"),
+    "model.roi_fg_iou_thresh": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "model.roi_bg_iou_thresh": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "model.rpn_pre_nms_top_n_train": (_positive, "> 0"),
     "model.rpn_post_nms_top_n_train": (_positive, "> 0"),
     "model.rpn_pre_nms_top_n_test": (_positive, "> 0"),
@@ -298,6 +300,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     if config.input.max_size_train < max(config.input.min_size_train):
         raise ConfigError(f"{path}: input.max_size_train = {config.input.max_size_train} is below the largest "
                           f"input.min_size_train {max(config.input.min_size_train)}")
+    if config.model.roi_bg_iou_thresh > config.model.roi_fg_iou_thresh:
+        raise ConfigError(f"{path}: model.roi_bg_iou_thresh = {config.model.roi_bg_iou_thresh} is above "
+                          f"model.roi_fg_iou_thresh {config.model.roi_fg_iou_thresh}")
     return config
 
 

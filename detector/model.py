@@ -40,6 +40,11 @@ class ModelConfig:
     hard_loss_scope: str = "union"
     rpn_batch_size_per_image: int = 256
     roi_batch_size_per_image: int = 512
+    #: a proposal trains the box head as foreground from this IoU with a box, as background below
+    #: ``roi_bg_iou_thresh``, and is left out in between (torchvision's box_fg/bg_iou_thresh; detectron2's
+    #: ROI_HEADS.IOU_THRESHOLDS). Tighter positives teach shapes that differ only in outline (docs/detector.md).
+    roi_fg_iou_thresh: float = 0.5
+    roi_bg_iou_thresh: float = 0.5
     rpn_pre_nms_top_n_train: int = 2000
     rpn_post_nms_top_n_train: int = 2000
     rpn_pre_nms_top_n_test: int = 1000
@@ -250,7 +255,8 @@ def build_detector(config: ModelConfig, vocabulary: torch.Tensor, input_config=N
     representation = config.box_head_dim
     roi_heads = ScaleDetRoIHeads(
         box_roi_pool, TwoMLPHead(backbone.out_channels * 7 * 7, representation),
-        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=config.roi_batch_size_per_image,
+        fg_iou_thresh=config.roi_fg_iou_thresh, bg_iou_thresh=config.roi_bg_iou_thresh,
+        batch_size_per_image=config.roi_batch_size_per_image,
         positive_fraction=0.25, bbox_reg_weights=None, score_thresh=config.score_thresh,
         nms_thresh=config.nms_thresh, detections_per_img=config.detections_per_img,
         box_predictor=ScaleDetBoxPredictor(representation, vocabulary.shape[1], config.temperature,

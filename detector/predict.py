@@ -53,9 +53,14 @@ def vocabulary_from_dataset(key: str, state: dict, clip_weights: str | None = No
 
 @torch.no_grad()
 def predict_images(model, images: list[Path], vocabulary: Vocabulary, device: torch.device,
-                   score_threshold: float = 0.3) -> list[dict]:
+                   score_threshold: float = 0.3, one_label_per_box: bool = False) -> list[dict]:
+    """Detections of ``vocabulary`` in each image. ``one_label_per_box`` keeps only each proposal's
+    best-scoring label, as Detic's demo draws, and suppresses overlapping boxes across labels: one caption
+    per object instead of every label above the threshold (a model trained on a disjoint union scores
+    synonyms alike, so boxes otherwise carry several)."""
     model.roi_heads.set_vocabulary(vocabulary.embeddings.to(device))
     model.roi_heads.score_thresh = score_threshold  # the model keeps what the user asked to see
+    model.roi_heads.one_label_per_proposal = one_label_per_box
     predictions = []
     for path in images:
         if not path.is_file():

@@ -42,6 +42,10 @@ class ScaleDetRoIHeads(RoIHeads):
         self.soft_weight = soft_weight
         self.hard_loss_scope = hard_loss_scope
         self.similarity = None
+        #: keep only each proposal's best label (Detic's demo default, ``ONE_CLASS_PER_PROPOSAL``) and suppress
+        #: overlaps across labels (class-agnostic NMS, Ultralytics' ``agnostic_nms``): one caption per object in
+        #: a drawing. Off for evaluation, where AP needs every label's score.
+        self.one_label_per_proposal = False
 
     def set_vocabulary(self, embeddings: torch.Tensor) -> None:
         self.vocabulary = embeddings.to(self.vocabulary.device, torch.float32)
@@ -81,10 +85,14 @@ class ScaleDetRoIHeads(RoIHeads):
 
     # ------------------------------------------------------------------ inference
     def postprocess(self, logits, deltas, proposals, image_shapes) -> list[dict[str, torch.Tensor]]:
-        """Sigmoid scores per vocabulary label, class-agnostic boxes, per-label NMS (Detic-style)."""
+        """Sigmoid scores per vocabulary label, class-agnostic boxes, per-label NMS (Detic-style); with
+        ``one_label_per_proposal``, each proposal's best label and NMS across labels."""
         counts = [len(p) for p in proposals]
         boxes_all = self.box_coder.decode(deltas, proposals).reshape(-1, 4)
         scores_all = torch.sigmoid(logits[:, 1:].float())
+        if self.one_label_per_proposal and scores_all.shape[1] > 1:
+            best = scores_all.argmax(dim=1, keepdim=True)
+            scores_all = torch.zeros_like(scores_all).scatter_(1, best, scores_all.gather(1, best))
         results = []
         for boxes, scores, shape in zip(boxes_all.split(counts), scores_all.split(counts), image_shapes):
             boxes = box_ops.clip_boxes_to_image(boxes, shape)
@@ -96,7 +104,10 @@ class ScaleDetRoIHeads(RoIHeads):
             kept_boxes = boxes[region]
             valid = box_ops.remove_small_boxes(kept_boxes, min_size=1e-2)
             kept_boxes, kept_scores, label = kept_boxes[valid], kept_scores[valid], label[valid]
-            keep = box_ops.batched_nms(kept_boxes, kept_scores, label, self.nms_thresh)[: self.detections_per_img]
+            if self.one_label_per_proposal:  # and one box per object: overlaps of other labels go too
+                keep = box_ops.nms(kept_boxes, kept_scores, self.nms_thresh)[: self.detections_per_img]
+            else:
+                keep = box_ops.batched_nms(kept_boxes, kept_scores, label, self.nms_thresh)[: self.detections_per_img]
             results.append({"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]})
         return results
 

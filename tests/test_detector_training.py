@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.ops import box_iou
 
-from conftest import run_cli, write_train_config
+from conftest import REPO, run_cli, write_train_config
 from scaledet.detector.config import load_config
-from scaledet.detector.data import CocoDetectionDataset
+from scaledet.detector.data import CocoDetectionDataset, InputConfig
 from scaledet.detector.engine import Trainer
 from scaledet.detector.evaluation.inference import coco_map
+from scaledet.detector.model import ModelConfig, build_detector
 from scaledet.detector.sampling import MultiDatasetBatchSampler, repeat_factors
 from scaledet.detector.vocabulary import UnifiedLabelSpace
 
@@ -100,10 +102,16 @@ def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_pat
     image = shapes_world / "shapesa" / "val" / "images" / "shapesa_00001.png"
     out = tmp_path / "pred"
     predicted = run_cli("scaledet", "predict", str(image), "--checkpoint", str(tmp_path / "cli" / "model_final.pth"),
-                        "--vocab", "circle, star ,jellyfish", "--score-threshold", "0", "--out", str(out))
+                        "--vocab", "circle, star ,jellyfish", "--score-threshold", "0", "--one-label-per-box",
+                        "--out", str(out))
     assert predicted.returncode == 0, predicted.stderr
     (result,) = json.loads((out / "detections.json").read_text())
     assert result["detections"] and {d["label"] for d in result["detections"]} <= {"circle", "star", "jellyfish"}
+    # one label per box: at threshold 0 every proposal scores every label, and NMS across labels leaves no
+    # two boxes overlapping by more than its IoU (what it keeps: test_one_label_per_box_keeps_each_proposals_best)
+    boxes = torch.tensor([d["box"] for d in result["detections"]])
+    overlaps = box_iou(boxes, boxes) - torch.eye(len(boxes))
+    assert float(overlaps.max()) <= 0.51  # boxes are written rounded to 0.1 px
     # --format coco: results an official tool can score, with the annotation file's image ids
     val = shapes_world / "shapesa" / "val"
     coco_out = tmp_path / "pred-coco"
@@ -125,6 +133,33 @@ def test_train_then_eval_and_predict_from_the_command_line(shapes_world, tmp_pat
     assert drawn.width == original.width * scale and drawn.height > original.height * scale
     # with --annotations, the ground truth is drawn beside the predictions
     assert Image.open(coco_out / "shapesa_00001.detections.png").width > 2 * original.width * scale
+
+
+def test_one_label_per_box_keeps_each_proposals_best():
+    """Four proposals scored on three labels: by default every label above the threshold is a detection
+    (class-agnostic boxes, so a proposal's detections share its box) and NMS runs per label; with one label
+    per proposal only each proposal's best label is, at its own score, and NMS runs across labels, so the
+    proposal overlapping a better one is gone although its best label differs."""
+    torch.manual_seed(0)
+    model = build_detector(ModelConfig(backbone="resnet18", fpn_channels=64, box_head_dim=64),
+                           torch.nn.functional.normalize(torch.randn(3, 8), dim=1),
+                           InputConfig(min_size_test=64, max_size_test=64)).eval()
+    heads = model.roi_heads
+    proposals = [torch.tensor([[0.0, 0.0, 20.0, 20.0], [30.0, 30.0, 60.0, 60.0], [5.0, 35.0, 25.0, 60.0],
+                               [1.0, 1.0, 21.0, 21.0]])]
+    probabilities = torch.tensor([[0.9, 0.6, 0.4], [0.3, 0.35, 0.8], [0.2, 0.1, 0.05], [0.5, 0.3, 0.7]])
+    logits = torch.cat([torch.full((4, 1), -5.0), torch.logit(probabilities)], dim=1)
+    heads.score_thresh = 0.1
+
+    def detections() -> set[tuple[int, int, float]]:
+        (result,) = heads.postprocess(logits, torch.zeros(4, 4), proposals, [(64, 64)])
+        return {(int(box[0]), int(label), round(float(score), 2))
+                for box, label, score in zip(result["boxes"], result["labels"], result["scores"])}
+
+    assert detections() == {(0, 0, 0.9), (0, 1, 0.6), (1, 2, 0.7), (30, 0, 0.3), (30, 1, 0.35), (30, 2, 0.8),
+                            (5, 0, 0.2)}
+    heads.one_label_per_proposal = True
+    assert detections() == {(0, 0, 0.9), (30, 2, 0.8), (5, 0, 0.2)}
 
 
 def test_masked_hard_loss_and_mixed_sampling_train(shapes_world, tmp_path):
@@ -222,7 +257,7 @@ def test_keep_last_prunes_only_this_runs_checkpoints(shapes_world, tmp_path):
     assert (run / "model_0000002.pth").is_file()  # the earlier run's: not pruned by this one
 
 
-def test_demo_runs_every_step_at_toy_size(tmp_path):
+def test_demo_runs_every_step_at_toy_size(tmp_path, monkeypatch):
     """The newcomer's first run, shrunk: its AP50 at full size is measured in docs/detector.md, not here."""
     from scaledet.detector.demo import DemoSettings, run_demo
 
@@ -232,6 +267,14 @@ def test_demo_runs_every_step_at_toy_size(tmp_path):
     assert len(result["predictions"]) == 2 and all(p.is_file() for p in result["predictions"])  # up to 4 test images
     assert (tmp_path / "demo" / "train" / "model_final.pth").is_file()
     assert [p.name for p in (tmp_path / "demo" / "train").glob("*.pth")] == ["model_final.pth"]  # one checkpoint
+    # the benchmark that measures what the drawings show reads the demo's output (its real run: docs/detector.md)
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from demo_drawings import drawing_quality, quality_table
+
+    printed = quality_table(drawing_quality(tmp_path / "demo", images=2)).splitlines()
+    rows = {line.split()[0]: line.split() for line in printed[2:]}
+    assert list(rows) == ["circle", "square", "triangle", "star", "all"]
+    assert int(rows["all"][1]) == sum(int(rows[shape][1]) for shape in ("circle", "square", "triangle", "star")) > 0
     done = run_cli("scaledet", "demo", "--out", str(tmp_path), "--iterations", "1")
     assert done.returncode == 2 and "--force" in done.stderr, "a folder with other files is refused"
     (tmp_path / "demo" / "labelspace" / "notes.txt").write_text("mine")  # a file of yours in the demo's build

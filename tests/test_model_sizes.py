@@ -32,9 +32,12 @@ def test_default_sizes_are_torchvisions_and_narrow_sizes_build_the_model_they_na
         {k: v.shape for k, v in stock.state_dict().items()}  # an earlier checkpoint's weights fit
     assert default.rpn.anchor_generator.sizes == ((32,), (64,), (128,), (256,), (512,))
     assert default.roi_heads.box_roi_pool.sampling_ratio == 2
+    matcher = default.roi_heads.proposal_matcher
+    assert (matcher.high_threshold, matcher.low_threshold) == (0.5, 0.5)  # torchvision's positives
 
     narrow_config = ModelConfig(backbone="resnet18", fpn_channels=64, box_head_dim=256, pooler_sampling_ratio=1,
-                                anchor_sizes=[16, 32, 64, 128, 256], roi_batch_size_per_image=16, soft_weight=0.0)
+                                anchor_sizes=[16, 32, 64, 128, 256], roi_batch_size_per_image=16, soft_weight=0.0,
+                                roi_fg_iou_thresh=0.6)
     narrow = build_detector(narrow_config, vocabulary, SIZES)
     assert narrow.backbone.out_channels == 64
     assert all(block[0].out_channels == 64 for block in narrow.backbone.fpn.layer_blocks)
@@ -43,6 +46,8 @@ def test_default_sizes_are_torchvisions_and_narrow_sizes_build_the_model_they_na
     assert narrow.roi_heads.box_predictor.classifier.projection.in_features == 256
     assert narrow.rpn.anchor_generator.sizes == ((16,), (32,), (64,), (128,), (256,))
     assert narrow.roi_heads.box_roi_pool.sampling_ratio == 1
+    matcher = narrow.roi_heads.proposal_matcher  # foreground from IoU 0.6, background below 0.5, between left out
+    assert (matcher.high_threshold, matcher.low_threshold) == (0.6, 0.5)
     assert _parameters(narrow) < 0.6 * _parameters(default)
 
     images = [torch.rand(3, 96, 96) for _ in range(2)]
@@ -66,6 +71,7 @@ def test_anchor_sizes_that_do_not_fit_the_pyramid_are_one_line():
     ("model.fpn_channels=0", "model.fpn_channels = 0: must be > 0"),
     ("model.anchor_sizes=[16, -1]", "model.anchor_sizes = [16, -1]: must be a list of sizes > 0, or null"),
     ("model.anchor_sizes=[16, 32]", "model.anchor_sizes [16, 32]: a resnet18 FPN has 5 levels"),
+    ("model.roi_fg_iou_thresh=0.4", "model.roi_bg_iou_thresh = 0.5 is above model.roi_fg_iou_thresh 0.4"),
 ])
 def test_bad_sizes_in_a_config_are_one_line(shapes_world, tmp_path, override, expected):
     config = write_train_config(shapes_world, tmp_path / "run", schedule={"iterations": 1})
