@@ -217,7 +217,7 @@ def _reuse_cached(cached: Path, checksum: Path, path: Path) -> int | None:
 def read_similarity_meta(path: Path) -> dict:
     try:
         metadata = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowException) as err:
+    except (OSError, ValueError, pa.ArrowException) as err:  # a flipped byte in a column name: UnicodeDecodeError
         raise OutputError(f"{path}: not a readable Parquet file ({one_line(err)})") from None
     if b"scaledet" not in metadata:
         raise OutputError(f"{path}: not a scaledet similarity file (no 'scaledet' metadata)")
@@ -264,7 +264,7 @@ class SimilarityMatrix:
         meta = read_similarity_meta(path)
         try:
             table = read_parquet(path, columns=["i", "j", "sim"])
-        except (OSError, pa.ArrowException) as err:
+        except (OSError, ValueError, pa.ArrowException) as err:
             raise OutputError(f"{path}: not a readable similarity file ({one_line(err)})") from None
         i = table.column("i").to_numpy()
         j = table.column("j").to_numpy()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import typing
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -94,6 +96,28 @@ def test_a_damaged_build_file_is_an_output_error_or_harmless(pristine_build, tmp
         output.similarity()
     except OutputError as err:
         assert "\n" not in str(err) and str(copy) in str(err)
+
+
+def test_a_column_name_damaged_in_the_similarity_footer_is_an_output_error(pristine_build, tmp_path):
+    """pyarrow decodes the footer's column names as UTF-8 while reading the schema: a flipped high bit there is a
+    UnicodeDecodeError (a ValueError), not an Arrow error, and must still be the one-line output error."""
+    from scaledet.labelspace.outputs import LabelSpaceOutput
+
+    copy = tmp_path / "labelspace"
+    shutil.copytree(pristine_build, copy)
+    path = copy / "similarity.parquet"
+    data = path.read_bytes()
+    for match in re.finditer(b"sim", data):  # the column's name in the footer's schema: "sim" → b"\xf3im"
+        path.write_bytes(_flip(data, match.start(), 0x80))
+        try:
+            pq.read_schema(path)
+        except UnicodeDecodeError:
+            break
+    else:
+        pytest.fail("no flipped 'sim' makes pyarrow's schema reader raise UnicodeDecodeError")
+    with pytest.raises(OutputError, match="similarity.parquet") as raised:
+        LabelSpaceOutput.load(copy).similarity()
+    assert "\n" not in str(raised.value) and str(copy) in str(raised.value)
 
 
 @pytest.mark.parametrize("manifest", [[], {"format": "scaledet.labelspace/1"}, "text"])
