@@ -28,9 +28,10 @@ def train(
 ) -> None:
     """Train with hard + soft label assignment. Multi-GPU / multi-node: run it under torchrun."""
     from scaledet.detector.config import load_config
+
+    cfg = load_config(config, overrides)  # before torch is imported: a typo in the config fails at once
     from scaledet.detector.engine import Trainer
 
-    cfg = load_config(config, overrides)
     trainer = Trainer(cfg, resume=resume, show_progress=not quiet, force=force)
     final = trainer.train()
     if trainer.context.is_main:
@@ -124,12 +125,12 @@ def evaluate(
     if config is None:
         raise ScaledetError("give --config (evaluate a checkpoint) or --results with --annotations")
     from scaledet.detector.config import load_config
-    from scaledet.detector.engine import DistributedContext, resolve_device
 
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides)  # before torch is imported: a typo in the config fails at once
     if not cfg.eval_datasets:
         raise ScaledetError(f"{config}: no eval_datasets to evaluate")
     from scaledet.detector.checkpoint import final_checkpoint
+    from scaledet.detector.engine import DistributedContext, resolve_device
 
     _evaluate(cfg, checkpoint or final_checkpoint(Path(cfg.output_dir)),
               resolve_device(device, DistributedContext()), quiet, force, trust_checkpoint)

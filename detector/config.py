@@ -22,11 +22,9 @@ import yaml
 from scaledet.labelspace.io.errors import ConfigError
 from scaledet.labelspace.io.text_files import load_yaml
 
-from .data import DatasetSpec
-from .data.transforms import AUGMENTATIONS, InputConfig
-from .evaluation import EVALUATORS
-from .model import BACKBONES, NORMS, ModelConfig
-from .sampling import SAMPLING_MODES
+from .config_types import (AUGMENTATIONS, BACKBONES, EVALUATOR_NAMES, NORMS, SAMPLING_MODES, InputConfig,
+                           ModelConfig)
+from .data.records import DatasetSpec
 
 
 @dataclass
@@ -156,9 +154,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "pseudo_labels.min_score": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "datasets[].ratio": (_positive, "> 0"),
     "datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
-    "datasets[].evaluator": (lambda v: v is None or v in EVALUATORS, " or ".join(EVALUATORS)),
+    "datasets[].evaluator": (lambda v: v is None or v in EVALUATOR_NAMES, " or ".join(EVALUATOR_NAMES)),
     "eval_datasets[].name": (lambda v: bool(v.strip()), "a non-empty name"),
-    "eval_datasets[].evaluator": (lambda v: v is None or v in EVALUATORS, " or ".join(EVALUATORS)),
+    "eval_datasets[].evaluator": (lambda v: v is None or v in EVALUATOR_NAMES, " or ".join(EVALUATOR_NAMES)),
 }
 
 

@@ -6,7 +6,6 @@ torch's cache directory, or a local checkpoint file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,47 +21,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from scaledet.labelspace.io.errors import ScaledetError, one_line
 
+from .config_types import BACKBONES, NORMS, ModelConfig  # defined without torch, so that config.py needs none
 from .head import ScaleDetBoxPredictor
 from .roi_heads import ScaleDetRoIHeads
-
-BACKBONES = ("resnet50", "resnet18", "mobilenet_v3")
-
-
-@dataclass
-class ModelConfig:
-    backbone: str = "resnet50"
-    backbone_weights: str | None = None
-    norm: str = "auto"
-    trainable_backbone_layers: int = 3
-    temperature: float = 0.02
-    prior_prob: float = 0.01
-    soft_weight: float = 1.0
-    hard_loss_scope: str = "union"
-    rpn_batch_size_per_image: int = 256
-    roi_batch_size_per_image: int = 512
-    #: a proposal trains the box head as foreground from this IoU with a box, as background below
-    #: ``roi_bg_iou_thresh``, and is left out in between (torchvision's box_fg/bg_iou_thresh; detectron2's
-    #: ROI_HEADS.IOU_THRESHOLDS). Tighter positives teach shapes that differ only in outline (docs/detector.md).
-    roi_fg_iou_thresh: float = 0.5
-    roi_bg_iou_thresh: float = 0.5
-    rpn_pre_nms_top_n_train: int = 2000
-    rpn_post_nms_top_n_train: int = 2000
-    rpn_pre_nms_top_n_test: int = 1000
-    rpn_post_nms_top_n_test: int = 1000
-    score_thresh: float = 0.05
-    nms_thresh: float = 0.5
-    detections_per_img: int = 100
-    # Sizes a small model or small images want (detectron2's MODEL.FPN.OUT_CHANNELS, MODEL.ROI_BOX_HEAD.FC_DIM,
-    # MODEL.ANCHOR_GENERATOR.SIZES, MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO); the defaults are torchvision's.
-    fpn_channels: int = 256
-    box_head_dim: int = 1024
-    #: one anchor size per FPN level for ResNets (P2 … P6, 5 sizes); every size at each of MobileNet's levels.
-    #: null: 32 … 512, as torchvision.
-    anchor_sizes: list[int] | None = None
-    pooler_sampling_ratio: int = 2  # samples per RoIAlign bin side; 0: adaptive, as detectron2
-
-
-NORMS = ("auto", "frozen_bn", "bn", "gn")
 
 
 def norm_layer(config: ModelConfig):

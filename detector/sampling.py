@@ -17,7 +17,7 @@ import math
 
 import torch
 
-SAMPLING_MODES = ("per_dataset", "mixed")
+from .config_types import SAMPLING_MODES
 
 
 def stable_seed(*parts: int | str) -> int:

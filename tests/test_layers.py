@@ -79,3 +79,32 @@ def test_every_package_folder_is_in_the_distribution():
     found = {".".join([package, *init.parent.relative_to(ROOT / folder).parts])
              for package, folder in roots.items() for init in (ROOT / folder).rglob("__init__.py")}
     assert found - listed == set()
+
+
+def test_config_errors_and_scoring_files_never_import_torch(tmp_path):
+    """A typo in a config and ``scaledet eval --results`` are answered before torch is imported (about
+    2.5 s of CPU on every such command): run with a ``torch`` package on the path that fails to import,
+    both print their own one-line answer. The evaluators a config may name are the evaluation package's."""
+    from conftest import run_cli
+    from scaledet.detector.config_types import EVALUATOR_NAMES, SAMPLING_MODES
+    from scaledet.detector.evaluation import EVALUATORS
+
+    assert tuple(EVALUATORS) == EVALUATOR_NAMES and SAMPLING_MODES == ("per_dataset", "mixed")
+    fake = tmp_path / "no-torch" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("torch was imported")\n')
+    env = {"PYTHONPATH": str(fake.parent)}
+    config = tmp_path / "bad.yaml"
+    config.write_text("datasets: []\n")
+    done = run_cli("scaledet", "train", "--config", str(config), env=env)
+    assert done.returncode == 2 and "'datasets' must list at least one training dataset" in done.stderr, done.stderr
+    done = run_cli("scaledet", "eval", "--config", str(config), env=env)
+    assert done.returncode == 2 and "'datasets' must list" in done.stderr, done.stderr
+    results = tmp_path / "results.json"
+    results.write_text("[]")
+    done = run_cli("scaledet", "eval", "--results", str(results), "--annotations", str(tmp_path / "missing.json"),
+                   env=env)
+    assert done.returncode == 2 and "annotation file not found" in done.stderr, done.stderr
+    # the fake is what a torch import meets: a command that needs torch fails on it
+    done = run_cli("scaledet", "predict", str(config), "--checkpoint", str(config), "--vocab", "a", env=env)
+    assert "torch was imported" in done.stderr

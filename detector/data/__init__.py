@@ -1,12 +1,25 @@
 """Detection data, as detectron2's ``data/`` package: dataset specs and record checks (``records``), the
 memory-mapped annotation index (``index``), image decoding (``images``), augmentation (``transforms``),
-datasets (``dataset``) and the multi-worker loader driven by the deterministic batch sampler (``loader``)."""
-from .dataset import CocoDetectionDataset
-from .images import read_image, read_image_array, read_image_uint8, to_float
-from .records import (BOX_TOLERANCE_PX, DatasetSpec, check_annotation, check_category, check_image,
-                      image_file_name)
-from .transforms import InputConfig
+datasets (``dataset``) and the multi-worker loader driven by the deterministic batch sampler (``loader``).
 
-__all__ = ["BOX_TOLERANCE_PX", "CocoDetectionDataset", "DatasetSpec", "InputConfig", "check_annotation",
-           "check_category", "check_image", "image_file_name", "read_image", "read_image_array",
-           "read_image_uint8", "to_float"]
+The names below load on first use (PEP 562): the record checks and ``DatasetSpec`` need no torch, and reading
+a config or scoring a results file (``scaledet eval --results``) should not import it.
+"""
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {"CocoDetectionDataset": "dataset", "read_image": "images", "read_image_array": "images",
+          "read_image_uint8": "images", "to_float": "images", "BOX_TOLERANCE_PX": "records",
+          "DatasetSpec": "records", "check_annotation": "records", "check_category": "records",
+          "check_image": "records", "image_file_name": "records", "InputConfig": "transforms"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -10,24 +10,10 @@ Every random choice comes from a generator seeded by (seed, rank, iteration, pos
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
-AUGMENTATIONS = ("resize_shortest_edge", "large_scale_jitter")
-
-
-@dataclass
-class InputConfig:
-    augmentation: str = "resize_shortest_edge"
-    min_size_train: list[int] = field(default_factory=lambda: [640, 672, 704, 736, 768, 800])
-    max_size_train: int = 1333
-    min_size_test: int = 800
-    max_size_test: int = 1333
-    random_flip: bool = True
-    lsj_size: int = 1024  # large_scale_jitter: the square training size
-    lsj_scale: list[float] = field(default_factory=lambda: [0.1, 2.0])
+from ..config_types import InputConfig  # defined without torch, so that config.py needs none
 
 
 def hflip(image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
