@@ -27,21 +27,13 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from torchvision.ops import box_iou
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tables.py
 
 from tables import table  # noqa: E402
 
 SHAPES = ("circle", "square", "triangle", "star")
-
-
-def box_iou(a: list[float], b: list[float]) -> float:
-    """IoU of two ``x1 y1 x2 y2`` boxes."""
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def held_out_world(folder: Path, images: int, seed: int, size: int) -> dict[str, list[tuple[Path, list]]]:
@@ -77,9 +69,11 @@ def drawing_quality(demo: Path, images: int = 100, seed: int = 2, all_labels: bo
             predictions = predict_images(model.eval(), [path for path, _ in entries], vocabulary, device,
                                          score_threshold=settings.score_threshold, one_label_per_box=not all_labels)
             for (_, objects), prediction in zip(entries, predictions):
-                for drawn in objects:
-                    x, y, w, h = drawn.box
-                    near = [d for d in prediction["detections"] if box_iou(d["box"], [x, y, x + w, y + h]) >= 0.5]
+                detections = prediction["detections"]
+                drawn_boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (o.box for o in objects)]).reshape(-1, 4)
+                overlaps = box_iou(drawn_boxes, torch.tensor([d["box"] for d in detections]).reshape(-1, 4))
+                for drawn, row in zip(objects, overlaps):
+                    near = [d for d, overlap in zip(detections, row.tolist()) if overlap >= 0.5]
                     count = counts[drawn.shape]
                     count["objects"] += 1
                     if not near:
