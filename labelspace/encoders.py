@@ -104,6 +104,23 @@ def model_files_digest(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def import_sentence_transformers_offline():
+    """``SentenceTransformer``, imported with the Hugging Face libraries told they are offline: they read
+    ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` when imported, and scaledet's weights are always local, so
+    nothing may reach for a hub. Their weight-loading bar is off (it would interleave with ours)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer
+
+
 class SentenceTransformerEncoder:
     """A sentence-transformers model read from a folder of files: its modules, tokenizer and
     ``model.safetensors``, whose sha256 is the identity (and, where one is known, is checked against it
@@ -164,16 +181,7 @@ class SentenceTransformerEncoder:
                 if found != self.expected_sha256:
                     raise EncoderError(f"{self.weights}: sha256 {found[:12]}… is not the expected "
                                        f"{self.expected_sha256[:12]}… (a damaged or replaced weights file)")
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the weights are local
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:  # the weight-loading bar of transformers would interleave with ours
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
-            except ImportError:
-                pass
-            from sentence_transformers import SentenceTransformer
-
+            SentenceTransformer = import_sentence_transformers_offline()
             try:
                 self._model = SentenceTransformer(str(self.model_dir), device=resolve_device(self.device),
                                                   local_files_only=True, trust_remote_code=False)

@@ -1,12 +1,15 @@
 """Shared fixtures: a private embedding cache, the shared taxonomy files, one real built union."""
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+from forked_commands import CommandServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TAXONOMIES = REPO.parent / "shared" / "taxonomies"
@@ -16,6 +19,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # that the workers' torch and BLAS threads do not spin against each other on the same cores
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
+#: This session's environment as it started (see ``command_environment``).
+SESSION_ENVIRONMENT = dict(os.environ)
 
 
 #: The files whose end-to-end tests take tens of seconds each (the README tour alone about 100 s) run
@@ -85,12 +90,49 @@ def lvis_coco_oid_build(tmp_path_factory) -> Path:
     return out
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run a console script as a user would, in a subprocess."""
+_command_server: CommandServer | None = None
+_command_server_failed = False
+
+
+def command_environment(env: dict | None = None) -> dict:
+    """The environment a command runs in: the session's as it started, its ``SCALEDET_*`` variables as they
+    are now (a private cache), and ``env``. Libraries that tests import in this process (Ultralytics, OpenCV,
+    torch's compiler) add variables to ``os.environ`` (``LD_LIBRARY_PATH``, ``KMP_DUPLICATE_LIB_OK``, …)
+    that a user's shell does not hold, so commands do not inherit them."""
+    scaledet = {k: v for k, v in os.environ.items() if k.startswith("SCALEDET_")}
+    base = {k: v for k, v in SESSION_ENVIRONMENT.items() if not k.startswith("SCALEDET_")}
+    return {**base, **scaledet, **(env or {})}
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, fresh: bool = False
+            ) -> subprocess.CompletedProcess:
+    """Run a console script as a user would: a process of its own, with its own arguments, environment,
+    folder, output and exit status. It is forked from a server that has imported the libraries once
+    (tests/forked_commands.py says when that cannot change what the command does); ``fresh=True``, or an
+    environment the server cannot give, starts a new interpreter instead."""
     command, *rest = args
+    environment = command_environment(env)
+    server = None if fresh else command_server()
+    if server is not None and server.can_run(command, environment):
+        return server.run(command, rest, environment, cwd, timeout=900)
     script = Path(sys.executable).with_name(command)
-    return subprocess.run([str(script), *rest], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=900)
+    return subprocess.run([str(script), *rest], capture_output=True, text=True, env=environment, cwd=cwd,
+                          timeout=900)
+
+
+def command_server() -> CommandServer | None:
+    """This pytest process's command server, started on first use; None (with a warning, every command then
+    starting a fresh interpreter) if it cannot start cleanly."""
+    global _command_server, _command_server_failed
+    if _command_server is None and not _command_server_failed:
+        try:
+            _command_server = CommandServer(command_environment())
+        except (RuntimeError, OSError, EOFError, TimeoutError) as err:
+            warnings.warn(f"commands start fresh interpreters: {err}", stacklevel=2)
+            _command_server_failed = True
+        else:
+            atexit.register(_command_server.close)
+    return _command_server
 
 
 # --------------------------------------------------------------------------- detector fixtures

@@ -96,15 +96,15 @@ def test_config_errors_and_scoring_files_never_import_torch(tmp_path):
     env = {"PYTHONPATH": str(fake.parent)}
     config = tmp_path / "bad.yaml"
     config.write_text("datasets: []\n")
-    done = run_cli("scaledet", "train", "--config", str(config), env=env)
+    done = run_cli("scaledet", "train", "--config", str(config), env=env, fresh=True)
     assert done.returncode == 2 and "'datasets' must list at least one training dataset" in done.stderr, done.stderr
-    done = run_cli("scaledet", "eval", "--config", str(config), env=env)
+    done = run_cli("scaledet", "eval", "--config", str(config), env=env, fresh=True)
     assert done.returncode == 2 and "'datasets' must list" in done.stderr, done.stderr
     results = tmp_path / "results.json"
     results.write_text("[]")
     done = run_cli("scaledet", "eval", "--results", str(results), "--annotations", str(tmp_path / "missing.json"),
-                   env=env)
+                   env=env, fresh=True)
     assert done.returncode == 2 and "annotation file not found" in done.stderr, done.stderr
     # the fake is what a torch import meets: a command that needs torch fails on it
-    done = run_cli("scaledet", "predict", str(config), "--checkpoint", str(config), "--vocab", "a", env=env)
+    done = run_cli("scaledet", "predict", str(config), "--checkpoint", str(config), "--vocab", "a", env=env, fresh=True)
     assert "torch was imported" in done.stderr
