@@ -168,8 +168,8 @@ def training_step(model, images, targets):
 def where_time_goes(ours, stock, device, repeats: int = 2) -> list[tuple[str, float]]:
     """Every operator's self time in one step of ``ours`` minus that in ``stock``, largest excess first.
 
-    Each operator keeps its least time over ``repeats`` profiled steps of each model: one profiled step once
-    stalled for 30 s on this 2-core machine and showed as 22 s of the stock model's convolution backward."""
+    Each operator keeps its least time over ``repeats`` profiled steps of each model: on a 2-core machine one
+    profiled step of the same backbone on the same images varies by a few hundred milliseconds."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
