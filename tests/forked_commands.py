@@ -147,9 +147,13 @@ class CommandServer:
         with import_output.open("wb") as errors:
             self._process = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=errors, env=self.environment)
-        ready = _read_line(self._process.stdout.fileno(), timeout=300)
+        try:
+            ready = _read_line(self._process.stdout.fileno(), timeout=300)
+        except (EOFError, TimeoutError):
+            ready = None
         printed = import_output.read_text(errors="replace")
         if ready != "ready" or printed:
+            self._process.kill()
             self.close()
             raise RuntimeError(f"the command server did not start cleanly: {printed[-2000:]!r}")
 
@@ -176,9 +180,8 @@ class CommandServer:
                                            stderr.read_text(encoding="utf-8"))
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.stdin.close()
-            self._process.wait(timeout=60)
+        self._process.stdin.close()
+        self._process.wait(timeout=60)
         for path in self._folder.iterdir():
             path.unlink()
         self._folder.rmdir()

@@ -46,7 +46,7 @@ def test_an_uncaught_exception_ends_a_forked_command_as_it_ends_an_interpreter(t
 def test_a_forked_build_loads_the_encoder_and_writes_what_a_fresh_one_writes(tmp_path):
     """A cold build in a cache named per command (``SCALEDET_CACHE``): the forked child reads its own
     variable, loads MiniLM through the server's already-imported sentence-transformers, and writes the same
-    vectors and summary as a fresh interpreter."""
+    vectors, labels and messages as a fresh interpreter."""
     outputs = {}
     for mode in ("forked", "fresh"):
         done = run_cli("scaledet-labels", "build", "--datasets", "odinw/pothole", "-q", "--out",
