@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from torchvision.ops import box_iou
+from torchvision.ops import box_convert, box_iou
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tables.py
 
@@ -70,7 +70,7 @@ def drawing_quality(demo: Path, images: int = 100, seed: int = 2, all_labels: bo
                                          score_threshold=settings.score_threshold, one_label_per_box=not all_labels)
             for (_, objects), prediction in zip(entries, predictions):
                 detections = prediction["detections"]
-                drawn_boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (o.box for o in objects)]).reshape(-1, 4)
+                drawn_boxes = box_convert(torch.tensor([o.box for o in objects]).reshape(-1, 4), "xywh", "xyxy")
                 overlaps = box_iou(drawn_boxes, torch.tensor([d["box"] for d in detections]).reshape(-1, 4))
                 for drawn, row in zip(objects, overlaps):
                     near = [d for d, overlap in zip(detections, row.tolist()) if overlap >= 0.5]

@@ -104,10 +104,9 @@ class ScaleDetRoIHeads(RoIHeads):
             kept_boxes = boxes[region]
             valid = box_ops.remove_small_boxes(kept_boxes, min_size=1e-2)
             kept_boxes, kept_scores, label = kept_boxes[valid], kept_scores[valid], label[valid]
-            if self.one_label_per_proposal:  # and one box per object: overlaps of other labels go too
-                keep = box_ops.nms(kept_boxes, kept_scores, self.nms_thresh)[: self.detections_per_img]
-            else:
-                keep = box_ops.batched_nms(kept_boxes, kept_scores, label, self.nms_thresh)[: self.detections_per_img]
+            # one group per label; with one label per proposal a single group, so overlaps of other labels go too
+            groups = torch.zeros_like(label) if self.one_label_per_proposal else label
+            keep = box_ops.batched_nms(kept_boxes, kept_scores, groups, self.nms_thresh)[: self.detections_per_img]
             results.append({"boxes": kept_boxes[keep], "scores": kept_scores[keep], "labels": label[keep]})
         return results
 

@@ -28,6 +28,7 @@ a time, as a pytest worker runs one test at a time.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import select
@@ -67,7 +68,6 @@ def _run_child(request: dict, set_by_imports: dict, private_fds: tuple[int, ...]
     Its environment is the request's, plus what the server's imports set in theirs (a fresh interpreter's
     imports would have set the same)."""
     import atexit
-    import importlib
     import threading
 
     status = 1
@@ -114,8 +114,6 @@ def serve() -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
-    import importlib
-
     before = dict(os.environ)
     for name in PRELOADED:
         importlib.import_module(name)
